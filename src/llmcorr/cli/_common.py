@@ -1,0 +1,67 @@
+"""What every command shares: the console, logging, provider options, confirmations."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from ..config import Config
+from ..errors import UserError
+
+console = Console()
+err_console = Console(stderr=True)
+
+ProviderKind = Annotated[
+    str, typer.Option("--provider", help="local (embedded llama.cpp) or openai (any OpenAI-compatible server)")
+]
+ModelOpt = Annotated[str | None, typer.Option("--model", help="model name sent to an OpenAI-compatible server")]
+ModelPathOpt = Annotated[
+    Path | None, typer.Option("--model-path", help="a GGUF file for the local provider (default: SmolLM2-135M)")
+]
+BaseUrlOpt = Annotated[str | None, typer.Option("--base-url", help="e.g. http://127.0.0.1:8000/v1")]
+KeyEnvOpt = Annotated[
+    str, typer.Option("--api-key-env", help="environment variable holding the API key (the key is never stored)")
+]
+ConcurrencyOpt = Annotated[int | None, typer.Option("--max-concurrency", help="requests in flight at once")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="answer yes to any confirmation")]
+
+
+def setup_logging(quiet: bool = False) -> None:
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.WARNING if quiet else logging.INFO, format="llmcorr: %(message)s", force=True
+    )
+
+
+def load_config(
+    provider: str = "local",
+    model: str | None = None,
+    model_path: Path | None = None,
+    base_url: str | None = None,
+    api_key_env: str = "OPENAI_API_KEY",
+    max_concurrency: int | None = None,
+) -> Config:
+    if provider not in ("local", "openai"):
+        raise UserError(f"--provider: expected local or openai, got {provider!r}")
+    settings: dict[str, Any] = {
+        "kind": provider,
+        "model": model,
+        "model_path": model_path,
+        "base_url": base_url,
+        "api_key_env": api_key_env,
+        "max_concurrency": max_concurrency,
+    }
+    return Config.load(provider={k: v for k, v in settings.items() if v is not None})
+
+
+def confirm(question: str, yes: bool) -> bool:
+    """Ask only a person at a terminal; a script must pass --yes."""
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        raise UserError(f"{question} needs confirmation: pass --yes (stdin is not a terminal)")
+    return typer.confirm(question, default=False)

@@ -1,0 +1,104 @@
+"""Tables people read: metrics before/after, a run's summary, the runs list."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich import box
+from rich.table import Table
+
+from ..store import RunRecord
+
+_METRIC_NAMES = {"roc_auc": "ROC-AUC", "accuracy": "accuracy", "rmse": "RMSE", "mae": "MAE"}
+_LOWER_IS_BETTER = {"rmse", "mae"}
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def metrics_table(metrics: dict[str, Any], title: str = "base vs corrected (test split)") -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric")
+    table.add_column("base", justify="right")
+    table.add_column("corrected", justify="right")
+    table.add_column("change", justify="right")
+    base, corrected = metrics.get("base", {}), metrics.get("corrected", {})
+    for key, label in _METRIC_NAMES.items():
+        if key not in base:
+            continue
+        b, c = base[key], corrected.get(key)
+        change = "n/a"
+        if isinstance(b, float) and isinstance(c, float):
+            delta = c - b
+            better = delta < 0 if key in _LOWER_IS_BETTER else delta > 0
+            colour = "green" if better else ("red" if delta else "")
+            change = f"[{colour}]{delta:+.4f}[/]" if colour else f"{delta:+.4f}"
+        table.add_row(label, _fmt(b), _fmt(c), change)
+    for key, value in metrics.get("flips", {}).items():
+        table.add_row(f"flips: {key.replace('_', ' ')}", "", str(value), "")
+    if "parsed" in metrics:
+        table.add_row("answers parsed", "", f"{metrics['parsed']}/{metrics.get('n', '?')}", "")
+    return table
+
+
+def run_table(record: RunRecord, wall_s: float | None = None) -> Table:
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("run", f"{record.id}" + (f" ({record.name})" if record.name else ""))
+    table.add_row("status", record.status)
+    table.add_row("kind", record.kind)
+    provider = record.spec.get("provider", {})
+    table.add_row("model", f"{provider.get('kind', '?')}: {provider.get('model', '?')}")
+    table.add_row("data", str(record.spec.get("data", "?")))
+    table.add_row("rows", f"{record.rows_done}/{record.rows_total} done, {record.rows_failed} failed")
+    table.add_row(
+        "tokens",
+        f"{record.input_tokens + record.output_tokens:,} ({record.input_tokens:,} in, {record.output_tokens:,} out)",
+    )
+    if wall_s is not None:
+        table.add_row("wall time", f"{wall_s:.1f} s")
+    table.add_row("created", record.created_utc)
+    if record.finished_utc:
+        table.add_row("finished", record.finished_utc)
+    if record.error:
+        table.add_row("error", record.error)
+    return table
+
+
+def headline(metrics: dict[str, Any] | None) -> str:
+    """The main metric of a run, base → corrected, for one cell of the runs list."""
+    if not metrics or "base" not in metrics:
+        return ""
+    for key, short in (("accuracy", "acc"), ("rmse", "RMSE")):
+        if key in metrics["base"]:
+            return f"{short} {metrics['base'][key]:.3f}→{metrics['corrected'][key]:.3f}"
+    return ""
+
+
+def runs_table(records: list[RunRecord]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("id", no_wrap=True, min_width=12)
+    table.add_column("name", overflow="fold", min_width=4)
+    table.add_column("status", no_wrap=True)
+    table.add_column("rows", justify="right", no_wrap=True)
+    table.add_column("tokens", justify="right", no_wrap=True)
+    table.add_column("result", no_wrap=True)
+    table.add_column("created", no_wrap=True)
+    colours = {"completed": "green", "running": "cyan", "failed": "red", "interrupted": "yellow"}
+    for r in records:
+        table.add_row(
+            r.id,
+            r.name or "",
+            f"[{colours.get(r.status, '')}]{r.status}[/]",
+            f"{r.rows_done}/{r.rows_total}",
+            f"{r.input_tokens + r.output_tokens:,}",
+            headline(r.metrics),
+            r.created_utc[5:16].replace("T", " "),
+        )
+    return table

@@ -1,0 +1,95 @@
+"""`llmcorr correct`: LLMCorr over your own predictions file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal, cast
+
+import typer
+
+from ..errors import UserError
+from ..runs import correct as run_correct
+from ._common import (
+    BaseUrlOpt,
+    ConcurrencyOpt,
+    KeyEnvOpt,
+    ModelOpt,
+    ModelPathOpt,
+    ProviderKind,
+    console,
+    load_config,
+    setup_logging,
+)
+from ._render import metrics_table, run_table
+
+ROLES = ("id", "input", "prediction", "label", "split")
+
+
+def parse_columns(items: list[str]) -> dict[str, str]:
+    """`--column input=smiles` → {"input": "smiles"}."""
+    mapping = {}
+    for item in items:
+        role, sep, name = item.partition("=")
+        if not sep or role.strip() not in ROLES or not name.strip():
+            raise UserError(f"--column {item!r}: expected ROLE=NAME with ROLE one of {', '.join(ROLES)}")
+        mapping[role.strip()] = name.strip()
+    return mapping
+
+
+def correct(
+    predictions: Annotated[Path, typer.Option("--predictions", "-p", help="CSV, JSONL or Parquet predictions file")],
+    task: Annotated[
+        str | None,
+        typer.Option(
+            help="what a positive label means, e.g. 'can penetrate the "
+            "blood-brain barrier' (regression: what the value is)"
+        ),
+    ] = None,
+    shots: Annotated[int, typer.Option(min=0, help="knowledge rows (from the valid split) shown per query")] = 3,
+    limit: Annotated[int | None, typer.Option(min=1, help="correct only the first N test rows")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="write corrected rows (.csv/.jsonl/.parquet)")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="a name for the run, usable wherever its id is")] = None,
+    problem: Annotated[str, typer.Option(help="auto, classification or regression")] = "auto",
+    column: Annotated[
+        list[str] | None, typer.Option("--column", help="map a role to your column: input=smiles (repeatable)")
+    ] = None,
+    template: Annotated[Path | None, typer.Option(help="your own corrector prompt template (Jinja)")] = None,
+    seed: Annotated[int, typer.Option(help="seed for knowledge selection and sampling")] = 0,
+    max_tokens: Annotated[int, typer.Option(min=1, help="most tokens the LLM may answer with")] = 64,
+    provider: ProviderKind = "local",
+    model: ModelOpt = None,
+    model_path: ModelPathOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_key_env: KeyEnvOpt = "OPENAI_API_KEY",
+    max_concurrency: ConcurrencyOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or notes")] = False,
+) -> None:
+    """Correct the test split of a predictions table with an LLM (LLMCorr) and record the run."""
+    setup_logging(quiet)
+    if problem not in ("auto", "classification", "regression"):
+        raise UserError(f"--problem: expected auto, classification or regression, got {problem!r}")
+    config = load_config(provider, model, model_path, base_url, api_key_env, max_concurrency)
+    result = run_correct(
+        predictions,
+        task=task,
+        shots=shots,
+        limit=limit,
+        output=output,
+        name=name,
+        problem=cast(Literal["auto", "classification", "regression"], problem),
+        columns=parse_columns(column or []),
+        template=template,
+        seed=seed,
+        max_tokens=max_tokens,
+        config=config,
+        progress=not quiet,
+    )
+    from ..store import Store
+
+    with Store(config.store_path) as store:
+        console.print(run_table(store.get_run(result.run_id), wall_s=result.wall_s))
+    console.print(metrics_table(result.metrics))
+    if output is not None:
+        console.print(f"wrote {len(result.table)} rows to {output}")

@@ -1,0 +1,60 @@
+"""`llmcorr runs …`: list, show and delete recorded runs. A name works wherever an id does."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from ..config import Config
+from ..store import Store
+from ._common import YesOpt, confirm, console
+from ._render import metrics_table, run_table, runs_table
+
+app = typer.Typer(help="List, show and delete recorded runs.", no_args_is_help=True)
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+
+
+@app.command("list")
+def list_runs(
+    status: Annotated[str | None, typer.Option(help="only runs with this status")] = None,
+    limit: Annotated[int, typer.Option(help="at most this many runs, newest first")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """List runs, newest first."""
+    with Store(Config.load().store_path) as store:
+        records = store.list_runs(limit=limit, status=status)
+    if as_json:
+        console.print_json(json.dumps([r.__dict__ for r in records]))
+    elif not records:
+        console.print("no runs yet: try `llmcorr demo`")
+    else:
+        console.print(runs_table(records))
+
+
+@app.command("show")
+def show(run: Annotated[str, typer.Argument(help="run id or name")], as_json: JsonOpt = False) -> None:
+    """Show one run: status, counts, tokens, metrics."""
+    with Store(Config.load().store_path) as store:
+        record = store.get_run(run)
+        counts = store.row_status_counts(record.id)
+    if as_json:
+        console.print_json(json.dumps({**record.__dict__, "row_status": counts}))
+        return
+    console.print(run_table(record))
+    if counts:
+        console.print("rows by status: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    if record.metrics and "base" in record.metrics:
+        console.print(metrics_table(record.metrics))
+
+
+@app.command("delete")
+def delete(run: Annotated[str, typer.Argument(help="run id or name")], yes: YesOpt = False) -> None:
+    """Delete a run and its rows."""
+    with Store(Config.load().store_path) as store:
+        record = store.get_run(run)
+        if not confirm(f"delete run {record.label} ({record.rows_done} rows)?", yes):
+            raise typer.Exit(1)
+        store.delete_run(record.id)
+    console.print(f"deleted run {record.label}")

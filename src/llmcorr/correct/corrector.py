@@ -1,0 +1,100 @@
+"""The LLMCorr corrector: turn a test row into a prompt with contextual knowledge, and an answer into a correction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..prompts import PromptTemplate, load_template
+from ..providers.base import Message
+from .data import Predictions, Problem
+from .knowledge import random_knowledge
+from .parse import Parsed, parse_label, parse_number
+
+DEFAULT_TASKS: dict[str, str] = {
+    "classification": "belongs to the positive class",
+    "regression": "the target value",
+}
+
+
+def builtin_template(problem: Problem) -> Path:
+    return Path(str(resources.files("llmcorr.correct") / "templates" / f"{problem}.jinja"))
+
+
+def _fmt_number(value: float) -> str:
+    return f"{value:.4g}"
+
+
+@dataclass
+class Correction:
+    """What the corrector made of one answer."""
+
+    parsed: Parsed
+    corrected: float  # corrected probability (classification) or value (regression)
+    output: dict[str, Any]
+
+
+class Corrector:
+    """Builds each test row's prompt and reads its answer. Knowledge comes from the validation split."""
+
+    def __init__(
+        self,
+        predictions: Predictions,
+        task: str | None = None,
+        shots: int = 3,
+        seed: int = 0,
+        template: str | Path | None = None,
+    ) -> None:
+        self.predictions = predictions
+        self.problem = predictions.problem
+        self.task = task or DEFAULT_TASKS[self.problem]
+        self.shots = shots
+        self.seed = seed
+        self.template: PromptTemplate = load_template(template or builtin_template(self.problem))
+        self.pool = predictions.split("valid")
+
+    def _row_vars(self, row: pd.Series, with_answer: bool) -> dict[str, Any]:
+        prediction = float(row["prediction"])
+        out: dict[str, Any] = {"id": row["id"], "input": row["input"], "prediction": prediction}
+        if self.problem == "classification":
+            out["predicted"] = "True" if prediction >= 0.5 else "False"
+            if with_answer:
+                out["answer"] = "True" if row["label"] >= 0.5 else "False"
+        else:
+            out["prediction_text"] = _fmt_number(prediction)
+            if with_answer:
+                out["answer"] = _fmt_number(float(row["label"]))
+        return out
+
+    def knowledge_for(self, row: pd.Series) -> pd.DataFrame:
+        return random_knowledge(self.pool, self.shots, self.seed, str(row["id"]))
+
+    def messages(self, row: pd.Series) -> list[Message]:
+        knowledge = [self._row_vars(k, with_answer=True) for _, k in self.knowledge_for(row).iterrows()]
+        return self.template.render(task=self.task, knowledge=knowledge, query=self._row_vars(row, False))
+
+    def interpret(self, base: float, text: str) -> Correction:
+        """Corrected prediction from an answer; an unparsable answer keeps the base prediction.
+
+        Classification keeps probabilities: when the LLM agrees with the model's label the model's probability
+        stands; when it overrules it, the probability is mirrored (p -> 1 - p), so the label flips and the
+        model's confidence ordering is kept for ROC-AUC.
+        """
+        if self.problem == "classification":
+            parsed = parse_label(text)
+            corrected = base
+            if parsed.ok and bool(parsed.value) != (base >= 0.5):
+                corrected = 1.0 - base
+                if corrected == 0.5:  # 0.5 sits on the threshold: nudge it to the LLM's side
+                    corrected = 0.5 + (1e-6 if parsed.value else -1e-6)
+            output: dict[str, Any] = {"corrected_prediction": corrected, "corrected_label": int(corrected >= 0.5)}
+        else:
+            parsed = parse_number(text)
+            corrected = float(parsed.value) if parsed.ok and parsed.value is not None else base
+            output = {"corrected_prediction": corrected}
+        output["explanation"] = parsed.explanation
+        return Correction(parsed=parsed, corrected=corrected, output=output)

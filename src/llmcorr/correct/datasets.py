@@ -1,0 +1,74 @@
+"""Demo data: a real dataset shipped with scikit-learn, a base model trained on the spot, its predictions table.
+
+breast_cancer (classification, 569 tumours, 30 features) and diabetes (regression, 442 patients, 10 features)
+both ship inside scikit-learn: nothing is downloaded. The split is seeded: 60% train, 20% valid, 20% test.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+Dataset = Literal["breast_cancer", "diabetes"]
+DATASETS: dict[str, dict[str, str]] = {
+    "breast_cancer": {
+        "problem": "classification",
+        "task": "is a benign tumour (not malignant)",
+        "model": "logistic regression on 30 standardised features",
+    },
+    "diabetes": {
+        "problem": "regression",
+        "task": "the disease progression one year after baseline",
+        "model": "ridge regression on 10 standardised features",
+    },
+}
+
+
+def _describe(frame: pd.DataFrame, columns: list[str]) -> list[str]:
+    """One line of text per sample: `name=value; …` for the given columns."""
+    return ["; ".join(f"{c}={row[c]:.4g}" for c in columns) for _, row in frame[columns].iterrows()]
+
+
+def demo_predictions(dataset: Dataset = "breast_cancer", seed: int = 0) -> pd.DataFrame:
+    """Train the base model and return its predictions table (id, input, prediction, label, split)."""
+    # scikit-learn is imported here, not at module level: it costs seconds that other commands need not pay
+    from sklearn.datasets import load_breast_cancer, load_diabetes
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown demo dataset {dataset!r} (expected one of {', '.join(DATASETS)})")
+    if dataset == "breast_cancer":
+        bunch = load_breast_cancer(as_frame=True)
+        shown = [c for c in bunch.feature_names if c.startswith("mean ")]  # the 10 "mean" features, for short prompts
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+        stratify = bunch.target
+    else:
+        bunch = load_diabetes(as_frame=True, scaled=False)
+        shown = list(bunch.feature_names)
+        model = make_pipeline(StandardScaler(), Ridge(alpha=1.0))
+        stratify = None
+    x, y = bunch.data, bunch.target
+    idx = np.arange(len(x))
+    train, rest = train_test_split(idx, test_size=0.4, random_state=seed, stratify=stratify)
+    valid, test = train_test_split(
+        rest, test_size=0.5, random_state=seed, stratify=None if stratify is None else stratify.iloc[rest]
+    )
+    model.fit(x.iloc[train], y.iloc[train])
+    classify = DATASETS[dataset]["problem"] == "classification"
+    pred = model.predict_proba(x)[:, 1] if classify else model.predict(x)
+    split = np.empty(len(x), dtype=object)
+    split[train], split[valid], split[test] = "train", "valid", "test"
+    return pd.DataFrame(
+        {
+            "id": [f"{dataset}-{i}" for i in idx],
+            "input": _describe(x, shown),
+            "prediction": np.round(pred, 6),
+            "label": y.to_numpy(),
+            "split": split,
+        }
+    )

@@ -1,0 +1,80 @@
+"""llmcorr's one exception tree.
+
+```
+LlmcorrError
+├── UserError                 the user can fix it: bad data, bad config, bad template. CLI: one line, exit code 2.
+│   ├── DataError             a predictions/data file or DataFrame is unreadable or does not fit
+│   ├── ConfigError           a bad option, provider setting or missing environment variable
+│   ├── TemplateError         a prompt template that does not load or render
+│   └── NotFoundError         a run id or name that the store does not know
+└── ProviderError             an LLM endpoint failed; the scheduler decides what to do with it
+    ├── RateLimitError        429 or equivalent; carries retry_after (seconds) when the server said
+    ├── TransientError        5xx, timeout, connection reset: worth a bounded retry
+    └── FatalProviderError    4xx other than 429, exhausted quota, a model that does not load: never retried
+```
+
+Foreign exceptions (httpx, llama.cpp, pandas) are translated into these at the boundary that calls them.
+Messages never contain secrets: providers build them from status codes and server messages, never headers.
+"""
+
+from __future__ import annotations
+
+
+class LlmcorrError(Exception):
+    """Base of every error llmcorr raises on purpose."""
+
+
+class UserError(LlmcorrError):
+    """Something the user can fix. The CLI prints its message as one line and exits with code 2."""
+
+    exit_code = 2
+
+
+class DataError(UserError):
+    """A data file or DataFrame that cannot be read or does not fit what was asked."""
+
+
+class ConfigError(UserError):
+    """A bad option, provider setting or missing environment variable."""
+
+
+class TemplateError(UserError):
+    """A prompt template that does not load or render."""
+
+
+class NotFoundError(UserError):
+    """A run id or name that the store does not know."""
+
+
+class ProviderError(LlmcorrError):
+    """An LLM endpoint failed."""
+
+
+class RateLimitError(ProviderError):
+    """The endpoint asked us to slow down (HTTP 429)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class TransientError(ProviderError):
+    """A failure worth a bounded retry: 5xx, timeout, dropped connection, malformed response."""
+
+
+class FatalProviderError(ProviderError):
+    """A failure that retrying cannot fix: bad request, bad key, exhausted quota, unloadable model."""
+
+
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "FatalProviderError",
+    "LlmcorrError",
+    "NotFoundError",
+    "ProviderError",
+    "RateLimitError",
+    "TemplateError",
+    "TransientError",
+    "UserError",
+]

@@ -1,0 +1,116 @@
+"""Render a chat prompt from a Jinja template file in a sandbox.
+
+A template's output is split into messages at lines that hold only a role marker (`system:`, `user:`,
+`assistant:`), the layout of Prompty files. Rendering is strict: an undefined variable is an error that names the
+file and line, never a silent blank.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from ..errors import TemplateError
+from ..providers.base import Message, Role
+
+_ROLE_LINE = re.compile(r"^\s*(system|user|assistant)\s*:\s*$", re.IGNORECASE)
+
+
+def _environment(search_path: Path) -> ImmutableSandboxedEnvironment:
+    return ImmutableSandboxedEnvironment(
+        loader=jinja2.FileSystemLoader(str(search_path.resolve())),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+
+
+def parse_messages(text: str, where: str = "template") -> list[Message]:
+    """Split rendered text into chat messages at role-marker lines."""
+    messages: list[Message] = []
+    role: Role | None = None
+    lines: list[str] = []
+
+    def flush() -> None:
+        if role is not None:
+            content = "\n".join(lines).strip()
+            if content:
+                messages.append(Message(role=role, content=content))
+
+    for line in text.splitlines():
+        match = _ROLE_LINE.match(line)
+        if match:
+            flush()
+            role = match.group(1).lower()  # type: ignore[assignment]
+            lines = []
+        elif role is None:
+            if line.strip():
+                raise TemplateError(f"{where}: text before the first role marker (system:, user: or assistant:)")
+        else:
+            lines.append(line)
+    flush()
+    if not messages:
+        raise TemplateError(f"{where}: renders no messages (expected lines 'system:', 'user:' …)")
+    return messages
+
+
+@dataclass
+class PromptTemplate:
+    """A loaded template file; `render(**vars)` gives the chat messages."""
+
+    path: Path
+    source: str
+    template: jinja2.Template
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.source.encode("utf-8")).hexdigest()
+
+    def render(self, **variables: Any) -> list[Message]:
+        try:
+            text = self.template.render(**variables)
+        except jinja2.TemplateError as exc:
+            where = _error_location(exc, self.path)
+            raise TemplateError(f"{where}: {exc.message or type(exc).__name__}") from None
+        return parse_messages(text, where=str(self.path))
+
+
+def _error_location(exc: jinja2.TemplateError, path: Path) -> str:
+    """file:line of the template line that failed (Jinja rewrites tracebacks to point at template files)."""
+    lineno = getattr(exc, "lineno", None)
+    if lineno is not None:
+        return f"{getattr(exc, 'filename', None) or path}:{lineno}"
+    folder = str(path.parent.resolve())
+    where = f"{path}:?"
+    tb = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.startswith(folder):
+            where = f"{filename}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return where
+
+
+def load_template(path: str | Path) -> PromptTemplate:
+    """Load and compile a template file; syntax errors name file:line."""
+    path = Path(path)
+    try:
+        source = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TemplateError(f"{path}: no such template file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TemplateError(f"{path}: cannot read template: {exc}") from None
+    env = _environment(path.parent)
+    try:
+        template = env.get_template(path.name)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"{exc.filename or path}:{exc.lineno}: {exc.message}") from None
+    return PromptTemplate(path=path, source=source, template=template)

@@ -1,0 +1,76 @@
+"""The one interface every LLM endpoint implements: chat messages in, text + token usage + latency out."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Role
+    content: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+
+@dataclass(frozen=True)
+class GenParams:
+    """Sampling parameters sent with a request."""
+
+    max_tokens: int = 64
+    temperature: float = 0.0
+    seed: int | None = 0
+    stop: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "seed": self.seed,
+            "stop": list(self.stop),
+        }
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    input_tokens: int
+    output_tokens: int
+    latency_ms: float
+    model: str
+    finish_reason: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+class Provider(abc.ABC):
+    """An LLM endpoint. Subclasses translate their own failures into `llmcorr.errors.ProviderError`s."""
+
+    #: registry name, e.g. "local" or "openai"
+    kind: str = ""
+    #: how many requests the endpoint serves at once before queueing helps nobody
+    max_concurrency: int = 8
+
+    @property
+    @abc.abstractmethod
+    def model(self) -> str:
+        """The model's name as reported in runs and traces."""
+
+    @abc.abstractmethod
+    async def complete(self, messages: list[Message], params: GenParams) -> Completion:
+        """Send one chat request and return its completion."""
+
+    def describe(self) -> dict[str, Any]:
+        """What re-creates this endpoint in a run record. Never includes secrets."""
+        return {"kind": self.kind, "model": self.model}
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; the default has nothing to release."""

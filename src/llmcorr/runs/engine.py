@@ -1,0 +1,112 @@
+"""Stream work items through the scheduler into the store, committing each row as it finishes.
+
+The engine knows nothing of LLMCorr: a job supplies work items (messages to send) and interprets the answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..errors import FatalProviderError, ProviderError
+from ..providers.base import GenParams, Message
+from ..scheduler import Scheduler
+from ..store import RowRecord, Store
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    index: int
+    sample_id: str | None
+    inputs: dict[str, Any]
+    messages: list[Message]
+
+
+class Job(Protocol):
+    def interpret(self, item: WorkItem, text: str) -> tuple[dict[str, Any], str | None]:
+        """The parsed output of an answer, and why it could not be parsed (None when it could)."""
+        ...
+
+
+ProgressFn = Callable[[RowRecord], None]
+
+
+async def execute(
+    job: Job,
+    items: Iterable[WorkItem],
+    scheduler: Scheduler,
+    store: Store,
+    run_id: str,
+    params: GenParams,
+    on_row: ProgressFn | None = None,
+) -> None:
+    """Run every item; a row whose call fails is recorded as an error and the run goes on.
+
+    A fatal provider error (bad key, exhausted quota, unloadable model) stops the run: every later row would
+    fail the same way.
+    """
+    in_flight: set[asyncio.Task[RowRecord]] = set()
+    limit = scheduler.max_concurrency * 2  # keep the scheduler fed without materialising every request
+
+    async def one(item: WorkItem) -> RowRecord:
+        prompt = [m.to_dict() for m in item.messages]
+        try:
+            result = await scheduler.complete(item.messages, params)
+        except FatalProviderError:
+            raise
+        except ProviderError as exc:
+            return RowRecord(
+                item.index,
+                item.sample_id,
+                item.inputs,
+                "error",
+                prompt=prompt,
+                error=str(exc),
+                attempts=scheduler.retry.max_attempts,
+            )
+        c = result.completion
+        output, parse_error = job.interpret(item, c.text)
+        return RowRecord(
+            item.index,
+            item.sample_id,
+            item.inputs,
+            "ok" if parse_error is None else "unparsed",
+            prompt=prompt,
+            response=c.text,
+            output=output,
+            error=parse_error,
+            input_tokens=c.input_tokens,
+            output_tokens=c.output_tokens,
+            duration_ms=c.latency_ms,
+            attempts=result.attempts,
+        )
+
+    async def drain(until_below: int) -> None:
+        """Wait for tasks until fewer than `until_below` are in flight; commit each finished row."""
+        while len(in_flight) >= until_below and in_flight:
+            done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+            in_flight.difference_update(done)
+            failure: BaseException | None = None
+            for task in sorted(done, key=lambda t: t.get_name()):
+                if task.exception() is not None:
+                    failure = failure or task.exception()
+                    continue
+                row = task.result()
+                store.add_row(run_id, row)
+                if on_row is not None:
+                    on_row(row)
+            if failure is not None:  # rows that finished are committed before the run stops
+                raise failure
+
+    try:
+        for item in items:
+            await drain(limit)
+            in_flight.add(asyncio.create_task(one(item)))
+        await drain(1)
+    finally:
+        for task in in_flight:
+            task.cancel()
+        if in_flight:
+            await asyncio.gather(*in_flight, return_exceptions=True)

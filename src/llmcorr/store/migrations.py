@@ -1,0 +1,102 @@
+"""Schema migrations: a numbered list of functions, recorded by name, applied whenever the store opens.
+
+Never edit a merged migration; add a new one. Every column says what it means.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+Migration = Callable[[sqlite3.Connection], None]
+MIGRATIONS: list[Migration] = []
+
+
+def migration(fn: Migration) -> Migration:
+    MIGRATIONS.append(fn)
+    return fn
+
+
+@migration
+def m001_runs_and_rows(conn: sqlite3.Connection) -> None:
+    _script(
+        conn,
+        """
+        CREATE TABLE runs (
+            id            TEXT PRIMARY KEY,       -- short random hex id
+            name          TEXT UNIQUE,            -- optional user-given name; usable wherever an id is
+            kind          TEXT NOT NULL,          -- what ran: 'correct' (LLMCorr)
+            status        TEXT NOT NULL,          -- running | completed | failed | interrupted
+            spec_json     TEXT NOT NULL,          -- RunSpec: everything that re-creates the run (no secrets)
+            created_utc   TEXT NOT NULL,
+            finished_utc  TEXT,
+            pid           INTEGER,                -- owning process while running, to spot runs killed mid-way
+            host          TEXT,                   -- hostname of that process
+            rows_total    INTEGER NOT NULL DEFAULT 0,  -- rows the run will process
+            rows_done     INTEGER NOT NULL DEFAULT 0,  -- rows committed (ok, unparsed or error)
+            rows_failed   INTEGER NOT NULL DEFAULT 0,  -- rows whose LLM call failed
+            input_tokens  INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            metrics_json  TEXT,                   -- metrics computed when the run finished
+            error         TEXT                    -- why the run failed, if it did
+        );
+        CREATE TABLE rows (
+            run_id        TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            row_index     INTEGER NOT NULL,       -- position of the row in the run's input order
+            sample_id     TEXT,                   -- the data's own id for the row
+            inputs_json   TEXT NOT NULL,          -- the input row as given
+            prompt_json   TEXT,                   -- rendered chat messages sent to the LLM
+            response      TEXT,                   -- raw LLM text
+            output_json   TEXT,                   -- parsed result (e.g. corrected prediction)
+            status        TEXT NOT NULL,          -- ok | unparsed | error
+            error         TEXT,                   -- parse or call failure, when status is not ok
+            input_tokens  INTEGER,
+            output_tokens INTEGER,
+            duration_ms   REAL,                   -- wall time of the LLM call, retries included
+            attempts      INTEGER,                -- LLM calls made for this row
+            created_utc   TEXT NOT NULL,
+            PRIMARY KEY (run_id, row_index)
+        );
+        CREATE INDEX runs_created ON runs(created_utc);
+        """,
+    )
+
+
+def _script(conn: sqlite3.Connection, sql: str) -> None:
+    """Run several statements inside the caller's transaction (`executescript` would commit it first)."""
+    statement = ""
+    for line in sql.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            conn.execute(statement)
+            statement = ""
+    if statement.strip():
+        raise ValueError(f"incomplete SQL statement in migration: {statement.strip()[:60]}")
+
+
+def migrate(conn: sqlite3.Connection) -> list[str]:
+    """Apply every migration not yet recorded; return the names applied now."""
+    conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_utc TEXT NOT NULL)")
+    done = {row[0] for row in conn.execute("SELECT name FROM _migrations")}
+    applied = []
+    for fn in MIGRATIONS:
+        if fn.__name__ in done:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # re-check under the write lock: another process may have migrated meanwhile
+            if conn.execute("SELECT 1 FROM _migrations WHERE name = ?", (fn.__name__,)).fetchone():
+                conn.execute("COMMIT")
+                continue
+            fn(conn)
+            conn.execute(
+                "INSERT INTO _migrations (name, applied_utc) VALUES (?, ?)",
+                (fn.__name__, datetime.now(UTC).isoformat(timespec="seconds")),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        applied.append(fn.__name__)
+    return applied

@@ -1,0 +1,235 @@
+"""Runs and their rows in the SQLite store. A sink: it calls nothing upward."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..errors import NotFoundError, UserError
+from .db import connect
+
+STATUSES = ("running", "completed", "failed", "interrupted")
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: str
+    name: str | None
+    kind: str
+    status: str
+    spec: dict[str, Any]
+    created_utc: str
+    finished_utc: str | None
+    rows_total: int
+    rows_done: int
+    rows_failed: int
+    input_tokens: int
+    output_tokens: int
+    metrics: dict[str, Any] | None
+    error: str | None
+
+    @property
+    def label(self) -> str:
+        return self.name or self.id
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> RunRecord:
+        return cls(
+            id=row["id"],
+            name=row["name"],
+            kind=row["kind"],
+            status=row["status"],
+            spec=json.loads(row["spec_json"]),
+            created_utc=row["created_utc"],
+            finished_utc=row["finished_utc"],
+            rows_total=row["rows_total"],
+            rows_done=row["rows_done"],
+            rows_failed=row["rows_failed"],
+            input_tokens=row["input_tokens"],
+            output_tokens=row["output_tokens"],
+            metrics=json.loads(row["metrics_json"]) if row["metrics_json"] else None,
+            error=row["error"],
+        )
+
+
+@dataclass(frozen=True)
+class RowRecord:
+    """One processed row, committed as soon as it finishes."""
+
+    row_index: int
+    sample_id: str | None
+    inputs: dict[str, Any]
+    status: str  # ok | unparsed | error
+    prompt: list[dict[str, str]] | None = None
+    response: str | None = None
+    output: dict[str, Any] | None = None
+    error: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    duration_ms: float | None = None
+    attempts: int = 0
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Store:
+    """The run store at `path`. Opening it marks runs whose process died as `interrupted`."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.conn = connect(self.path)
+        self.recover_interrupted()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- runs -------------------------------------------------------------------------------------------------
+
+    def create_run(self, kind: str, spec: dict[str, Any], rows_total: int, name: str | None = None) -> str:
+        run_id = uuid.uuid4().hex[:12]
+        try:
+            self.conn.execute(
+                "INSERT INTO runs (id, name, kind, status, spec_json, created_utc, pid, host, rows_total)"
+                " VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)",
+                (run_id, name, kind, json.dumps(spec), utc_now(), os.getpid(), socket.gethostname(), rows_total),
+            )
+        except sqlite3.IntegrityError:
+            raise UserError(f"a run named {name!r} already exists; choose another --name") from None
+        return run_id
+
+    def check_name_free(self, name: str | None) -> None:
+        """Raise before any work is done if `name` is taken."""
+        if name and self.conn.execute("SELECT 1 FROM runs WHERE name = ?", (name,)).fetchone():
+            raise UserError(f"a run named {name!r} already exists; choose another --name")
+
+    def add_row(self, run_id: str, row: RowRecord) -> None:
+        """Commit one finished row and the run's running totals in a single transaction."""
+        with self.conn:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.conn.execute(
+                "INSERT INTO rows (run_id, row_index, sample_id, inputs_json, prompt_json, response, output_json,"
+                " status, error, input_tokens, output_tokens, duration_ms, attempts, created_utc)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    row.row_index,
+                    row.sample_id,
+                    json.dumps(row.inputs, default=str),
+                    json.dumps(row.prompt) if row.prompt is not None else None,
+                    row.response,
+                    json.dumps(row.output) if row.output is not None else None,
+                    row.status,
+                    row.error,
+                    row.input_tokens,
+                    row.output_tokens,
+                    row.duration_ms,
+                    row.attempts,
+                    utc_now(),
+                ),
+            )
+            self.conn.execute(
+                "UPDATE runs SET rows_done = rows_done + 1, rows_failed = rows_failed + ?,"
+                " input_tokens = input_tokens + ?, output_tokens = output_tokens + ? WHERE id = ?",
+                (int(row.status == "error"), row.input_tokens, row.output_tokens, run_id),
+            )
+
+    def finish_run(
+        self, run_id: str, status: str, metrics: dict[str, Any] | None = None, error: str | None = None
+    ) -> None:
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}")
+        self.conn.execute(
+            "UPDATE runs SET status = ?, finished_utc = ?, metrics_json = ?, error = ?, pid = NULL WHERE id = ?",
+            (status, utc_now(), json.dumps(metrics) if metrics is not None else None, error, run_id),
+        )
+
+    def recover_interrupted(self) -> list[str]:
+        """Mark as `interrupted` the running runs of this host whose process is gone."""
+        host = socket.gethostname()
+        dead = [
+            row["id"]
+            for row in self.conn.execute("SELECT id, pid, host FROM runs WHERE status = 'running'")
+            if row["host"] == host and (row["pid"] is None or not _pid_alive(row["pid"]))
+        ]
+        for run_id in dead:
+            self.conn.execute(
+                "UPDATE runs SET status = 'interrupted', finished_utc = ?, pid = NULL,"
+                " error = 'the process running it stopped before it finished' WHERE id = ? AND status = 'running'",
+                (utc_now(), run_id),
+            )
+        return dead
+
+    def get_run(self, ref: str) -> RunRecord:
+        """A run by id, name, or unique id prefix."""
+        row = self.conn.execute("SELECT * FROM runs WHERE id = ? OR name = ?", (ref, ref)).fetchone()
+        if row is None and ref:
+            matches = self.conn.execute("SELECT * FROM runs WHERE id LIKE ? LIMIT 2", (ref + "%",)).fetchall()
+            if len(matches) == 1:
+                row = matches[0]
+            elif len(matches) > 1:
+                raise NotFoundError(f"run {ref!r} is ambiguous: more than one run id starts with it")
+        if row is None:
+            raise NotFoundError(f"no run with id or name {ref!r} (see `llmcorr runs list`)")
+        return RunRecord.from_row(row)
+
+    def list_runs(self, limit: int | None = None, status: str | None = None) -> list[RunRecord]:
+        sql = "SELECT * FROM runs"
+        args: list[Any] = []
+        if status:
+            sql += " WHERE status = ?"
+            args.append(status)
+        sql += " ORDER BY created_utc DESC"
+        if limit:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return [RunRecord.from_row(r) for r in self.conn.execute(sql, args)]
+
+    # -- rows -------------------------------------------------------------------------------------------------
+
+    def rows(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's committed rows in input order, JSON columns decoded."""
+        out = []
+        for r in self.conn.execute("SELECT * FROM rows WHERE run_id = ? ORDER BY row_index", (run_id,)):
+            d = dict(r)
+            for col in ("inputs_json", "prompt_json", "output_json"):
+                raw = d.pop(col)
+                d[col.removesuffix("_json")] = json.loads(raw) if raw is not None else None
+            out.append(d)
+        return out
+
+    def row_status_counts(self, run_id: str) -> dict[str, int]:
+        return {
+            r["status"]: r["n"]
+            for r in self.conn.execute(
+                "SELECT status, COUNT(*) AS n FROM rows WHERE run_id = ? GROUP BY status", (run_id,)
+            )
+        }
+
+    def delete_run(self, run_id: str) -> None:
+        """Remove a run and (by cascade) its rows."""
+        self.conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))

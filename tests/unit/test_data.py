@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from llmcorr.correct.data import check_output_path, load_predictions, write_table
+from llmcorr.errors import DataError
+
+ROWS = [
+    {"id": "a", "input": "x=1", "prediction": 0.9, "label": 1, "split": "train"},
+    {"id": "b", "input": "x=2", "prediction": 0.2, "label": 0, "split": "valid"},
+    {"id": "c", "input": "x=3", "prediction": 0.7, "label": 0, "split": "test"},
+    {"id": "d", "input": "x=4", "prediction": 0.4, "label": 1, "split": "val"},
+]
+
+
+def write_csv(tmp_path: Path, rows: list[dict], name: str = "p.csv") -> Path:
+    path = tmp_path / name
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_csv_jsonl_parquet_and_dataframe_load_alike(tmp_path: Path) -> None:
+    frame = pd.DataFrame(ROWS)
+    frame.to_json(tmp_path / "p.jsonl", orient="records", lines=True)
+    frame.to_parquet(tmp_path / "p.parquet")
+    loaded = [
+        load_predictions(src)
+        for src in (write_csv(tmp_path, ROWS), tmp_path / "p.jsonl", tmp_path / "p.parquet", frame)
+    ]
+    for table in loaded:
+        assert table.problem == "classification"
+        assert list(table.frame["split"]) == ["train", "valid", "test", "valid"]
+        assert list(table.frame["prediction"]) == [0.9, 0.2, 0.7, 0.4]
+        assert list(table.frame["label"]) == [1.0, 0.0, 0.0, 1.0]
+        assert list(table.split("valid")["id"]) == ["b", "d"]
+
+
+def test_column_mapping(tmp_path: Path) -> None:
+    rows = [{("smiles" if k == "input" else k): v for k, v in r.items()} for r in ROWS]
+    table = load_predictions(write_csv(tmp_path, rows), columns={"input": "smiles"})
+    assert list(table.frame["input"]) == ["x=1", "x=2", "x=3", "x=4"]
+    assert "smiles" in table.frame.columns
+
+
+def test_regression_is_detected_from_labels(tmp_path: Path) -> None:
+    rows = [dict(r, label=r["prediction"] * 10 + 0.5, prediction=r["prediction"] * 10) for r in ROWS]
+    table = load_predictions(write_csv(tmp_path, rows))
+    assert table.problem == "regression"
+    assert table.frame["label"].iloc[0] == pytest.approx(9.5)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({2: {"prediction": "abc"}}, r"row 3 \(line 4\), column 'prediction': expected a finite number, got 'abc'"),
+        ({1: {"split": "holdout"}}, r"row 2 \(line 3\), column 'split': unknown split 'holdout'"),
+        ({3: {"id": "a"}}, r"row 4 \(line 5\), column 'id': duplicate id 'a'"),
+        ({0: {"input": ""}}, r"row 1 \(line 2\), column 'input': empty value"),
+        ({2: {"prediction": "inf"}}, r"column 'prediction': expected a finite number"),
+    ],
+)
+def test_bad_values_name_row_and_column(tmp_path: Path, change: dict, expected: str) -> None:
+    rows = [dict(r, **change.get(i, {})) for i, r in enumerate(ROWS)]
+    path = write_csv(tmp_path, rows)
+    with pytest.raises(DataError, match=expected) as info:
+        load_predictions(path)
+    assert str(path) in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_label_outside_01_for_classification(tmp_path: Path) -> None:
+    rows = [dict(r, label=2) if i == 2 else r for i, r in enumerate(ROWS)]
+    with pytest.raises(DataError, match=r"row 3 .*column 'label': expected 0 or 1 for classification, got '2'"):
+        load_predictions(write_csv(tmp_path, rows), problem="classification")
+
+
+def test_probability_outside_01_for_classification(tmp_path: Path) -> None:
+    rows = [dict(r, prediction=1.5) if i == 1 else r for i, r in enumerate(ROWS)]
+    with pytest.raises(DataError, match=r"row 2 .*expected a probability in \[0, 1\]"):
+        load_predictions(write_csv(tmp_path, rows))
+
+
+def test_missing_column_lists_what_was_found(tmp_path: Path) -> None:
+    rows = [{k: v for k, v in r.items() if k != "prediction"} for r in ROWS]
+    with pytest.raises(DataError, match=r"missing column 'prediction'; found: id, input, label, split"):
+        load_predictions(write_csv(tmp_path, rows))
+
+
+def test_mapped_column_that_does_not_exist(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"missing column 'smiles' \(for input\)"):
+        load_predictions(write_csv(tmp_path, ROWS), columns={"input": "smiles"})
+
+
+@pytest.mark.parametrize("split", ["test", "valid"])
+def test_empty_split(tmp_path: Path, split: str) -> None:
+    rows = [dict(r, split="train") if r["split"] in (split, "val" if split == "valid" else split) else r for r in ROWS]
+    with pytest.raises(DataError, match=f"the {split} split is empty"):
+        load_predictions(write_csv(tmp_path, rows))
+
+
+def test_unreadable_files(tmp_path: Path) -> None:
+    binary = tmp_path / "junk.csv"
+    binary.write_bytes(b"id,input\n\xff\xfe\x00\x81garbage\n")
+    with pytest.raises(DataError, match="not UTF-8"):
+        load_predictions(binary)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(DataError, match="empty"):
+        load_predictions(empty)
+    parquet = tmp_path / "bad.parquet"
+    parquet.write_bytes(b"this is not parquet")
+    with pytest.raises(DataError, match="cannot read as parquet"):
+        load_predictions(parquet)
+    jsonl = tmp_path / "bad.jsonl"
+    jsonl.write_text('{"id": "a"}\n{oops\n')
+    with pytest.raises(DataError, match="line 2: not valid JSON"):
+        load_predictions(jsonl)
+    with pytest.raises(DataError, match="no such file"):
+        load_predictions(tmp_path / "missing.csv")
+    with pytest.raises(DataError, match="unknown file type"):
+        load_predictions(tmp_path / "preds.xlsx")
+
+
+def test_ragged_csv(tmp_path: Path) -> None:
+    path = tmp_path / "ragged.csv"
+    path.write_text("id,input,prediction,label,split\na,x,0.1,0,test\nb,y,0.2,1,valid,extra,more\n")
+    with pytest.raises(DataError, match="cannot parse CSV"):
+        load_predictions(path)
+
+
+def test_write_table_round_trips(tmp_path: Path) -> None:
+    frame = pd.DataFrame(ROWS)
+    for suffix in (".csv", ".jsonl", ".parquet"):
+        path = write_table(frame, tmp_path / f"out{suffix}")
+        assert len(load_predictions(path).frame) == 4
+        assert not list(tmp_path.glob(".*.tmp"))
+    with pytest.raises(DataError, match="unknown output type"):
+        check_output_path(tmp_path / "out.txt")
+    with pytest.raises(DataError, match="does not exist"):
+        check_output_path(tmp_path / "nowhere" / "out.csv")

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from llmcorr.errors import NotFoundError, UserError
+from llmcorr.store import RowRecord, Store
+from llmcorr.store.migrations import MIGRATIONS, migrate
+
+
+def test_blank_store_is_migrated_once(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    Store(path).close()
+    conn = sqlite3.connect(path)
+    names = [r[0] for r in conn.execute("SELECT name FROM _migrations")]
+    assert names == [fn.__name__ for fn in MIGRATIONS]
+    assert migrate(conn) == []  # nothing left to apply
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_rows_commit_with_totals(tmp_path: Path) -> None:
+    with Store(tmp_path / "s.db") as store:
+        run_id = store.create_run("correct", {"k": 1}, rows_total=2, name="first")
+        store.add_row(
+            run_id,
+            RowRecord(
+                0, "a", {"x": 1}, "ok", response="Prediction: True", output={"v": 1}, input_tokens=10, output_tokens=3
+            ),
+        )
+        store.add_row(run_id, RowRecord(1, "b", {"x": 2}, "error", error="HTTP 500"))
+        run = store.get_run("first")
+        assert (run.id, run.rows_done, run.rows_failed, run.input_tokens, run.output_tokens) == (run_id, 2, 1, 10, 3)
+        rows = store.rows(run_id)
+        assert rows[0]["output"] == {"v": 1} and rows[1]["error"] == "HTTP 500"
+        assert store.row_status_counts(run_id) == {"error": 1, "ok": 1}
+        with pytest.raises(sqlite3.IntegrityError):  # a row is written once
+            store.add_row(run_id, RowRecord(0, "a", {}, "ok"))
+        assert store.get_run(run_id).rows_done == 2  # the failed transaction left the totals alone
+        store.finish_run(run_id, "completed", metrics={"n": 2})
+        assert store.get_run(run_id[:6]).metrics == {"n": 2}
+
+
+def test_names_are_unique_and_lookups_fail_clearly(tmp_path: Path) -> None:
+    with Store(tmp_path / "s.db") as store:
+        store.create_run("correct", {}, 0, name="dup")
+        with pytest.raises(UserError, match="already exists"):
+            store.check_name_free("dup")
+        with pytest.raises(UserError, match="already exists"):
+            store.create_run("correct", {}, 0, name="dup")
+        with pytest.raises(NotFoundError, match="no run with id or name 'nope'"):
+            store.get_run("nope")
+
+
+def test_delete_cascades_to_rows(tmp_path: Path) -> None:
+    with Store(tmp_path / "s.db") as store:
+        run_id = store.create_run("correct", {}, 1)
+        store.add_row(run_id, RowRecord(0, "a", {}, "ok"))
+        store.delete_run(run_id)
+        assert store.conn.execute("SELECT COUNT(*) FROM rows").fetchone()[0] == 0
+
+
+def test_run_of_a_dead_process_is_interrupted(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    code = (
+        "import sys; from llmcorr.store import Store; s = Store(sys.argv[1]);"
+        "print(s.create_run('correct', {}, 5, name='victim'))"
+    )
+    run_id = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    with Store(path) as store:  # the child has exited without finishing its run
+        run = store.get_run(run_id)
+        assert run.status == "interrupted"
+        assert run.finished_utc is not None
+        mine = store.create_run("correct", {}, 1)
+        assert store.recover_interrupted() == []  # a run of a live process is left alone
+        assert store.get_run(mine).status == "running"
