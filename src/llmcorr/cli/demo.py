@@ -26,8 +26,8 @@ def demo(
     ] = "breast_cancer",
     shots: Annotated[int, typer.Option(min=0, help="knowledge rows shown per query")] = 3,
     limit: Annotated[
-        int | None, typer.Option(min=1, help="correct only the first N test rows (default: the whole test split)")
-    ] = None,
+        int, typer.Option(min=1, help=f"correct only the first N test rows (default {DEMO_LIMIT}: ~2 min on 2 cores)")
+    ] = DEMO_LIMIT,
     seed: Annotated[int, typer.Option(help="seed for the split, the base model and knowledge selection")] = 0,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write corrected rows here")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
