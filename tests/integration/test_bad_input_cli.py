@@ -66,3 +66,13 @@ def test_bad_options(cancer_csv: Path, tmp_path: Path) -> None:
 def test_usage_errors_exit_2(cancer_csv: Path) -> None:
     r = run_cli("correct", "--shots", "many", "-p", cancer_csv)
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_delete_needs_yes_without_a_terminal(llmcorr_home: Path) -> None:
+    with Store(store_path(llmcorr_home)) as store:
+        run_id = store.create_run("correct", {}, 0, name="old")
+        store.finish_run(run_id, "completed")
+    assert_one_line_error(run_cli("runs", "delete", "old"), "pass --yes")
+    assert run_cli("runs", "delete", "old", "--yes").returncode == 0
+    with Store(store_path(llmcorr_home)) as store:
+        assert store.list_runs() == []

@@ -9,6 +9,7 @@ import typer
 
 from ..errors import UserError
 from ..runs import correct as run_correct
+from ..store import Store
 from ._common import (
     BaseUrlOpt,
     ConcurrencyOpt,
@@ -86,8 +87,6 @@ def correct(
         config=config,
         progress=not quiet,
     )
-    from ..store import Store
-
     with Store(config.store_path) as store:
         console.print(run_table(store.get_run(result.run_id), wall_s=result.wall_s))
     console.print(metrics_table(result.metrics))
