@@ -1,69 +1,189 @@
-"""One typed config object, validated once: environment + CLI flags (llmcorr.toml joins with the scheduler).
+"""One typed config object, validated once: `llmcorr.toml` + environment + CLI flags.
 
-`Config.load(**overrides)` is the single entry point; the CLI and the Python API both go through it.
+`Config.load(path=None, **overrides)` is the single entry point; the CLI and the Python API both go through it.
+`llmcorr.toml` is looked up in the working directory (or given with `--config PATH`):
+
+```toml
+[[endpoints]]
+name = "east"                        # referred to by --endpoint east
+kind = "openai"                      # openai (any OpenAI-compatible server) | azure | local
+base_url = "http://127.0.0.1:8101/v1"
+model = "gpt-4o-mini"
+api_key = "${env:EAST_KEY}"          # read from the environment at run time; keys never live in files or the store
+rpm = 600                            # requests per minute (optional)
+tpm = 60000                          # tokens per minute (optional)
+# optional: max_concurrency, quota_group, price_in / price_out (per 1M tokens), timeout_s, window_s, api_version
+```
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 
 HOME_ENV = "LLMCORR_HOME"
+CONFIG_FILE = "llmcorr.toml"
+OPENAI_URL = "https://api.openai.com/v1"
+_ENV_REF = re.compile(r"^\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}$")
 
 
 def default_home() -> Path:
     return Path(os.environ.get(HOME_ENV) or Path.home() / ".llmcorr").expanduser()
 
 
-class ProviderConfig(BaseModel):
-    """Which LLM endpoint to call. Holds the *name* of the key's environment variable, never the key."""
+class EndpointConfig(BaseModel):
+    """One LLM endpoint and its quota. Holds the *name* of the key's environment variable, never the key."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["local", "openai"] = "local"
+    name: str = "default"
+    kind: Literal["local", "openai", "azure"] = "local"
     model: str | None = None
     model_path: Path | None = None
     base_url: str | None = None
-    api_key_env: str | None = "OPENAI_API_KEY"
-    max_concurrency: int | None = Field(default=None, ge=1, le=1024)
+    api_key_env: str | None = None
+    api_version: str = "2024-10-21"
+    rpm: float | None = Field(default=None, gt=0, description="requests per minute")
+    tpm: float | None = Field(default=None, gt=0, description="tokens per minute")
+    max_concurrency: int | None = Field(default=None, ge=1, le=4096)
+    quota_group: str | None = None
+    price_in: float | None = Field(default=None, ge=0, description="price per 1M prompt tokens")
+    price_out: float | None = Field(default=None, ge=0, description="price per 1M completion tokens")
     timeout_s: float = Field(default=120.0, gt=0)
+    window_s: float | None = Field(default=None, gt=0, description="the server's enforcement window (Azure: 10 s)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _key_reference(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "api_key" in data:
+            data = dict(data)
+            ref = _ENV_REF.match(str(data.pop("api_key")))
+            if not ref:
+                raise ValueError('api_key must be "${env:VAR}": keys are read from the environment, never from files')
+            data["api_key_env"] = ref.group(1)
+        return data
 
     @model_validator(mode="after")
-    def _check(self) -> ProviderConfig:
-        if self.kind == "openai" and not self.model:
-            raise ValueError("the openai provider needs a model name (--model)")
+    def _check(self) -> EndpointConfig:
+        if self.kind in ("openai", "azure") and not self.model:
+            raise ValueError(f"the {self.kind} endpoint needs a model name (model = …, or --model)")
+        if self.kind == "azure" and not self.base_url:
+            raise ValueError("the azure endpoint needs base_url (…/openai/deployments/NAME)")
         return self
+
+    @property
+    def group(self) -> str:
+        """Endpoints in one quota group share buckets."""
+        return self.quota_group or self.name
+
+    @property
+    def key_env(self) -> str | None:
+        """The environment variable holding the key: as configured, or OPENAI_API_KEY for api.openai.com."""
+        if self.api_key_env:
+            return self.api_key_env
+        if self.kind == "openai" and (self.base_url or OPENAI_URL).rstrip("/") == OPENAI_URL:
+            return "OPENAI_API_KEY"
+        return None
+
+    def check_key(self) -> None:
+        """A configured key variable must be set before any work starts."""
+        if self.key_env and not os.environ.get(self.key_env):
+            raise ConfigError(f"endpoint {self.name}: environment variable {self.key_env} is not set (the API key)")
+
+    def cost(self, input_tokens: float, output_tokens: float) -> float | None:
+        if self.price_in is None and self.price_out is None:
+            return None
+        return (input_tokens * (self.price_in or 0) + output_tokens * (self.price_out or 0)) / 1e6
+
+
+# The skeleton's name for it; kept for the public API.
+ProviderConfig = EndpointConfig
 
 
 class Config(BaseModel):
-    """Everything a command needs to know about where things live and which endpoint to call."""
+    """Everything a command needs: where things live, which endpoints exist, which one is the default."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     home: Path = Field(default_factory=default_home)
-    provider: ProviderConfig = Field(default_factory=ProviderConfig)
+    provider: EndpointConfig = Field(default_factory=EndpointConfig)
+    endpoints: list[EndpointConfig] = Field(default_factory=list)
+    source: str | None = Field(default=None, description="the llmcorr.toml it came from")
+
+    @field_validator("endpoints")
+    @classmethod
+    def _unique(cls, endpoints: list[EndpointConfig]) -> list[EndpointConfig]:
+        names = [e.name for e in endpoints]
+        dup = next((n for n in names if names.count(n) > 1), None)
+        if dup:
+            raise ValueError(f"two endpoints are named {dup!r}")
+        return endpoints
 
     @property
     def store_path(self) -> Path:
         return self.home / "llmcorr.db"
 
+    def endpoint(self, name: str) -> EndpointConfig:
+        for endpoint in self.endpoints:
+            if endpoint.name == name:
+                return endpoint
+        known = ", ".join(e.name for e in self.endpoints) or f"none (no {CONFIG_FILE} found)"
+        raise ConfigError(f"--endpoint {name}: no such endpoint; configured: {known}")
+
+    def select(self, names: list[str] | None) -> list[EndpointConfig]:
+        """The endpoints a run uses: those named, or the default one; their keys must be set."""
+        chosen = [self.endpoint(n) for n in names] if names else [self.provider]
+        for endpoint in chosen:
+            endpoint.check_key()
+        return chosen
+
     @classmethod
-    def load(cls, **overrides: Any) -> Config:
-        """Build and validate the config; a bad value becomes one `ConfigError` line."""
-        values = {k: v for k, v in overrides.items() if v is not None}
+    def load(cls, path: str | Path | None = None, **overrides: Any) -> Config:
+        """Read `llmcorr.toml` (given, or in the working directory), apply overrides, validate once."""
+        values: dict[str, Any] = {}
+        source = Path(path) if path else Path(CONFIG_FILE)
+        if path or source.is_file():
+            values = _read_toml(source)
+            values["source"] = str(source)
+        values.update({k: v for k, v in overrides.items() if v is not None})
         try:
             return cls(**values)
         except ValidationError as exc:
-            raise ConfigError(_one_line(exc)) from None
+            raise ConfigError(_one_line(exc, values.get("source"), values)) from None
 
 
-def _one_line(exc: ValidationError) -> str:
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+
+
+def _one_line(exc: ValidationError, source: str | None, values: dict[str, Any]) -> str:
     err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"]) or "config"
+    loc = list(err["loc"])
+    where = ""
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            where += f"[{part}]"
+            if loc[i - 1] == "endpoints" and i == 1:
+                with contextlib.suppress(KeyError, IndexError, TypeError):
+                    where += f" ({values['endpoints'][part]['name']})"
+        else:
+            where += ("." if where else "") + str(part)
     msg = err["msg"].removeprefix("Value error, ")
-    return f"bad config: {where}: {msg}"
+    prefix = f"bad config: {source}: " if source else "bad config: "
+    return f"{prefix}{where or 'config'}: {msg}"

@@ -10,7 +10,8 @@ LlmcorrError
 └── ProviderError             an LLM endpoint failed; the scheduler decides what to do with it
     ├── RateLimitError        429 or equivalent; carries retry_after (seconds) when the server said
     ├── TransientError        5xx, timeout, connection reset: worth a bounded retry
-    └── FatalProviderError    4xx other than 429, exhausted quota, a model that does not load: never retried
+    └── FatalProviderError    4xx other than 429, a model that does not load: never retried
+        └── QuotaExhaustedError   a daily / billing quota is spent: the run stops cleanly
 ```
 
 Foreign exceptions (httpx, llama.cpp, pandas) are translated into these at the boundary that calls them.
@@ -18,6 +19,8 @@ Messages never contain secrets: providers build them from status codes and serve
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class LlmcorrError(Exception):
@@ -51,11 +54,12 @@ class ProviderError(LlmcorrError):
 
 
 class RateLimitError(ProviderError):
-    """The endpoint asked us to slow down (HTTP 429)."""
+    """The endpoint asked us to slow down (HTTP 429). `ratelimit` holds its x-ratelimit-* headers, if any."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, retry_after: float | None = None, ratelimit: Any = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.ratelimit = ratelimit
 
 
 class TransientError(ProviderError):
@@ -66,6 +70,10 @@ class FatalProviderError(ProviderError):
     """A failure that retrying cannot fix: bad request, bad key, exhausted quota, unloadable model."""
 
 
+class QuotaExhaustedError(FatalProviderError):
+    """A daily or billing quota is spent; retrying today cannot help."""
+
+
 __all__ = [
     "ConfigError",
     "DataError",
@@ -73,6 +81,7 @@ __all__ = [
     "LlmcorrError",
     "NotFoundError",
     "ProviderError",
+    "QuotaExhaustedError",
     "RateLimitError",
     "TemplateError",
     "TransientError",

@@ -66,7 +66,7 @@ def test_cli_correct_then_runs_list_and_show(cancer_csv: Path, tmp_path: Path, l
     assert rows[0]["prompt"][-1]["content"].startswith("Sample: " + table["input"][0])
     assert all(r["duration_ms"] > 0 and r["attempts"] == 1 for r in rows)
     spec = json.loads(run_cli("runs", "show", "cli-run", "--json").stdout)["spec"]
-    assert spec["provider"]["kind"] == "local" and len(spec["data_sha256"]) == 64 and spec["options"]["shots"] == 3
+    assert spec["endpoints"][0]["kind"] == "local" and len(spec["data_sha256"]) == 64 and spec["options"]["shots"] == 3
 
 
 def test_api_regression_on_a_dataframe(diabetes_table: pd.DataFrame) -> None:

@@ -7,24 +7,90 @@ import pytest
 from llmcorr.config import Config
 from llmcorr.errors import ConfigError
 
+TOML = """
+[[endpoints]]
+name = "east"
+kind = "openai"
+base_url = "http://127.0.0.1:8101/v1"
+model = "gpt-4o-mini"
+api_key = "${env:EAST_KEY}"
+rpm = 600
+tpm = 60000
+price_in = 0.15
+price_out = 0.6
+
+[[endpoints]]
+name = "west"
+kind = "azure"
+base_url = "http://127.0.0.1:8102/openai/deployments/gpt4o"
+model = "gpt-4o"
+quota_group = "shared"
+window_s = 10
+"""
+
 
 def test_defaults_follow_llmcorr_home(llmcorr_home: Path) -> None:
     config = Config.load()
     assert config.store_path == llmcorr_home / "llmcorr.db"
-    assert config.provider.kind == "local"
+    assert config.provider.kind == "local" and config.endpoints == []
+
+
+def test_toml_endpoints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "llmcorr.toml"
+    path.write_text(TOML)
+    config = Config.load(path)
+    east, west = config.endpoints
+    assert (east.name, east.rpm, east.tpm, east.api_key_env, east.group) == ("east", 600, 60000, "EAST_KEY", "east")
+    assert (west.kind, west.group, west.window_s, west.key_env) == ("azure", "shared", 10, None)
+    assert east.cost(1_000_000, 1_000_000) == pytest.approx(0.75)
+    with pytest.raises(ConfigError, match="endpoint east: environment variable EAST_KEY is not set"):
+        config.select(["east"])
+    monkeypatch.setenv("EAST_KEY", "sk-test")
+    assert [e.name for e in config.select(["east", "west"])] == ["east", "west"]
+    with pytest.raises(ConfigError, match="--endpoint north: no such endpoint; configured: east, west"):
+        config.select(["north"])
+    monkeypatch.chdir(tmp_path)  # found in the working directory without --config
+    assert [e.name for e in Config.load().endpoints] == ["east", "west"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("rpm = 600", 'rpm = "lots"'), "endpoints[0] (east).rpm: Input should be a valid number"),
+        (("tpm = 60000", "tpm = 60000\ncolour = 'red'"), "endpoints[0] (east).colour: Extra inputs are not permitted"),
+        (('"${env:EAST_KEY}"', '"sk-live-123"'), 'endpoints[0] (east): api_key must be "${env:VAR}"'),
+        (('name = "west"', 'name = "east"'), "endpoints: Value error, two endpoints are named 'east'"),
+        (('[[endpoints]]\nname = "east"', '[[endpoints]\nname = "east"'), "not valid TOML"),
+        (('model = "gpt-4o"', ""), "endpoints[1] (west): the azure endpoint needs a model name"),
+    ],
+)
+def test_bad_toml_is_one_clear_line(tmp_path: Path, edit: tuple[str, str], message: str) -> None:
+    path = tmp_path / "llmcorr.toml"
+    path.write_text(TOML.replace(*edit, 1))
+    with pytest.raises(ConfigError) as info:
+        Config.load(path)
+    text = str(info.value)
+    assert text.startswith(f"bad config: {path}: ") or text.startswith(f"{path}: "), text
+    assert message.removeprefix("endpoints: Value error, ") in text.replace("Value error, ", ""), text
+    assert "\n" not in text and "sk-live-123" not in text
 
 
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"provider": {"kind": "openai"}}, "bad config: provider: the openai provider needs a model name"),
-        ({"provider": {"kind": "cloud"}}, "bad config: provider.kind: Input should be 'local' or 'openai'"),
+        ({"provider": {"kind": "openai"}}, "bad config: provider: the openai endpoint needs a model name"),
+        ({"provider": {"kind": "cloud"}}, "bad config: provider.kind: Input should be 'local', 'openai' or 'azure'"),
         ({"provider": {"max_concurrency": 0}}, "bad config: provider.max_concurrency"),
-        ({"provider": {"api_key": "sk-x"}}, "bad config: provider.api_key: Extra inputs are not permitted"),
+        ({"provider": {"api_key": "sk-x"}}, 'bad config: provider: api_key must be "${env:VAR}"'),
     ],
 )
-def test_bad_config_is_one_clear_line(overrides: dict, message: str) -> None:
+def test_bad_overrides_are_one_clear_line(overrides: dict, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         Config.load(**overrides)
     assert str(info.value).startswith(message)
     assert "\n" not in str(info.value) and "sk-x" not in str(info.value)
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such config file"):
+        Config.load(tmp_path / "nope.toml")

@@ -75,7 +75,7 @@ def schedule(scheduler: Scheduler) -> object:
         try:
             return await scheduler.complete(MESSAGES, GenParams())
         finally:
-            await scheduler.provider.aclose()
+            await scheduler.aclose()
 
     return asyncio.run(go())
 

@@ -79,3 +79,27 @@ def test_run_of_a_dead_process_is_interrupted(tmp_path: Path) -> None:
         mine = store.create_run("correct", {}, 1)
         assert store.recover_interrupted() == []  # a run of a live process is left alone
         assert store.get_run(mine).status == "running"
+
+
+def test_upgrade_from_a_first_version_store(tmp_path: Path) -> None:
+    """A store written by the skeleton (only m001) opens, migrates, and keeps its runs and rows."""
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_utc TEXT NOT NULL)")
+    MIGRATIONS[0](conn)
+    conn.execute("INSERT INTO _migrations VALUES ('m001_runs_and_rows', '2026-11-27T00:00:00')")
+    conn.execute(
+        "INSERT INTO runs (id, kind, status, spec_json, created_utc, rows_total, rows_done) "
+        "VALUES ('abc', 'correct', 'completed', '{}', '2026-11-27T00:00:00', 1, 1)"
+    )
+    conn.execute(
+        "INSERT INTO rows (run_id, row_index, inputs_json, status, created_utc) "
+        "VALUES ('abc', 0, '{}', 'ok', '2026-11-27T00:00:00')"
+    )
+    conn.close()
+    with Store(path) as store:
+        run = store.get_run("abc")
+        assert (run.status, run.rows_done, run.rate_limited, run.usage) == ("completed", 1, 0, None)
+        assert store.rows("abc")[0]["endpoint"] is None
+        names = [r[0] for r in store.conn.execute("SELECT name FROM _migrations ORDER BY name")]
+        assert names == [fn.__name__ for fn in MIGRATIONS]

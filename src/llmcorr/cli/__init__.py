@@ -22,6 +22,9 @@ app = typer.Typer(
 )
 app.command("demo")(demo.demo)
 app.command("correct")(correct.correct)
+app.command("estimate", help="What `llmcorr correct` would spend with the same arguments; nothing is sent.")(
+    correct.correct
+)
 app.add_typer(runs.app, name="runs")
 
 

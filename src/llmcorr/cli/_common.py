@@ -17,7 +17,8 @@ console = Console()
 err_console = Console(stderr=True)
 
 ProviderKind = Annotated[
-    str, typer.Option("--provider", help="local (embedded llama.cpp) or openai (any OpenAI-compatible server)")
+    str,
+    typer.Option("--provider", help="local (embedded llama.cpp), openai (any OpenAI-compatible server) or azure"),
 ]
 ModelOpt = Annotated[str | None, typer.Option("--model", help="model name sent to an OpenAI-compatible server")]
 ModelPathOpt = Annotated[
@@ -25,10 +26,15 @@ ModelPathOpt = Annotated[
 ]
 BaseUrlOpt = Annotated[str | None, typer.Option("--base-url", help="e.g. http://127.0.0.1:8000/v1")]
 KeyEnvOpt = Annotated[
-    str, typer.Option("--api-key-env", help="environment variable holding the API key (the key is never stored)")
+    str | None,
+    typer.Option("--api-key-env", help="environment variable holding the API key (the key is never stored)"),
 ]
 ConcurrencyOpt = Annotated[int | None, typer.Option("--max-concurrency", help="requests in flight at once")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="answer yes to any confirmation")]
+EndpointOpt = Annotated[
+    list[str] | None, typer.Option("--endpoint", "-e", help="an endpoint from llmcorr.toml (repeat to spread a run)")
+]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="config file (default: ./llmcorr.toml if present)")]
 
 
 def setup_logging(quiet: bool = False) -> None:
@@ -42,12 +48,15 @@ def load_config(
     model: str | None = None,
     model_path: Path | None = None,
     base_url: str | None = None,
-    api_key_env: str = "OPENAI_API_KEY",
+    api_key_env: str | None = None,
     max_concurrency: int | None = None,
+    path: Path | None = None,
 ) -> Config:
-    if provider not in ("local", "openai"):
-        raise UserError(f"--provider: expected local or openai, got {provider!r}")
+    """The config file (if any) plus the default endpoint described by the command's flags."""
+    if provider not in ("local", "openai", "azure"):
+        raise UserError(f"--provider: expected local, openai or azure, got {provider!r}")
     settings: dict[str, Any] = {
+        "name": provider,
         "kind": provider,
         "model": model,
         "model_path": model_path,
@@ -55,7 +64,7 @@ def load_config(
         "api_key_env": api_key_env,
         "max_concurrency": max_concurrency,
     }
-    return Config.load(provider={k: v for k, v in settings.items() if v is not None})
+    return Config.load(path, provider={k: v for k, v in settings.items() if v is not None})
 
 
 def confirm(question: str, yes: bool) -> bool:

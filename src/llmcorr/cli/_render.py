@@ -7,6 +7,7 @@ from typing import Any
 from rich import box
 from rich.table import Table
 
+from ..runs.estimate import Estimate
 from ..store import RunRecord
 
 _METRIC_NAMES = {"roc_auc": "ROC-AUC", "accuracy": "accuracy", "rmse": "RMSE", "mae": "MAE"}
@@ -53,14 +54,27 @@ def run_table(record: RunRecord, wall_s: float | None = None) -> Table:
     table.add_row("run", f"{record.id}" + (f" ({record.name})" if record.name else ""))
     table.add_row("status", record.status)
     table.add_row("kind", record.kind)
-    provider = record.spec.get("provider", {})
-    table.add_row("model", f"{provider.get('kind', '?')}: {provider.get('model', '?')}")
+    for e in record.spec.get("endpoints", []):
+        quota = ", ".join(f"{e[k]:g} {k}" for k in ("rpm", "tpm") if e.get(k))
+        table.add_row(
+            "endpoint", f"{e.get('name')}: {e.get('kind')} {e.get('model')}" + (f" ({quota})" if quota else "")
+        )
     table.add_row("data", str(record.spec.get("data", "?")))
     table.add_row("rows", f"{record.rows_done}/{record.rows_total} done, {record.rows_failed} failed")
     table.add_row(
         "tokens",
         f"{record.input_tokens + record.output_tokens:,} ({record.input_tokens:,} in, {record.output_tokens:,} out)",
     )
+    if record.rate_limited:
+        table.add_row("429s", str(record.rate_limited))
+    for name, u in (record.usage or {}).items():
+        if len(record.usage or {}) > 1 or u.get("cost") is not None:
+            cost = f", ${u['cost']:.4f}" if u.get("cost") is not None else ""
+            table.add_row(
+                f"  {name}",
+                f"{u['ok']} requests, {u['input_tokens'] + u['output_tokens']:,} tokens, "
+                f"{u['rate_limited']} 429s{cost}",
+            )
     if wall_s is not None:
         table.add_row("wall time", f"{wall_s:.1f} s")
     table.add_row("created", record.created_utc)
@@ -101,4 +115,18 @@ def runs_table(records: list[RunRecord]) -> Table:
             headline(r.metrics),
             r.created_utc[5:16].replace("T", " "),
         )
+    return table
+
+
+def estimate_table(e: Estimate) -> Table:
+    table = Table(title="estimate (nothing spent yet)", title_justify="left", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    table.add_row("endpoints", ", ".join(e.endpoints))
+    table.add_row("requests", f"{e.requests:,}")
+    table.add_row("prompt tokens", f"{e.prompt_tokens:,}")
+    table.add_row("completion tokens (max)", f"{e.max_completion_tokens:,}")
+    table.add_row("cost (max)", f"${e.cost_max:.4f}" if e.cost_max is not None else "n/a (no prices configured)")
+    eta = f"{e.eta_s:,.0f} s ({e.binding} quota binds)" if e.eta_s is not None else "n/a (no quota configured)"
+    table.add_row("ETA at quota", eta)
     return table

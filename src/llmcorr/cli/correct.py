@@ -2,26 +2,36 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Literal, cast
+from typing import Annotated, Any, Literal, cast
 
 import typer
 
 from ..errors import UserError
+from ..runs import Estimate
 from ..runs import correct as run_correct
+from ..runs import estimate as run_estimate
+from ..scheduler import Scheduler
 from ..store import Store
 from ._common import (
     BaseUrlOpt,
     ConcurrencyOpt,
+    ConfigOpt,
+    EndpointOpt,
     KeyEnvOpt,
     ModelOpt,
     ModelPathOpt,
     ProviderKind,
+    YesOpt,
+    confirm,
     console,
+    err_console,
     load_config,
     setup_logging,
 )
-from ._render import metrics_table, run_table
+from ._render import estimate_table, metrics_table, run_table
 
 ROLES = ("id", "input", "prediction", "label", "split")
 
@@ -38,6 +48,7 @@ def parse_columns(items: list[str]) -> dict[str, str]:
 
 
 def correct(
+    ctx: typer.Context,
     predictions: Annotated[Path, typer.Option("--predictions", "-p", help="CSV, JSONL or Parquet predictions file")],
     task: Annotated[
         str | None,
@@ -59,36 +70,56 @@ def correct(
     template: Annotated[Path | None, typer.Option(help="your own corrector prompt template (Jinja)")] = None,
     seed: Annotated[int, typer.Option(help="seed for knowledge selection and sampling")] = 0,
     max_tokens: Annotated[int, typer.Option(min=1, help="most tokens the LLM may answer with")] = 64,
+    endpoint: EndpointOpt = None,
+    config_path: ConfigOpt = None,
     provider: ProviderKind = "local",
     model: ModelOpt = None,
     model_path: ModelPathOpt = None,
     base_url: BaseUrlOpt = None,
-    api_key_env: KeyEnvOpt = "OPENAI_API_KEY",
+    api_key_env: KeyEnvOpt = None,
     max_concurrency: ConcurrencyOpt = None,
+    yes: YesOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or notes")] = False,
 ) -> None:
-    """Correct the test split of a predictions table with an LLM (LLMCorr) and record the run."""
+    """Correct the test split of a predictions table with an LLM (LLMCorr) and record the run.
+
+    `llmcorr estimate` takes the same arguments and prints what the run would spend, without running it.
+    """
     setup_logging(quiet)
     if problem not in ("auto", "classification", "regression"):
         raise UserError(f"--problem: expected auto, classification or regression, got {problem!r}")
-    config = load_config(provider, model, model_path, base_url, api_key_env, max_concurrency)
-    result = run_correct(
-        predictions,
-        task=task,
-        shots=shots,
-        limit=limit,
-        output=output,
-        name=name,
-        problem=cast(Literal["auto", "classification", "regression"], problem),
-        columns=parse_columns(column or []),
-        template=template,
-        seed=seed,
-        max_tokens=max_tokens,
-        config=config,
-        progress=not quiet,
-    )
+    config = load_config(provider, model, model_path, base_url, api_key_env, max_concurrency, config_path)
+    options: dict[str, Any] = {
+        "task": task,
+        "shots": shots,
+        "limit": limit,
+        "problem": cast(Literal["auto", "classification", "regression"], problem),
+        "columns": parse_columns(column or []),
+        "template": template,
+        "seed": seed,
+        "max_tokens": max_tokens,
+        "endpoints": endpoint,
+        "config": config,
+    }
+    if ctx.info_name == "estimate":
+        console.print(estimate_table(run_estimate(predictions, output=output, **options)))
+        return
+    result = run_correct(predictions, output=output, name=name, progress=not quiet, confirm=_confirmer(yes), **options)
     with Store(config.store_path) as store:
         console.print(run_table(store.get_run(result.run_id), wall_s=result.wall_s))
     console.print(metrics_table(result.metrics))
     if output is not None:
         console.print(f"wrote {len(result.table)} rows to {output}")
+
+
+def _confirmer(yes: bool) -> Callable[[Estimate, Scheduler], bool]:
+    """Ask a person at a terminal before spending on a remote endpoint; never ask a script or CI."""
+
+    def ask(planned: Estimate, scheduler: Scheduler) -> bool:
+        remote = any(e.config.kind != "local" for e in scheduler.endpoints)
+        if yes or not remote or not sys.stdin.isatty():
+            return True
+        err_console.print(estimate_table(planned))
+        return confirm("start the run?", yes)
+
+    return ask

@@ -37,6 +37,22 @@ class GenParams:
 
 
 @dataclass(frozen=True)
+class RateLimitInfo:
+    """What a server said about its quota in `x-ratelimit-*` headers (None where it said nothing)."""
+
+    limit_requests: int | None = None
+    limit_tokens: int | None = None
+    remaining_requests: int | None = None
+    remaining_tokens: int | None = None
+    reset_requests_s: float | None = None
+    reset_tokens_s: float | None = None
+
+    @property
+    def empty(self) -> bool:
+        return all(v is None for v in vars(self).values())
+
+
+@dataclass(frozen=True)
 class Completion:
     text: str
     input_tokens: int
@@ -44,6 +60,7 @@ class Completion:
     latency_ms: float
     model: str
     finish_reason: str | None = None
+    ratelimit: RateLimitInfo | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -67,6 +84,10 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     async def complete(self, messages: list[Message], params: GenParams) -> Completion:
         """Send one chat request and return its completion."""
+
+    def count_tokens(self, text: str) -> int | None:
+        """Tokens of `text` under this endpoint's tokenizer, or None when it has no tokenizer of its own."""
+        return None
 
     def describe(self) -> dict[str, Any]:
         """What re-creates this endpoint in a run record. Never includes secrets."""

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from typing import Any
 
 import httpx
 
-from ..errors import ConfigError, FatalProviderError, RateLimitError, TransientError
-from .base import Completion, GenParams, Message, Provider
+from ..errors import ConfigError, FatalProviderError, QuotaExhaustedError, RateLimitError, TransientError
+from .base import Completion, GenParams, Message, Provider, RateLimitInfo
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -31,6 +31,45 @@ def _retry_after(response: httpx.Response) -> float | None:
             continue
         return seconds / 1000 if header.endswith("-ms") else seconds
     return None
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: str | None) -> float | None:
+    """OpenAI's reset durations ("1s", "6m0s", "120ms", "0.5s") or plain seconds, in seconds."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    parts = _DURATION.findall(value)
+    if not parts or "".join(n + u for n, u in parts) != value:
+        return None
+    return sum(float(n) * _UNIT_S[u] for n, u in parts)
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def parse_ratelimit(headers: httpx.Headers) -> RateLimitInfo | None:
+    """The x-ratelimit-* headers OpenAI (and Azure, vLLM gateways…) send, or None if there are none."""
+    info = RateLimitInfo(
+        limit_requests=_int(headers.get("x-ratelimit-limit-requests")),
+        limit_tokens=_int(headers.get("x-ratelimit-limit-tokens")),
+        remaining_requests=_int(headers.get("x-ratelimit-remaining-requests")),
+        remaining_tokens=_int(headers.get("x-ratelimit-remaining-tokens")),
+        reset_requests_s=parse_duration(headers.get("x-ratelimit-reset-requests")),
+        reset_tokens_s=parse_duration(headers.get("x-ratelimit-reset-tokens")),
+    )
+    return None if info.empty else info
 
 
 def _server_message(response: httpx.Response) -> str:
@@ -58,7 +97,7 @@ class OpenAIProvider(Provider):
         self,
         model: str,
         base_url: str = DEFAULT_BASE_URL,
-        api_key_env: str | None = DEFAULT_KEY_ENV,
+        api_key_env: str | None = None,
         max_concurrency: int = 8,
         timeout_s: float = 120.0,
     ) -> None:
@@ -72,8 +111,6 @@ class OpenAIProvider(Provider):
         self.max_concurrency = max_concurrency
         self.timeout_s = timeout_s
         self._client: httpx.AsyncClient | None = None
-        if api_key_env and api_key_env not in os.environ and self.base_url == DEFAULT_BASE_URL:
-            raise ConfigError(f"environment variable {api_key_env} is not set (it should hold the API key)")
 
     @property
     def model(self) -> str:
@@ -91,8 +128,14 @@ class OpenAIProvider(Provider):
         headers = {"content-type": "application/json"}
         key = os.environ.get(self.api_key_env) if self.api_key_env else None
         if key:
-            headers["authorization"] = f"Bearer {key}"
+            headers.update(self._auth_header(key))
         return headers
+
+    def _auth_header(self, key: str) -> dict[str, str]:
+        return {"authorization": f"Bearer {key}"}
+
+    def _url(self) -> str:
+        return f"{self.base_url}/chat/completions"
 
     def _get_client(self) -> httpx.AsyncClient:
         if self._client is None:
@@ -111,7 +154,7 @@ class OpenAIProvider(Provider):
             payload["seed"] = params.seed
         if params.stop:
             payload["stop"] = list(params.stop)
-        url = f"{self.base_url}/chat/completions"
+        url = self._url()
         start = time.perf_counter()
         try:
             response = await self._get_client().post(url, json=payload, headers=self._headers())
@@ -132,8 +175,8 @@ class OpenAIProvider(Provider):
         if status == 429:
             lowered = message.lower()
             if "insufficient_quota" in response.text or ("quota" in lowered and "day" in lowered):
-                raise FatalProviderError(text)  # a daily/billing quota: retrying cannot help
-            raise RateLimitError(text, retry_after=_retry_after(response))
+                raise QuotaExhaustedError(text)  # a daily/billing quota: retrying cannot help
+            raise RateLimitError(text, retry_after=_retry_after(response), ratelimit=parse_ratelimit(response.headers))
         if status >= 500 or status == 408:
             raise TransientError(text)
         raise FatalProviderError(text)
@@ -153,9 +196,37 @@ class OpenAIProvider(Provider):
             latency_ms=latency_ms,
             model=str(body.get("model") or self.model),
             finish_reason=choice.get("finish_reason"),
+            ratelimit=parse_ratelimit(response.headers),
         )
 
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+
+
+class AzureOpenAIProvider(OpenAIProvider):
+    """Azure OpenAI: `base_url` is the deployment's URL (…/openai/deployments/NAME); the key goes in `api-key`."""
+
+    kind = "azure"
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str,
+        api_key_env: str | None = None,
+        max_concurrency: int = 8,
+        timeout_s: float = 120.0,
+        api_version: str = "2024-10-21",
+    ) -> None:
+        super().__init__(model, base_url, api_key_env, max_concurrency, timeout_s)
+        self.api_version = api_version
+
+    def _auth_header(self, key: str) -> dict[str, str]:
+        return {"api-key": key}
+
+    def _url(self) -> str:
+        return f"{self.base_url}/chat/completions?api-version={self.api_version}"
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "api_version": self.api_version}

@@ -8,7 +8,8 @@ from typing import Any
 import pandas as pd
 
 from .._sync import run_sync
-from .correction import CorrectionResult, correct_async
+from .correction import CorrectionResult, correct_async, estimate_async
+from .estimate import Estimate
 from .spec import RunSpec
 
 
@@ -17,11 +18,17 @@ def correct(predictions: str | Path | pd.DataFrame, **options: Any) -> Correctio
 
     `predictions` is a CSV/JSONL/Parquet file or a DataFrame with columns id, input, prediction, label, split
     (remap with `columns={"input": "smiles"}`). Options: task, shots (3), limit, seed (0), name, output, problem
-    ("auto" | "classification" | "regression"), template, max_tokens (64), provider (a Provider or ProviderConfig;
-    default: the embedded local model), config, progress (False).
+    ("auto" | "classification" | "regression"), template, max_tokens (64), endpoints (names from llmcorr.toml),
+    provider (a Provider or EndpointConfig; default: the embedded local model), config, progress (False),
+    confirm (called with the estimate before anything is spent; return False to cancel).
     Works in scripts and inside a running event loop (Jupyter).
     """
     return run_sync(correct_async(predictions, **options))
 
 
-__all__ = ["CorrectionResult", "RunSpec", "correct", "correct_async"]
+def estimate(predictions: str | Path | pd.DataFrame, **options: Any) -> Estimate:
+    """What `correct` would spend with the same arguments (requests, tokens, cost, ETA); nothing is sent."""
+    return run_sync(estimate_async(predictions, **options))
+
+
+__all__ = ["CorrectionResult", "Estimate", "RunSpec", "correct", "correct_async", "estimate", "estimate_async"]

@@ -5,21 +5,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
 
-from ..config import Config, ProviderConfig
-from ..correct import Corrector, classification_metrics, load_predictions, regression_metrics, write_table
+from ..config import Config, EndpointConfig
+from ..correct import (
+    Corrector,
+    Predictions,
+    classification_metrics,
+    load_predictions,
+    regression_metrics,
+    write_table,
+)
 from ..correct.data import check_output_path
-from ..providers import Provider, make_provider
+from ..errors import UserError
+from ..providers import Provider
 from ..providers.base import GenParams
-from ..scheduler import Scheduler
+from ..scheduler import Scheduler, build_endpoints
 from ..store import Store
 from .engine import WorkItem, execute
+from .estimate import Estimate, describe_estimate, estimate
 from .progress import row_progress
 from .spec import RunSpec, data_sha256
 
@@ -50,9 +59,8 @@ class _CorrectionJob:
         self.test = test
         self._base = dict(zip(range(len(test)), test["prediction"].astype(float), strict=True))
 
-    def items(self, first: WorkItem) -> Iterator[WorkItem]:
-        yield first
-        for i in range(1, len(self.test)):
+    def items(self) -> Iterator[WorkItem]:
+        for i in range(len(self.test)):
             yield self.item(i)
 
     def item(self, i: int) -> WorkItem:
@@ -65,10 +73,19 @@ class _CorrectionJob:
         return correction.output, correction.parsed.error
 
 
-def _resolve_provider(provider: Provider | ProviderConfig | None, config: Config) -> Provider:
+def make_scheduler(
+    config: Config, endpoints: list[str] | None = None, provider: Provider | EndpointConfig | None = None
+) -> Scheduler:
+    """The scheduler for a run: a given provider, a given endpoint config, the named endpoints, or the default."""
     if isinstance(provider, Provider):
-        return provider
-    return make_provider(provider or config.provider)
+        return Scheduler(provider)
+    if isinstance(provider, EndpointConfig):
+        provider.check_key()
+        return Scheduler(build_endpoints([provider]))
+    return Scheduler(build_endpoints(config.select(endpoints)))
+
+
+ConfirmFn = Callable[[Estimate, Scheduler], bool]
 
 
 def result_table(test: pd.DataFrame, rows: list[dict[str, Any]], problem: str) -> pd.DataFrame:
@@ -104,29 +121,41 @@ def compute_metrics(table: pd.DataFrame, problem: str) -> dict[str, Any]:
     return metrics
 
 
-async def correct_async(
+@dataclass
+class CorrectionPlan:
+    """A validated run, ready to go: nothing has been recorded or spent yet."""
+
+    config: Config
+    table: Predictions
+    corrector: Corrector
+    test: pd.DataFrame
+    job: _CorrectionJob
+    scheduler: Scheduler
+    params: GenParams
+    estimate: Estimate
+    spec: RunSpec
+
+
+def plan_correction(
     predictions: str | Path | pd.DataFrame,
     *,
     task: str | None = None,
     shots: int = 3,
     limit: int | None = None,
     seed: int = 0,
-    name: str | None = None,
     output: str | Path | None = None,
     problem: Literal["auto", "classification", "regression"] = "auto",
     columns: Mapping[str, str] | None = None,
     template: str | Path | None = None,
     max_tokens: int = 64,
-    provider: Provider | ProviderConfig | None = None,
+    endpoints: list[str] | None = None,
+    provider: Provider | EndpointConfig | None = None,
     config: Config | None = None,
-    progress: bool = False,
-) -> CorrectionResult:
-    """Correct the test split of a predictions table with an LLM (LLMCorr); see `correct` for the arguments."""
-    started = time.perf_counter()
+) -> CorrectionPlan:
+    """Check everything the user can get wrong and estimate the spend, before any run is recorded or token spent."""
     config = config or Config.load()
     if shots < 0:
-        raise ValueError("shots must be >= 0")
-    # Everything the user can get wrong is checked here, before a store row is written or a token is spent.
+        raise UserError("shots must be >= 0")
     table = load_predictions(predictions, columns=columns, problem=problem)
     if output is not None:
         check_output_path(output)
@@ -135,16 +164,19 @@ async def correct_async(
     if limit is not None:
         test = test.head(max(0, limit))
     job = _CorrectionJob(corrector, test)
-    first = job.item(0) if len(test) else None
-    llm = _resolve_provider(provider, config)
+    scheduler = make_scheduler(config, endpoints, provider)
     params = GenParams(max_tokens=max_tokens, temperature=0.0, seed=seed)
+    planned = estimate((job.item(i).messages for i in range(len(test))), scheduler, max_tokens)
     spec = RunSpec(
         kind="correct",
         data=table.source,
         data_sha256=data_sha256(predictions),
         template=str(corrector.template.path),
         template_sha256=corrector.template.sha256,
-        provider=llm.describe(),
+        endpoints=[
+            e.provider.describe() | {"name": e.name, "rpm": e.config.rpm, "tpm": e.config.tpm}
+            for e in scheduler.endpoints
+        ],
         params=params.to_dict(),
         options={
             "task": corrector.task,
@@ -157,36 +189,69 @@ async def correct_async(
             "knowledge_from": "valid",
         },
     )
-    scheduler = Scheduler(llm)
-    log.info(
-        "problem: %s; task: %r; %d test rows; %d shots from %d valid rows; concurrency %d (%s)",
-        table.problem,
-        corrector.task,
-        len(test),
-        shots,
-        len(corrector.pool),
-        scheduler.max_concurrency,
-        llm.kind,
-    )
+    return CorrectionPlan(config, table, corrector, test, job, scheduler, params, planned, spec)
 
+
+async def estimate_async(predictions: str | Path | pd.DataFrame, **options: Any) -> Estimate:
+    """What `correct` would spend with these arguments; nothing is recorded or sent."""
+    plan = plan_correction(predictions, **options)
+    await plan.scheduler.aclose()
+    return plan.estimate
+
+
+async def correct_async(
+    predictions: str | Path | pd.DataFrame,
+    *,
+    name: str | None = None,
+    output: str | Path | None = None,
+    progress: bool = False,
+    confirm: ConfirmFn | None = None,
+    **options: Any,
+) -> CorrectionResult:
+    """Correct the test split of a predictions table with an LLM (LLMCorr); see `correct` for the arguments."""
+    started = time.perf_counter()
+    plan = plan_correction(predictions, output=output, **options)
+    config, table, test, job, scheduler, params = (
+        plan.config,
+        plan.table,
+        plan.test,
+        plan.job,
+        plan.scheduler,
+        plan.params,
+    )
+    planned = plan.estimate
+    log.info(
+        "problem: %s; task: %r; %d test rows; %d shots from %d valid rows; endpoints: %s",
+        table.problem,
+        plan.corrector.task,
+        len(test),
+        plan.corrector.shots,
+        len(plan.corrector.pool),
+        ", ".join(f"{e.name} ({e.config.kind}, concurrency {e.gate.limit})" for e in scheduler.endpoints),
+    )
+    log.info("estimate: %s", describe_estimate(planned))
     with Store(config.store_path) as store:
         store.check_name_free(name)
-        run_id = store.create_run("correct", spec.to_dict(), rows_total=len(test), name=name)
+        if confirm is not None and not confirm(planned, scheduler):
+            await scheduler.aclose()
+            raise UserError("run cancelled before it started; nothing was spent")
+        run_id = store.create_run(
+            "correct", plan.spec.to_dict(), rows_total=len(test), name=name, estimate=planned.to_dict()
+        )
         try:
-            if first is not None:
-                with row_progress(len(test), f"correcting {run_id}", enabled=progress) as on_row:
-                    await execute(job, job.items(first), scheduler, store, run_id, params, on_row=on_row)
+            with row_progress(len(test), f"correcting {run_id}", enabled=progress) as on_row:
+                await execute(job, job.items(), scheduler, store, run_id, params, on_row=on_row)
             result = result_table(test, store.rows(run_id), table.problem)
             metrics = compute_metrics(result, table.problem) if len(result) else {"n": 0}
         except (KeyboardInterrupt, asyncio.CancelledError):
-            store.finish_run(run_id, "interrupted", error="stopped by the user")
+            store.finish_run(run_id, "interrupted", error="stopped by the user", usage=scheduler.stats())
             raise
         except BaseException as exc:
-            store.finish_run(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
+            store.finish_run(run_id, "failed", error=f"{type(exc).__name__}: {exc}", usage=scheduler.stats())
             raise
         finally:
-            await llm.aclose()
-        store.finish_run(run_id, "completed", metrics=metrics)
+            await scheduler.aclose()
+        store.finish_run(run_id, "completed", metrics=metrics, usage=scheduler.stats())
         record = store.get_run(run_id)
     if output is not None:
         write_table(result, output)

@@ -74,6 +74,7 @@ async def execute(
             item.inputs,
             "ok" if parse_error is None else "unparsed",
             prompt=prompt,
+            endpoint=result.endpoint,
             response=c.text,
             output=output,
             error=parse_error,

@@ -32,7 +32,7 @@ class RunSpec:
     data_sha256: str
     template: str
     template_sha256: str
-    provider: dict[str, Any]
+    endpoints: list[dict[str, Any]]
     params: dict[str, Any]
     options: dict[str, Any] = field(default_factory=dict)
     llmcorr_version: str = __version__

@@ -63,6 +63,19 @@ def m001_runs_and_rows(conn: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m002_endpoint_usage(conn: sqlite3.Connection) -> None:
+    _script(
+        conn,
+        """
+        ALTER TABLE runs ADD COLUMN rate_limited INTEGER NOT NULL DEFAULT 0;  -- 429s the run's requests met
+        ALTER TABLE runs ADD COLUMN usage_json TEXT;  -- per-endpoint usage: requests, tokens, 429s, cost
+        ALTER TABLE runs ADD COLUMN estimate_json TEXT;  -- the pre-run estimate: requests, tokens, cost, ETA
+        ALTER TABLE rows ADD COLUMN endpoint TEXT;  -- name of the endpoint that answered the row
+        """,
+    )
+
+
 def _script(conn: sqlite3.Connection, sql: str) -> None:
     """Run several statements inside the caller's transaction (`executescript` would commit it first)."""
     statement = ""

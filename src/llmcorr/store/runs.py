@@ -38,6 +38,9 @@ class RunRecord:
     output_tokens: int
     metrics: dict[str, Any] | None
     error: str | None
+    rate_limited: int = 0
+    usage: dict[str, Any] | None = None
+    estimate: dict[str, Any] | None = None
 
     @property
     def label(self) -> str:
@@ -60,6 +63,9 @@ class RunRecord:
             output_tokens=row["output_tokens"],
             metrics=json.loads(row["metrics_json"]) if row["metrics_json"] else None,
             error=row["error"],
+            rate_limited=row["rate_limited"],
+            usage=json.loads(row["usage_json"]) if row["usage_json"] else None,
+            estimate=json.loads(row["estimate_json"]) if row["estimate_json"] else None,
         )
 
 
@@ -79,6 +85,7 @@ class RowRecord:
     output_tokens: int = 0
     duration_ms: float | None = None
     attempts: int = 0
+    endpoint: str | None = None
 
 
 def _pid_alive(pid: int) -> bool:
@@ -110,13 +117,30 @@ class Store:
 
     # -- runs -------------------------------------------------------------------------------------------------
 
-    def create_run(self, kind: str, spec: dict[str, Any], rows_total: int, name: str | None = None) -> str:
+    def create_run(
+        self,
+        kind: str,
+        spec: dict[str, Any],
+        rows_total: int,
+        name: str | None = None,
+        estimate: dict[str, Any] | None = None,
+    ) -> str:
         run_id = uuid.uuid4().hex[:12]
         try:
             self.conn.execute(
-                "INSERT INTO runs (id, name, kind, status, spec_json, created_utc, pid, host, rows_total)"
-                " VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)",
-                (run_id, name, kind, json.dumps(spec), utc_now(), os.getpid(), socket.gethostname(), rows_total),
+                "INSERT INTO runs (id, name, kind, status, spec_json, created_utc, pid, host, rows_total,"
+                " estimate_json) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    name,
+                    kind,
+                    json.dumps(spec),
+                    utc_now(),
+                    os.getpid(),
+                    socket.gethostname(),
+                    rows_total,
+                    json.dumps(estimate) if estimate is not None else None,
+                ),
             )
         except sqlite3.IntegrityError:
             raise UserError(f"a run named {name!r} already exists; choose another --name") from None
@@ -133,8 +157,8 @@ class Store:
             self.conn.execute("BEGIN IMMEDIATE")
             self.conn.execute(
                 "INSERT INTO rows (run_id, row_index, sample_id, inputs_json, prompt_json, response, output_json,"
-                " status, error, input_tokens, output_tokens, duration_ms, attempts, created_utc)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " status, error, input_tokens, output_tokens, duration_ms, attempts, endpoint, created_utc)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run_id,
                     row.row_index,
@@ -149,6 +173,7 @@ class Store:
                     row.output_tokens,
                     row.duration_ms,
                     row.attempts,
+                    row.endpoint,
                     utc_now(),
                 ),
             )
@@ -159,13 +184,28 @@ class Store:
             )
 
     def finish_run(
-        self, run_id: str, status: str, metrics: dict[str, Any] | None = None, error: str | None = None
+        self,
+        run_id: str,
+        status: str,
+        metrics: dict[str, Any] | None = None,
+        error: str | None = None,
+        usage: dict[str, Any] | None = None,
     ) -> None:
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
+        rate_limited = sum(int(u.get("rate_limited", 0)) for u in (usage or {}).values())
         self.conn.execute(
-            "UPDATE runs SET status = ?, finished_utc = ?, metrics_json = ?, error = ?, pid = NULL WHERE id = ?",
-            (status, utc_now(), json.dumps(metrics) if metrics is not None else None, error, run_id),
+            "UPDATE runs SET status = ?, finished_utc = ?, metrics_json = ?, error = ?, pid = NULL,"
+            " usage_json = ?, rate_limited = ? WHERE id = ?",
+            (
+                status,
+                utc_now(),
+                json.dumps(metrics) if metrics is not None else None,
+                error,
+                json.dumps(usage) if usage is not None else None,
+                rate_limited,
+                run_id,
+            ),
         )
 
     def recover_interrupted(self) -> list[str]:

@@ -1,0 +1,69 @@
+"""What a run will spend, before it spends it: requests, prompt tokens, completion tokens, cost, ETA at the quotas."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+
+from ..providers.base import Message
+from ..scheduler import Scheduler
+from ..scheduler.tokens import chat_prompt_tokens
+
+
+@dataclass(frozen=True)
+class Estimate:
+    requests: int
+    prompt_tokens: int
+    max_completion_tokens: int
+    cost_max: float | None  # at the configured prices, if every answer used max_tokens
+    eta_s: float | None  # at the selected endpoints' quotas; None when no endpoint has a quota
+    binding: str | None  # which quota binds: "requests" or "tokens"
+    endpoints: list[str]
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def estimate(prompts: Iterable[list[Message]], scheduler: Scheduler, max_tokens: int) -> Estimate:
+    """Count every prompt with the first endpoint's tokenizer; spread the work over the endpoints by quota."""
+    first = scheduler.endpoints[0]
+    requests = prompt_tokens = 0
+    for messages in prompts:
+        requests += 1
+        prompt_tokens += chat_prompt_tokens(messages, first.counter)
+    completion = requests * max_tokens
+    charged = prompt_tokens + completion  # what quota enforcement charges at admission
+
+    rpm = sum(e.config.rpm or 0 for e in scheduler.endpoints)
+    tpm = sum(e.config.tpm or 0 for e in scheduler.endpoints)
+    limits = {}
+    if rpm:
+        limits["requests"] = requests / rpm * 60
+    if tpm:
+        limits["tokens"] = charged / tpm * 60
+    binding = max(limits, key=lambda k: limits[k]) if limits else None
+
+    costs = [e.config.cost(prompt_tokens, completion) for e in scheduler.endpoints]
+    known = [c for c in costs if c is not None]
+    return Estimate(
+        requests=requests,
+        prompt_tokens=prompt_tokens,
+        max_completion_tokens=completion,
+        cost_max=max(known) if known else None,
+        eta_s=limits[binding] if binding else None,
+        binding=binding,
+        endpoints=[e.name for e in scheduler.endpoints],
+    )
+
+
+def describe_estimate(e: Estimate) -> str:
+    """One line for logs and prompts."""
+    text = (
+        f"{e.requests:,} requests, {e.prompt_tokens:,} prompt tokens, up to {e.max_completion_tokens:,} "
+        f"completion tokens"
+    )
+    if e.cost_max is not None:
+        text += f", at most ${e.cost_max:.4f}"
+    if e.eta_s is not None:
+        text += f", ETA {e.eta_s:.0f} s at the {e.binding} quota of {', '.join(e.endpoints)}"
+    return text

@@ -1,0 +1,261 @@
+"""One endpoint as the scheduler sees it: its quota (shared within a quota group), its concurrency, its statistics.
+
+The client models what the server charges and never exceeds it:
+- a request costs 1 from the request bucket and `prompt tokens + max_tokens` from the token bucket at admission
+  (OpenAI's charge); the prompt estimate is calibrated against the `usage` the server reports;
+- buckets refill continuously at the quota rate; their capacity (the opening burst) is the server's enforcement
+  window's worth (Azure enforces per 10 s) and at most `DEFAULT_BURST_S` seconds;
+- `x-ratelimit-remaining-*` headers lower our level when someone else spends the same quota, and the rate they
+  spend at is learnt and subtracted from ours;
+- a 429 pauses the whole quota group until Retry-After and cuts its rate once per episode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from ..config import EndpointConfig
+from ..providers.base import Completion, Provider, RateLimitInfo
+from .buckets import Bucket
+from .tokens import TokenCounter, bytes_estimate, tiktoken_counter
+
+DEFAULT_BURST_S = 2.0  # opening burst: a couple of seconds of quota, never a whole minute's
+SAFETY = 0.995  # aim a hair under the quota: the client's and the server's clocks are not the same clock
+RATE_CUT = 0.85  # on a 429 episode, the rate is cut to this fraction (once per episode)
+RATE_FLOOR = 0.3  # never below this fraction of the configured quota
+RECOVERY_PER_OK = 0.002  # each success without 429 gives back this fraction of the quota
+MAX_AUTO_CONCURRENCY = 256
+
+
+class Quota:
+    """Buckets shared by the endpoints of one quota group."""
+
+    def __init__(self, name: str, rpm: float | None, tpm: float | None, window_s: float | None) -> None:
+        self.name = name
+        self.rpm, self.tpm = rpm, tpm
+        burst_s = min(window_s or DEFAULT_BURST_S, DEFAULT_BURST_S)
+        now = time.monotonic()
+        self.factor = 1.0  # rate multiplier after 429 episodes
+        self.others_rps = 0.0  # requests/s and tokens/s someone else spends (learnt from headers)
+        self.others_tps = 0.0
+        self.requests = Bucket(rpm / 60 * SAFETY, max(1.0, rpm / 60 * burst_s), now=now) if rpm else None
+        self.tokens = Bucket(tpm / 60 * SAFETY, max(1.0, tpm / 60 * burst_s), now=now) if tpm else None
+        self.paused_until = 0.0
+        self.episode_until = 0.0
+        self.rate_limited = 0
+
+    def _apply_rates(self, now: float) -> None:
+        if self.requests and self.rpm:
+            own = self.rpm / 60 * SAFETY * self.factor - self.others_rps
+            self.requests.set_rate(max(own, self.rpm / 60 * RATE_FLOOR), now)
+        if self.tokens and self.tpm:
+            own = self.tpm / 60 * SAFETY * self.factor - self.others_tps
+            self.tokens.set_rate(max(own, self.tpm / 60 * RATE_FLOOR), now)
+
+    def admission_delay(self, tokens: float, now: float) -> float:
+        """Seconds until a request charging `tokens` fits (without reserving)."""
+        wait = max(0.0, self.paused_until - now)
+        if self.requests:
+            wait = max(wait, self.requests.wait_for(1, now))
+        if self.tokens:
+            wait = max(wait, self.tokens.wait_for(tokens, now))
+        return wait
+
+    def reserve(self, tokens: float, now: float) -> float:
+        wait = max(0.0, self.paused_until - now)
+        if self.requests:
+            wait = max(wait, self.requests.reserve(1, now))
+        if self.tokens:
+            wait = max(wait, self.tokens.reserve(tokens, now))
+        return wait
+
+    def refund(self, tokens: float, now: float) -> None:
+        """Give back a reservation the server never charged (it answered 429)."""
+        if self.requests:
+            self.requests.refund(1, now)
+        if self.tokens:
+            self.tokens.refund(tokens, now)
+
+    def on_rate_limited(self, retry_after: float | None, now: float) -> None:
+        self.rate_limited += 1
+        pause = retry_after if retry_after is not None else 1.0
+        self.paused_until = max(self.paused_until, now + pause)
+        if now >= self.episode_until:  # a new episode: cut the rate once
+            self.factor = max(RATE_FLOOR, self.factor * RATE_CUT)
+            self._apply_rates(now)
+        self.episode_until = self.paused_until + max(1.0, pause)
+        # nothing is banked while paused: the stream resumes at the rate, not with a burst
+        for bucket in (self.requests, self.tokens):
+            if bucket:
+                bucket.clamp(0.0, now)
+                bucket.stamp = max(bucket.stamp, self.paused_until)
+
+    def on_success(self, now: float) -> None:
+        if self.factor < 1.0 and now >= self.episode_until:
+            self.factor = min(1.0, self.factor + RECOVERY_PER_OK)
+            self._apply_rates(now)
+
+    def observe_headers(self, info: RateLimitInfo, pending_requests: float, pending_tokens: float, now: float) -> None:
+        """Believe the server's remaining counts, less what we sent after it counted; learn others' usage."""
+        for bucket, remaining, pending, attr in (
+            (self.requests, info.remaining_requests, pending_requests, "others_rps"),
+            (self.tokens, info.remaining_tokens, pending_tokens, "others_tps"),
+        ):
+            if bucket is None or remaining is None:
+                continue
+            bucket.refill(now)
+            # Our level counts reservations for requests the server has not seen yet; its count does not.
+            ceiling = remaining * SAFETY - pending
+            # Headers report the server's bucket (up to a whole minute); ours holds at most a short burst.
+            ceiling = min(ceiling, bucket.capacity)
+            excess = bucket.level - ceiling
+            if excess > 0:
+                bucket.level = ceiling
+                # someone else spent `excess` since we last looked: learn their rate (slow EMA, bounded)
+                setattr(self, attr, min(getattr(self, attr) * 0.9 + excess * 0.1, bucket.rate * 0.7))
+            else:
+                setattr(self, attr, getattr(self, attr) * 0.98)
+        self._apply_rates(now)
+
+
+class Gate:
+    """A concurrency limit that can change while requests wait."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self.active = 0
+        self._changed = asyncio.Condition()
+
+    async def acquire(self) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.active < self.limit)
+            self.active += 1
+
+    async def release(self) -> None:
+        async with self._changed:
+            self.active -= 1
+            self._changed.notify_all()
+
+    async def resize(self, limit: int) -> None:
+        async with self._changed:
+            self.limit = max(1, limit)
+            self._changed.notify_all()
+
+
+@dataclass
+class EndpointStats:
+    requests: int = 0
+    ok: int = 0
+    rate_limited: int = 0
+    errors: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    estimated_prompt_tokens: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def as_dict(self) -> dict[str, float]:
+        elapsed_min = max(1e-9, (time.monotonic() - self.started) / 60)
+        return {
+            "requests": self.requests,
+            "ok": self.ok,
+            "rate_limited": self.rate_limited,
+            "errors": self.errors,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "requests_per_min": round(self.ok / elapsed_min, 1),
+            "tokens_per_min": round((self.input_tokens + self.output_tokens) / elapsed_min, 1),
+        }
+
+
+class Endpoint:
+    """A provider plus everything the scheduler knows about it."""
+
+    def __init__(self, config: EndpointConfig, provider: Provider, quota: Quota) -> None:
+        self.config = config
+        self.name = config.name
+        self.provider = provider
+        self.quota = quota
+        self.weight = (config.tpm or 0) + (config.rpm or 0) * 1000 or 1.0
+        self.counter: TokenCounter = self._counter()
+        self.calibration = 1.0  # server's prompt tokens / our estimate (EMA)
+        self.latency_s = 1.0  # EMA of request latency
+        self.gate = Gate(self._concurrency())
+        self.stats = EndpointStats()
+        self._sent: deque[tuple[int, float]] = deque()  # (sequence, charged tokens) of requests in flight
+        self._seq = 0
+
+    def _counter(self) -> TokenCounter:
+        own = self.provider.count_tokens
+        if self.config.kind == "local":
+            return lambda text: own(text) or bytes_estimate(text)
+        return tiktoken_counter()
+
+    def _concurrency(self) -> int:
+        """Little's law: rate x latency, with headroom; capped by max_concurrency."""
+        cap = self.config.max_concurrency or (
+            self.provider.max_concurrency if not (self.config.rpm or self.config.tpm) else MAX_AUTO_CONCURRENCY
+        )
+        if self.config.rpm:
+            need = math.ceil(self.config.rpm / 60 * self.latency_s * 1.5) + 2
+        elif self.config.tpm:
+            need = math.ceil(self.config.tpm / 60 / 200 * self.latency_s * 1.5) + 2  # ~200 tokens a request
+        else:
+            need = cap
+        return max(1, min(cap, need))
+
+    def estimate_prompt(self, prompt_tokens: int) -> int:
+        return math.ceil(prompt_tokens * self.calibration)
+
+    def admitted(self, charge: float) -> int:
+        self._seq += 1
+        self._sent.append((self._seq, charge))
+        self.stats.requests += 1
+        return self._seq
+
+    def _finished(self, seq: int) -> tuple[float, float]:
+        """Forget request `seq`; return (requests, tokens) sent after it that are still in flight."""
+        later_requests = later_tokens = 0.0
+        for s, charge in self._sent:
+            if s > seq:
+                later_requests += 1
+                later_tokens += charge
+        self._sent = deque((s, c) for s, c in self._sent if s != seq)
+        return later_requests, later_tokens
+
+    async def on_success(self, seq: int, completion: Completion, estimated_prompt: int, latency_s: float) -> None:
+        later_requests, later_tokens = self._finished(seq)
+        now = time.monotonic()
+        self.stats.ok += 1
+        self.stats.input_tokens += completion.input_tokens
+        self.stats.output_tokens += completion.output_tokens
+        self.stats.estimated_prompt_tokens += estimated_prompt
+        if completion.input_tokens and estimated_prompt:
+            ratio = completion.input_tokens / (estimated_prompt / self.calibration)
+            self.calibration = 0.8 * self.calibration + 0.2 * ratio
+        self.latency_s = 0.8 * self.latency_s + 0.2 * latency_s
+        if completion.ratelimit is not None:
+            self.quota.observe_headers(completion.ratelimit, later_requests, later_tokens, now)
+        self.quota.on_success(now)
+        limit = self._concurrency()
+        if limit != self.gate.limit:
+            await self.gate.resize(limit)
+
+    def on_rate_limited(self, seq: int, charge: float, retry_after: float | None) -> None:
+        self._finished(seq)
+        now = time.monotonic()
+        self.stats.rate_limited += 1
+        self.quota.refund(charge, now)
+        jitter = random.uniform(0, 0.25) * (retry_after or 1.0)
+        self.quota.on_rate_limited((retry_after if retry_after is not None else 1.0) + jitter, now)
+
+    def on_error(self, seq: int) -> None:
+        self._finished(seq)
+        self.stats.errors += 1
+
+    def cost(self) -> float | None:
+        return self.config.cost(self.stats.input_tokens, self.stats.output_tokens)
