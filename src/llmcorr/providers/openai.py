@@ -139,7 +139,9 @@ class OpenAIProvider(Provider):
 
     def _get_client(self) -> httpx.AsyncClient:
         if self._client is None:
-            limits = httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency)
+            # no pool limit: the scheduler's concurrency gate decides how many requests are in flight, and a pool
+            # queue below it would delay requests the quota already admitted
+            limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
             self._client = httpx.AsyncClient(timeout=self.timeout_s, limits=limits)
         return self._client
 

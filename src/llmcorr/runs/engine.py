@@ -84,21 +84,31 @@ async def execute(
             attempts=result.attempts,
         )
 
+    def commit(done: set[asyncio.Task[RowRecord]]) -> BaseException | None:
+        """Commit each finished row; return the first failure, if any."""
+        failure: BaseException | None = None
+        for task in sorted(done, key=lambda t: t.get_name()):
+            if task.exception() is not None:
+                failure = failure or task.exception()
+                continue
+            row = task.result()
+            store.add_row(run_id, row)
+            if on_row is not None:
+                on_row(row)
+        return failure
+
     async def drain(until_below: int) -> None:
-        """Wait for tasks until fewer than `until_below` are in flight; commit each finished row."""
+        """Wait for tasks until fewer than `until_below` are in flight, committing each finished row."""
         while len(in_flight) >= until_below and in_flight:
             done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
             in_flight.difference_update(done)
-            failure: BaseException | None = None
-            for task in sorted(done, key=lambda t: t.get_name()):
-                if task.exception() is not None:
-                    failure = failure or task.exception()
-                    continue
-                row = task.result()
-                store.add_row(run_id, row)
-                if on_row is not None:
-                    on_row(row)
-            if failure is not None:  # rows that finished are committed before the run stops
+            failure = commit(done)
+            if failure is not None:
+                # stop: but the requests already sent were paid for, so wait for their answers and keep them
+                if in_flight:
+                    finished, _ = await asyncio.wait(in_flight, timeout=scheduler_timeout(scheduler))
+                    in_flight.difference_update(finished)
+                    commit(finished)
                 raise failure
 
     try:
@@ -111,3 +121,8 @@ async def execute(
             task.cancel()
         if in_flight:
             await asyncio.gather(*in_flight, return_exceptions=True)
+
+
+def scheduler_timeout(scheduler: Scheduler) -> float:
+    """How long a request already sent may still take: the slowest endpoint's timeout."""
+    return max((getattr(e.provider, "timeout_s", 120.0) for e in scheduler.endpoints), default=120.0)

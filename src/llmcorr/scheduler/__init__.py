@@ -17,13 +17,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import EndpointConfig
-from ..errors import FatalProviderError, RateLimitError, TransientError
+from ..errors import FatalProviderError, QuotaExhaustedError, RateLimitError, TransientError
 from ..providers import make_provider
 from ..providers.base import Completion, GenParams, Message, Provider
 from .endpoint import Endpoint, Quota
 from .tokens import chat_prompt_tokens
 
 log = logging.getLogger("llmcorr.scheduler")
+MAX_POLL_S = 0.25  # the head re-checks at least this often: headers and 429s change the picture
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,8 @@ class Scheduler:
         self.endpoints = endpoints
         self.retry = retry or RetryPolicy()
         self.retried = 0
+        self._head = asyncio.Lock()  # the head of the line: one request decides at a time, in arrival order
+        self._freed = asyncio.Condition()
 
     @property
     def max_concurrency(self) -> int:
@@ -110,24 +113,41 @@ class Scheduler:
         return out
 
     async def _admit(self, charges: list[tuple[int, int]]) -> tuple[Endpoint, int, int, int]:
-        now = time.monotonic()
-        best, best_key = 0, (float("inf"), 0.0)
-        for i, e in enumerate(self.endpoints):
-            delay = e.quota.admission_delay(charges[i][1], now)
-            if e.gate.active >= e.gate.limit:
-                delay += e.latency_s / e.gate.limit  # a free slot is about this far away
-            key = (delay, -e.weight)
-            if key < best_key:
-                best, best_key = i, key
-        endpoint = self.endpoints[best]
-        prompt, charge = charges[best]
-        wait = endpoint.quota.reserve(charge, now)
-        if wait > 0:
-            await asyncio.sleep(wait)
-        # a 429 elsewhere may have paused the group meanwhile: wait it out, released with jitter
-        while (pause := endpoint.quota.paused_until - time.monotonic()) > 0:
-            await asyncio.sleep(pause + random.uniform(0.0, 0.05 + 0.1 * pause))
-        return endpoint, endpoint.admitted(charge), prompt, charge
+        """Wait at the head of the line until some endpoint can take the request now; reserve it there.
+
+        One request decides at a time, in arrival order, and only when it can go at once, so the schedule always
+        reflects the latest headers, 429s and rate changes (nothing is booked seconds ahead). A large request at
+        the head waits for its tokens and the requests behind it wait with it: nobody waits forever.
+        """
+        async with self._head:
+            while True:
+                now = time.monotonic()
+                best: tuple[float, float, float, int] | None = None
+                live = [e for e in self.endpoints if e.exhausted is None]
+                if not live:  # every endpoint's daily quota is spent: stop instead of sending more
+                    raise self.endpoints[0].exhausted or QuotaExhaustedError("quota exhausted")
+                for i, e in enumerate(self.endpoints):
+                    if e.gate.free and e.exhausted is None:
+                        key = (e.quota.admission_delay(charges[i][1], now), e.gate.active / e.gate.limit, -e.weight, i)
+                        best = key if best is None or key < best else best
+                if best is None:  # every endpoint is at its concurrency limit: wait for a response
+                    async with self._freed:
+                        await self._freed.wait()
+                    continue
+                delay, *_, i = best
+                if delay > 0:
+                    await asyncio.sleep(min(delay, MAX_POLL_S))
+                    continue
+                endpoint = self.endpoints[i]
+                prompt, charge = charges[i]
+                endpoint.quota.reserve(charge, now)
+                endpoint.gate.active += 1
+                return endpoint, endpoint.admitted(charge), prompt, charge
+
+    async def _release(self, endpoint: Endpoint) -> None:
+        endpoint.gate.active -= 1
+        async with self._freed:
+            self._freed.notify_all()
 
     async def complete(self, messages: list[Message], params: GenParams) -> Scheduled:
         charges = self._charges(messages, params)
@@ -135,7 +155,6 @@ class Scheduler:
         while True:
             attempt += 1
             endpoint, seq, prompt, charge = await self._admit(charges)
-            await endpoint.gate.acquire()
             started = time.monotonic()
             try:
                 completion = await endpoint.provider.complete(messages, params)
@@ -146,17 +165,23 @@ class Scheduler:
             except TransientError as exc:
                 endpoint.on_error(seq)
                 error, retry_after = exc, None
-            except FatalProviderError:
+            except FatalProviderError as exc:
                 endpoint.on_error(seq)
+                if isinstance(exc, QuotaExhaustedError):
+                    endpoint.exhausted = exc
+                    if any(e.exhausted is None for e in self.endpoints):
+                        continue  # another endpoint still has quota: go there
                 raise
             else:
-                await endpoint.on_success(seq, completion, prompt, time.monotonic() - started)
+                endpoint.on_success(seq, completion, prompt, time.monotonic() - started)
                 return Scheduled(completion=completion, attempts=attempt, endpoint=endpoint.name)
             finally:
-                await endpoint.gate.release()
+                await self._release(endpoint)
             if attempt >= self.retry.max_attempts:
                 raise error
             self.retried += 1
+            if isinstance(error, RateLimitError):
+                continue  # the quota group is paused until Retry-After; the head of the line waits it out
             wait = self.retry.delay(attempt, retry_after)
             log.debug("%s: retrying after %.1fs (attempt %d): %s", endpoint.name, wait, attempt, error)
             await asyncio.sleep(wait)

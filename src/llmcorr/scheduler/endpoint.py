@@ -3,16 +3,15 @@
 The client models what the server charges and never exceeds it:
 - a request costs 1 from the request bucket and `prompt tokens + max_tokens` from the token bucket at admission
   (OpenAI's charge); the prompt estimate is calibrated against the `usage` the server reports;
-- buckets refill continuously at the quota rate; their capacity (the opening burst) is the server's enforcement
-  window's worth (Azure enforces per 10 s) and at most `DEFAULT_BURST_S` seconds;
-- `x-ratelimit-remaining-*` headers lower our level when someone else spends the same quota, and the rate they
-  spend at is learnt and subtracted from ours;
-- a 429 pauses the whole quota group until Retry-After and cuts its rate once per episode.
+- buckets refill continuously at the quota rate; their capacity (the opening burst) is `DEFAULT_BURST_S` seconds'
+  worth, well inside any server's enforcement window (Azure enforces per 10 s);
+- `x-ratelimit-remaining-*` headers lower our level when someone else spends the same quota;
+- a 429 pauses the whole quota group until Retry-After and cuts its rate once per episode; successes after the
+  episode give the rate back slowly (additive increase, multiplicative decrease).
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
 import random
 import time
@@ -24,11 +23,13 @@ from ..providers.base import Completion, Provider, RateLimitInfo
 from .buckets import Bucket
 from .tokens import TokenCounter, bytes_estimate, tiktoken_counter
 
-DEFAULT_BURST_S = 2.0  # opening burst: a couple of seconds of quota, never a whole minute's
+# Opening burst: one second of quota, never a whole minute's. A burst as large as the server's own bucket would meet
+# 429s: the server's bucket starts refilling only when our first request *arrives*, ours when we admit it.
+DEFAULT_BURST_S = 1.0
 SAFETY = 0.995  # aim a hair under the quota: the client's and the server's clocks are not the same clock
 RATE_CUT = 0.85  # on a 429 episode, the rate is cut to this fraction (once per episode)
-RATE_FLOOR = 0.3  # never below this fraction of the configured quota
-RECOVERY_PER_OK = 0.002  # each success without 429 gives back this fraction of the quota
+RATE_FLOOR = 0.1  # never below this fraction of the configured quota
+RECOVERY_PER_OK = 0.001  # each success after an episode gives back this fraction of the quota
 MAX_AUTO_CONCURRENCY = 256
 
 
@@ -41,8 +42,6 @@ class Quota:
         burst_s = min(window_s or DEFAULT_BURST_S, DEFAULT_BURST_S)
         now = time.monotonic()
         self.factor = 1.0  # rate multiplier after 429 episodes
-        self.others_rps = 0.0  # requests/s and tokens/s someone else spends (learnt from headers)
-        self.others_tps = 0.0
         self.requests = Bucket(rpm / 60 * SAFETY, max(1.0, rpm / 60 * burst_s), now=now) if rpm else None
         self.tokens = Bucket(tpm / 60 * SAFETY, max(1.0, tpm / 60 * burst_s), now=now) if tpm else None
         self.paused_until = 0.0
@@ -51,11 +50,9 @@ class Quota:
 
     def _apply_rates(self, now: float) -> None:
         if self.requests and self.rpm:
-            own = self.rpm / 60 * SAFETY * self.factor - self.others_rps
-            self.requests.set_rate(max(own, self.rpm / 60 * RATE_FLOOR), now)
+            self.requests.set_rate(self.rpm / 60 * SAFETY * self.factor, now)
         if self.tokens and self.tpm:
-            own = self.tpm / 60 * SAFETY * self.factor - self.others_tps
-            self.tokens.set_rate(max(own, self.tpm / 60 * RATE_FLOOR), now)
+            self.tokens.set_rate(self.tpm / 60 * SAFETY * self.factor, now)
 
     def admission_delay(self, tokens: float, now: float) -> float:
         """Seconds until a request charging `tokens` fits (without reserving)."""
@@ -81,14 +78,16 @@ class Quota:
         if self.tokens:
             self.tokens.refund(tokens, now)
 
-    def on_rate_limited(self, retry_after: float | None, now: float) -> None:
+    def on_rate_limited(self, retry_after: float | None, now: float, in_flight_s: float) -> None:
+        """Pause until Retry-After; cut the rate once per episode. An episode lasts until the requests that were
+        already in flight when it began have had their answers, so their 429s do not cut the rate again."""
         self.rate_limited += 1
         pause = retry_after if retry_after is not None else 1.0
         self.paused_until = max(self.paused_until, now + pause)
-        if now >= self.episode_until:  # a new episode: cut the rate once
+        if now >= self.episode_until:
             self.factor = max(RATE_FLOOR, self.factor * RATE_CUT)
             self._apply_rates(now)
-        self.episode_until = self.paused_until + max(1.0, pause)
+            self.episode_until = self.paused_until + max(0.2, in_flight_s)
         # nothing is banked while paused: the stream resumes at the rate, not with a burst
         for bucket in (self.requests, self.tokens):
             if bucket:
@@ -101,50 +100,33 @@ class Quota:
             self._apply_rates(now)
 
     def observe_headers(self, info: RateLimitInfo, pending_requests: float, pending_tokens: float, now: float) -> None:
-        """Believe the server's remaining counts, less what we sent after it counted; learn others' usage."""
-        for bucket, remaining, pending, attr in (
-            (self.requests, info.remaining_requests, pending_requests, "others_rps"),
-            (self.tokens, info.remaining_tokens, pending_tokens, "others_tps"),
+        """Believe the server's remaining counts, less what we sent after it counted.
+
+        Servers report whole numbers (rounded down), so the true level may be up to one unit higher: the ceiling
+        allows that unit, or every response would look like someone else's spending. A steady unseen spender is
+        handled by the 429 episodes (rate cut, slow recovery); the clamp keeps our level from running ahead.
+        """
+        for bucket, remaining, pending in (
+            (self.requests, info.remaining_requests, pending_requests),
+            (self.tokens, info.remaining_tokens, pending_tokens),
         ):
             if bucket is None or remaining is None:
                 continue
             bucket.refill(now)
             # Our level counts reservations for requests the server has not seen yet; its count does not.
-            ceiling = remaining * SAFETY - pending
-            # Headers report the server's bucket (up to a whole minute); ours holds at most a short burst.
-            ceiling = min(ceiling, bucket.capacity)
-            excess = bucket.level - ceiling
-            if excess > 0:
-                bucket.level = ceiling
-                # someone else spent `excess` since we last looked: learn their rate (slow EMA, bounded)
-                setattr(self, attr, min(getattr(self, attr) * 0.9 + excess * 0.1, bucket.rate * 0.7))
-            else:
-                setattr(self, attr, getattr(self, attr) * 0.98)
-        self._apply_rates(now)
+            bucket.level = min(bucket.level, remaining + 1 - pending)
 
 
 class Gate:
-    """A concurrency limit that can change while requests wait."""
+    """An endpoint's concurrency limit; the scheduler admits one request at a time, so plain counters suffice."""
 
     def __init__(self, limit: int) -> None:
         self.limit = max(1, limit)
         self.active = 0
-        self._changed = asyncio.Condition()
 
-    async def acquire(self) -> None:
-        async with self._changed:
-            await self._changed.wait_for(lambda: self.active < self.limit)
-            self.active += 1
-
-    async def release(self) -> None:
-        async with self._changed:
-            self.active -= 1
-            self._changed.notify_all()
-
-    async def resize(self, limit: int) -> None:
-        async with self._changed:
-            self.limit = max(1, limit)
-            self._changed.notify_all()
+    @property
+    def free(self) -> bool:
+        return self.active < self.limit
 
 
 @dataclass
@@ -188,6 +170,7 @@ class Endpoint:
         self.stats = EndpointStats()
         self._sent: deque[tuple[int, float]] = deque()  # (sequence, charged tokens) of requests in flight
         self._seq = 0
+        self.exhausted: Exception | None = None  # a daily / billing quota error: nothing more is sent here
 
     def _counter(self) -> TokenCounter:
         own = self.provider.count_tokens
@@ -227,7 +210,7 @@ class Endpoint:
         self._sent = deque((s, c) for s, c in self._sent if s != seq)
         return later_requests, later_tokens
 
-    async def on_success(self, seq: int, completion: Completion, estimated_prompt: int, latency_s: float) -> None:
+    def on_success(self, seq: int, completion: Completion, estimated_prompt: int, latency_s: float) -> None:
         later_requests, later_tokens = self._finished(seq)
         now = time.monotonic()
         self.stats.ok += 1
@@ -241,9 +224,7 @@ class Endpoint:
         if completion.ratelimit is not None:
             self.quota.observe_headers(completion.ratelimit, later_requests, later_tokens, now)
         self.quota.on_success(now)
-        limit = self._concurrency()
-        if limit != self.gate.limit:
-            await self.gate.resize(limit)
+        self.gate.limit = self._concurrency()
 
     def on_rate_limited(self, seq: int, charge: float, retry_after: float | None) -> None:
         self._finished(seq)
@@ -251,7 +232,7 @@ class Endpoint:
         self.stats.rate_limited += 1
         self.quota.refund(charge, now)
         jitter = random.uniform(0, 0.25) * (retry_after or 1.0)
-        self.quota.on_rate_limited((retry_after if retry_after is not None else 1.0) + jitter, now)
+        self.quota.on_rate_limited((retry_after if retry_after is not None else 1.0) + jitter, now, self.latency_s)
 
     def on_error(self, seq: int) -> None:
         self._finished(seq)
