@@ -32,6 +32,7 @@ from .errors import ConfigError
 HOME_ENV = "LLMCORR_HOME"
 CONFIG_FILE = "llmcorr.toml"
 OPENAI_URL = "https://api.openai.com/v1"
+AZURE_WINDOW_S = 10.0
 _ENV_REF = re.compile(r"^\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}$")
 
 
@@ -83,6 +84,11 @@ class EndpointConfig(BaseModel):
     def group(self) -> str:
         """Endpoints in one quota group share buckets."""
         return self.quota_group or self.name
+
+    @property
+    def enforcement_window_s(self) -> float | None:
+        """The server's fixed enforcement window: as configured, 10 s for Azure, none (continuous) otherwise."""
+        return self.window_s or (AZURE_WINDOW_S if self.kind == "azure" else None)
 
     @property
     def key_env(self) -> str | None:

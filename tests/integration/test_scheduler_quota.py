@@ -186,3 +186,27 @@ def test_a_daily_quota_stops_the_run_cleanly(cancer_csv: Path, tmp_path: Path, l
     assert run.status == "failed" and "quota" in (run.error or "")
     assert run.rows_done >= 5 - 1  # the rows that were answered are kept
     assert KEY not in r.stderr and os.environ.get("QUOTA_KEY") is None
+
+
+def test_azure_fixed_windows_through_the_azure_provider() -> None:
+    # Azure counts per 10-second window: 200 requests per window at 1200 rpm; a continuous-refill client with a
+    # burst on top would overflow a window
+    with server(rpm=1200, tpm=10_000_000, mode="azure", window_s=10, api_key=KEY) as srv:
+        config = EndpointConfig(
+            name="az",
+            kind="azure",
+            base_url=f"{srv.root_url}/openai/deployments/gpt4o",
+            model="gpt-4o",
+            rpm=1200,
+            api_key_env="AZ_KEY",
+        )
+        os.environ["AZ_KEY"] = KEY
+        try:
+            results = run_requests(Scheduler(build_endpoints([config])), 220)
+        finally:
+            del os.environ["AZ_KEY"]
+        stats = srv.stats()
+    assert len(results) == 220 and stats["rate_limited_total"] == 0 and stats["unauthorized"] == 0
+    per_window = Counter(s["second"] // 10 for s in stats["series"] for _ in range(int(s["admitted"])))
+    assert max(per_window.values()) <= 200
+    assert per_window[0] >= 0.95 * 200  # the first window is used nearly to the brim

@@ -38,9 +38,13 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", help="config file (d
 
 
 def setup_logging(quiet: bool = False) -> None:
-    logging.basicConfig(
-        stream=sys.stderr, level=logging.WARNING if quiet else logging.INFO, format="llmcorr: %(message)s", force=True
-    )
+    """llmcorr's own notes on stderr (INFO, or WARNING with --quiet); other libraries only warn."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("llmcorr: %(message)s"))
+    logger = logging.getLogger("llmcorr")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
 
 
 def load_config(

@@ -239,7 +239,7 @@ async def correct_async(
             "correct", plan.spec.to_dict(), rows_total=len(test), name=name, estimate=planned.to_dict()
         )
         try:
-            with row_progress(len(test), f"correcting {run_id}", enabled=progress) as on_row:
+            with row_progress(len(test), f"correcting {run_id}", progress, scheduler) as on_row:
                 await execute(job, job.items(), scheduler, store, run_id, params, on_row=on_row)
             result = result_table(test, store.rows(run_id), table.problem)
             metrics = compute_metrics(result, table.problem) if len(result) else {"n": 0}

@@ -1,8 +1,10 @@
-"""A progress bar with an ETA for long runs, on stderr."""
+"""A progress bar with an ETA for long runs, on stderr: rows, rows/s, tokens, errors, 429s, and per endpoint its
+tokens/min against its quota."""
 
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,34 +18,64 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from ..scheduler import Scheduler
 from ..store import RowRecord
 from .engine import ProgressFn
 
 
+def endpoint_usage(scheduler: Scheduler) -> str:
+    """`east 41k/60k tok/min · west 12/s` — each endpoint's pace against its binding quota."""
+    parts = []
+    for name, s in scheduler.stats().items():
+        if s["tpm"]:
+            parts.append(f"{name} {s['tokens_per_min'] / 1000:.1f}k/{s['tpm'] / 1000:g}k tok/min")
+        elif s["rpm"]:
+            parts.append(f"{name} {s['requests_per_min']:.0f}/{s['rpm']:g} req/min")
+        elif len(scheduler.endpoints) > 1:
+            parts.append(f"{name} {s['requests_per_min']:.0f} req/min")
+    return " · ".join(parts)
+
+
 @contextmanager
-def row_progress(total: int, description: str, enabled: bool = True) -> Iterator[ProgressFn | None]:
-    """Yield an `on_row` callback that advances a bar (rows, tokens, errors, elapsed, ETA); None when disabled."""
+def row_progress(
+    total: int, description: str, enabled: bool = True, scheduler: Scheduler | None = None
+) -> Iterator[ProgressFn | None]:
+    """Yield an `on_row` callback that advances the bar; None when disabled."""
     if not enabled:
         yield None
         return
     console = Console(file=sys.stderr)
-    tokens = errors = 0
+    tokens = errors = done = 0
+    started = time.monotonic()
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[tokens]:,} tok · {task.fields[errors]} err"),
+        TextColumn("{task.fields[rate]:.1f} rows/s · {task.fields[tokens]:,} tok · {task.fields[errors]} err"),
+        TextColumn("{task.fields[limited]}"),
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
+        TextColumn("{task.fields[usage]}"),
     )
     with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task(description, total=total, tokens=0, errors=0)
+        task = bar.add_task(description, total=total, tokens=0, errors=0, rate=0.0, limited="", usage="")
 
         def on_row(row: RowRecord) -> None:
-            nonlocal tokens, errors
+            nonlocal tokens, errors, done
+            done += 1
             tokens += row.input_tokens + row.output_tokens
             errors += row.status == "error"
-            bar.update(task, advance=1, tokens=tokens, errors=errors)
+            rate = done / max(1e-9, time.monotonic() - started)
+            limited = scheduler.rate_limited if scheduler else 0
+            bar.update(
+                task,
+                advance=1,
+                tokens=tokens,
+                errors=errors,
+                rate=rate,
+                limited=f"· {limited} × 429" if limited else "",
+                usage=endpoint_usage(scheduler) if scheduler else "",
+            )
 
         yield on_row

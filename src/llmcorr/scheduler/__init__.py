@@ -56,7 +56,7 @@ def build_endpoints(configs: list[EndpointConfig], providers: list[Provider] | N
     for i, config in enumerate(configs):
         quota = quotas.get(config.group)
         if quota is None:
-            quota = quotas[config.group] = Quota(config.group, config.rpm, config.tpm, config.window_s)
+            quota = quotas[config.group] = Quota(config.group, config.rpm, config.tpm, config.enforcement_window_s)
         provider = providers[i] if providers else make_provider(config)
         endpoints.append(Endpoint(config, provider, quota))
     return endpoints

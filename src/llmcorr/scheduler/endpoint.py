@@ -26,6 +26,7 @@ from .tokens import TokenCounter, bytes_estimate, tiktoken_counter
 # Opening burst: one second of quota, never a whole minute's. A burst as large as the server's own bucket would meet
 # 429s: the server's bucket starts refilling only when our first request *arrives*, ours when we admit it.
 DEFAULT_BURST_S = 1.0
+WINDOW_BURST_FRACTION = 0.02  # with fixed enforcement windows, the burst is this fraction of a window
 SAFETY = 0.995  # aim a hair under the quota: the client's and the server's clocks are not the same clock
 RATE_CUT = 0.85  # on a 429 episode, the rate is cut to this fraction (once per episode)
 RATE_FLOOR = 0.1  # never below this fraction of the configured quota
@@ -39,20 +40,28 @@ class Quota:
     def __init__(self, name: str, rpm: float | None, tpm: float | None, window_s: float | None) -> None:
         self.name = name
         self.rpm, self.tpm = rpm, tpm
-        burst_s = min(window_s or DEFAULT_BURST_S, DEFAULT_BURST_S)
+        burst_s = DEFAULT_BURST_S
+        self.window_factor = 1.0
+        if window_s:
+            # Fixed windows (Azure) count everything admitted inside each window: a burst B on top of a rate r
+            # puts B + r*W into one window, so the burst is kept small and the rate lowered to make room for it.
+            burst_s = min(DEFAULT_BURST_S, WINDOW_BURST_FRACTION * window_s)
+            self.window_factor = 1 / (1 + burst_s / window_s)
         now = time.monotonic()
         self.factor = 1.0  # rate multiplier after 429 episodes
-        self.requests = Bucket(rpm / 60 * SAFETY, max(1.0, rpm / 60 * burst_s), now=now) if rpm else None
-        self.tokens = Bucket(tpm / 60 * SAFETY, max(1.0, tpm / 60 * burst_s), now=now) if tpm else None
+        base = SAFETY * self.window_factor
+        self.requests = Bucket(rpm / 60 * base, max(1.0, rpm / 60 * burst_s), now=now) if rpm else None
+        self.tokens = Bucket(tpm / 60 * base, max(1.0, tpm / 60 * burst_s), now=now) if tpm else None
         self.paused_until = 0.0
         self.episode_until = 0.0
         self.rate_limited = 0
 
     def _apply_rates(self, now: float) -> None:
+        scale = SAFETY * self.window_factor * self.factor
         if self.requests and self.rpm:
-            self.requests.set_rate(self.rpm / 60 * SAFETY * self.factor, now)
+            self.requests.set_rate(self.rpm / 60 * scale, now)
         if self.tokens and self.tpm:
-            self.tokens.set_rate(self.tpm / 60 * SAFETY * self.factor, now)
+            self.tokens.set_rate(self.tpm / 60 * scale, now)
 
     def admission_delay(self, tokens: float, now: float) -> float:
         """Seconds until a request charging `tokens` fits (without reserving)."""
