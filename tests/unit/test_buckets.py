@@ -54,13 +54,13 @@ def test_quota_charges_requests_and_tokens() -> None:
 def test_a_429_pauses_the_group_and_cuts_the_rate_once_per_episode() -> None:
     q = Quota("q", rpm=600, tpm=None, window_s=None)
     now = q.requests.stamp  # type: ignore[union-attr]
-    q.on_rate_limited(2.0, now)
+    q.on_rate_limited(2.0, now, in_flight_s=0.5)  # the episode lasts the pause plus one round trip
     assert q.admission_delay(1, now) >= 2.0
     rate = q.requests.rate  # type: ignore[union-attr]
     assert rate == pytest.approx(10 * SAFETY * RATE_CUT)
-    q.on_rate_limited(2.0, now + 0.5)  # same episode: no second cut
+    q.on_rate_limited(2.0, now + 2.4, in_flight_s=0.5)  # same episode (a request already in flight): no cut
     assert q.requests.rate == pytest.approx(rate)  # type: ignore[union-attr]
-    q.on_rate_limited(2.0, now + 30)  # a new episode later: cut again
+    q.on_rate_limited(2.0, now + 30, in_flight_s=0.5)  # a new episode later: cut again
     assert q.requests.rate == pytest.approx(rate * RATE_CUT)  # type: ignore[union-attr]
     assert q.rate_limited == 3
 
