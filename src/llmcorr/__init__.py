@@ -6,7 +6,7 @@
 """
 
 from ._version import __version__
-from .config import Config, ProviderConfig
+from .config import Config, EndpointConfig, ProviderConfig
 from .correct import Predictions, load_predictions
 from .errors import (
     ConfigError,
@@ -15,13 +15,15 @@ from .errors import (
     LlmcorrError,
     NotFoundError,
     ProviderError,
+    QuotaExhaustedError,
     RateLimitError,
+    RunCancelled,
     TemplateError,
     TransientError,
     UserError,
 )
 from .providers import Completion, GenParams, LocalProvider, Message, OpenAIProvider, Provider
-from .runs import CorrectionResult, RunSpec, correct, correct_async
+from .runs import CorrectionResult, Estimate, RunSpec, correct, correct_async, estimate, resume
 from .store import RunRecord, Store
 
 __all__ = [
@@ -30,6 +32,8 @@ __all__ = [
     "ConfigError",
     "CorrectionResult",
     "DataError",
+    "EndpointConfig",
+    "Estimate",
     "FatalProviderError",
     "GenParams",
     "LlmcorrError",
@@ -41,7 +45,9 @@ __all__ = [
     "Provider",
     "ProviderConfig",
     "ProviderError",
+    "QuotaExhaustedError",
     "RateLimitError",
+    "RunCancelled",
     "RunRecord",
     "RunSpec",
     "Store",
@@ -51,5 +57,7 @@ __all__ = [
     "__version__",
     "correct",
     "correct_async",
+    "estimate",
     "load_predictions",
+    "resume",
 ]

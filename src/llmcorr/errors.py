@@ -2,6 +2,7 @@
 
 ```
 LlmcorrError
+├── RunCancelled              a run was asked to stop (`runs cancel`, Ctrl-C): finished rows are kept
 ├── UserError                 the user can fix it: bad data, bad config, bad template. CLI: one line, exit code 2.
 │   ├── DataError             a predictions/data file or DataFrame is unreadable or does not fit
 │   ├── ConfigError           a bad option, provider setting or missing environment variable
@@ -25,6 +26,10 @@ from typing import Any
 
 class LlmcorrError(Exception):
     """Base of every error llmcorr raises on purpose."""
+
+
+class RunCancelled(LlmcorrError):
+    """The run was asked to stop; its finished rows are kept and it can be resumed."""
 
 
 class UserError(LlmcorrError):
@@ -83,6 +88,7 @@ __all__ = [
     "ProviderError",
     "QuotaExhaustedError",
     "RateLimitError",
+    "RunCancelled",
     "TemplateError",
     "TransientError",
     "UserError",

@@ -59,7 +59,7 @@ def test_sigkill_mid_run(cancer_csv: Path, llmcorr_home: Path) -> None:
         assert store.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
-def test_sigterm_marks_the_run_interrupted_on_the_way_out(cancer_csv: Path, llmcorr_home: Path) -> None:
+def test_sigterm_cancels_the_run_on_the_way_out(cancer_csv: Path, llmcorr_home: Path) -> None:
     proc = start_run(cancer_csv, "stopped")
     wait_for_rows(llmcorr_home, "stopped", 1, proc)
     proc.send_signal(signal.SIGTERM)
@@ -68,4 +68,4 @@ def test_sigterm_marks_the_run_interrupted_on_the_way_out(cancer_csv: Path, llmc
     assert "Traceback" not in err
     with Store(store_path(llmcorr_home)) as store:
         run = store.get_run("stopped")
-    assert run.status == "interrupted" and run.error == "stopped by the user"
+    assert run.status == "cancelled" and (run.error or "").startswith("stopped by the user; resume with")

@@ -102,7 +102,7 @@ def test_correct_through_an_openai_compatible_server(
     assert len(table) == 3 and (table["tokens"] > 0).all()
 
     # the key reached the server (it rejects requests without it) …
-    denied = run_cli(*args, env={"SERVER_KEY": "sk-wrong"})
+    denied = run_cli(*args, "--no-cache", env={"SERVER_KEY": "sk-wrong"})
     assert denied.returncode == 1 and "HTTP 401" in denied.stderr
     # … and nothing else: not the store (db + WAL), the output, the console, the error messages
     for path in [out, *llmcorr_home.glob("llmcorr.db*")]:

@@ -9,7 +9,7 @@ from types import FrameType
 import typer
 from typer.exceptions import Abort, TyperException
 
-from ..errors import LlmcorrError, UserError
+from ..errors import LlmcorrError, RunCancelled, UserError
 from . import correct, demo, runs
 from ._common import err_console
 
@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as exc:
         err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
+    except RunCancelled as exc:
+        err_console.print(f"cancelled: {exc}; its finished rows are kept", markup=False, highlight=False)
+        sys.exit(130)
     except LlmcorrError as exc:  # an endpoint failed for good (bad key, exhausted quota): say so, no traceback
         err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(1)

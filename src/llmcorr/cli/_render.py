@@ -96,7 +96,7 @@ def headline(metrics: dict[str, Any] | None) -> str:
 
 
 def runs_table(records: list[RunRecord]) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     table.add_column("id", no_wrap=True, min_width=12)
     table.add_column("name", overflow="fold", min_width=4)
     table.add_column("status", no_wrap=True)

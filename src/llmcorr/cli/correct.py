@@ -79,6 +79,7 @@ def correct(
     api_key_env: KeyEnvOpt = None,
     max_concurrency: ConcurrencyOpt = None,
     yes: YesOpt = False,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="call the LLM even when the answer is cached")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or notes")] = False,
 ) -> None:
     """Correct the test split of a predictions table with an LLM (LLMCorr) and record the run.
@@ -104,7 +105,15 @@ def correct(
     if ctx.info_name == "estimate":
         console.print(estimate_table(run_estimate(predictions, output=output, **options)))
         return
-    result = run_correct(predictions, output=output, name=name, progress=not quiet, confirm=_confirmer(yes), **options)
+    result = run_correct(
+        predictions,
+        output=output,
+        name=name,
+        progress=not quiet,
+        confirm=_confirmer(yes),
+        cache=not no_cache,
+        **options,
+    )
     with Store(config.store_path) as store:
         console.print(run_table(store.get_run(result.run_id), wall_s=result.wall_s))
     console.print(metrics_table(result.metrics))

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from .._sync import run_sync
 from ..config import Config
+from ..errors import UserError
+from ..runs.correction import resume_async
 from ..store import Store
-from ._common import YesOpt, confirm, console
+from ._common import ConfigOpt, YesOpt, confirm, console, setup_logging
 from ._render import metrics_table, run_table, runs_table
 
 app = typer.Typer(help="List, show and delete recorded runs.", no_args_is_help=True)
@@ -47,6 +51,33 @@ def show(run: Annotated[str, typer.Argument(help="run id or name")], as_json: Js
         console.print("rows by status: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     if record.metrics and "base" in record.metrics:
         console.print(metrics_table(record.metrics))
+
+
+@app.command("resume")
+def resume(
+    run: Annotated[str, typer.Argument(help="run id or name")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="write corrected rows here")] = None,
+    config_path: ConfigOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Continue an interrupted, cancelled or failed run: finished rows are kept, failed rows are retried."""
+    setup_logging(quiet)
+    config = Config.load(config_path)
+    result = run_sync(resume_async(run, output=output, progress=not quiet, config=config))
+    with Store(config.store_path) as store:
+        console.print(run_table(store.get_run(result.run_id), wall_s=result.wall_s))
+    console.print(metrics_table(result.metrics))
+
+
+@app.command("cancel")
+def cancel(run: Annotated[str, typer.Argument(help="run id or name")]) -> None:
+    """Stop a running run from another terminal; it finishes its requests in flight and keeps every row."""
+    with Store(Config.load().store_path) as store:
+        record = store.get_run(run)
+        if record.status != "running":
+            raise UserError(f"run {record.label} is not running (status: {record.status})")
+        store.request_cancel(record.id)
+    console.print(f"asked run {record.label} to stop; `llmcorr runs show {record.label}` shows when it has")
 
 
 @app.command("delete")

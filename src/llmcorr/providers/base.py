@@ -93,5 +93,9 @@ class Provider(abc.ABC):
         """What re-creates this endpoint in a run record. Never includes secrets."""
         return {"kind": self.kind, "model": self.model}
 
+    def cache_identity(self) -> dict[str, Any]:
+        """What distinguishes this endpoint's answers in the response cache (a server's model, not its key)."""
+        return {k: v for k, v in self.describe().items() if k != "api_key_env"}
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections; the default has nothing to release."""

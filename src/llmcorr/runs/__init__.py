@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 
 from .._sync import run_sync
-from .correction import CorrectionResult, correct_async, estimate_async
+from .correction import CorrectionResult, correct_async, estimate_async, resume_async
 from .estimate import Estimate
 from .spec import RunSpec
 
@@ -20,7 +20,8 @@ def correct(predictions: str | Path | pd.DataFrame, **options: Any) -> Correctio
     (remap with `columns={"input": "smiles"}`). Options: task, shots (3), limit, seed (0), name, output, problem
     ("auto" | "classification" | "regression"), template, max_tokens (64), endpoints (names from llmcorr.toml),
     provider (a Provider or EndpointConfig; default: the embedded local model), config, progress (False),
-    confirm (called with the estimate before anything is spent; return False to cancel).
+    confirm (called with the estimate before anything is spent; return False to cancel), cache (True: answers
+    already in the response cache cost nothing).
     Works in scripts and inside a running event loop (Jupyter).
     """
     return run_sync(correct_async(predictions, **options))
@@ -31,4 +32,22 @@ def estimate(predictions: str | Path | pd.DataFrame, **options: Any) -> Estimate
     return run_sync(estimate_async(predictions, **options))
 
 
-__all__ = ["CorrectionResult", "Estimate", "RunSpec", "correct", "correct_async", "estimate", "estimate_async"]
+def resume(run: str, **options: Any) -> CorrectionResult:
+    """Continue a stopped run (interrupted, cancelled or failed): finished rows are kept, failed rows retried.
+
+    Options: predictions (needed again for a run made from a DataFrame), output, progress, config, provider.
+    """
+    return run_sync(resume_async(run, **options))
+
+
+__all__ = [
+    "CorrectionResult",
+    "Estimate",
+    "RunSpec",
+    "correct",
+    "correct_async",
+    "estimate",
+    "estimate_async",
+    "resume",
+    "resume_async",
+]

@@ -22,7 +22,7 @@ from ..correct import (
     write_table,
 )
 from ..correct.data import check_output_path
-from ..errors import UserError
+from ..errors import RunCancelled, UserError
 from ..providers import Provider
 from ..providers.base import GenParams
 from ..scheduler import Scheduler, build_endpoints
@@ -179,6 +179,7 @@ def plan_correction(
         ],
         params=params.to_dict(),
         options={
+            "endpoint_configs": [e.config.model_dump(mode="json") for e in scheduler.endpoints],
             "task": corrector.task,
             "shots": shots,
             "limit": limit,
@@ -206,58 +207,122 @@ async def correct_async(
     output: str | Path | None = None,
     progress: bool = False,
     confirm: ConfirmFn | None = None,
+    cache: bool = True,
     **options: Any,
 ) -> CorrectionResult:
     """Correct the test split of a predictions table with an LLM (LLMCorr); see `correct` for the arguments."""
     started = time.perf_counter()
     plan = plan_correction(predictions, output=output, **options)
-    config, table, test, job, scheduler, params = (
-        plan.config,
-        plan.table,
-        plan.test,
-        plan.job,
-        plan.scheduler,
-        plan.params,
-    )
-    planned = plan.estimate
     log.info(
         "problem: %s; task: %r; %d test rows; %d shots from %d valid rows; endpoints: %s",
-        table.problem,
+        plan.table.problem,
         plan.corrector.task,
-        len(test),
+        len(plan.test),
         plan.corrector.shots,
         len(plan.corrector.pool),
-        ", ".join(f"{e.name} ({e.config.kind}, concurrency {e.gate.limit})" for e in scheduler.endpoints),
+        ", ".join(f"{e.name} ({e.config.kind}, concurrency {e.gate.limit})" for e in plan.scheduler.endpoints),
     )
-    log.info("estimate: %s", describe_estimate(planned))
-    with Store(config.store_path) as store:
+    log.info("estimate: %s", describe_estimate(plan.estimate))
+    with Store(plan.config.store_path) as store:
         store.check_name_free(name)
-        if confirm is not None and not confirm(planned, scheduler):
-            await scheduler.aclose()
+        if confirm is not None and not confirm(plan.estimate, plan.scheduler):
+            await plan.scheduler.aclose()
             raise UserError("run cancelled before it started; nothing was spent")
-        run_id = store.create_run(
-            "correct", plan.spec.to_dict(), rows_total=len(test), name=name, estimate=planned.to_dict()
+        spec = plan.spec.to_dict() | {"cache": cache}
+        run_id = store.create_run("correct", spec, len(plan.test), name=name, estimate=plan.estimate.to_dict())
+        return await _run(plan, store, run_id, set(), output, progress, cache, started)
+
+
+async def resume_async(
+    run: str,
+    *,
+    predictions: str | Path | pd.DataFrame | None = None,
+    output: str | Path | None = None,
+    progress: bool = False,
+    config: Config | None = None,
+    provider: Provider | EndpointConfig | None = None,
+) -> CorrectionResult:
+    """Continue a stopped run: its finished rows are kept (no token spent on them again), failed rows are retried,
+    missing rows are run. The data must be the same bytes as before (checked by hash)."""
+    started = time.perf_counter()
+    config = config or Config.load()
+    with Store(config.store_path) as store:
+        record = store.get_run(run)
+        spec = record.spec
+        if record.kind != "correct":
+            raise UserError(f"run {record.label} is a {record.kind} run; only correct runs resume for now")
+        data = predictions if predictions is not None else spec["data"]
+        if isinstance(data, str) and data == "DataFrame":
+            raise UserError(f"run {record.label} was made from a DataFrame: pass it again (predictions=df)")
+        if data_sha256(data) != spec["data_sha256"]:
+            raise UserError(f"run {record.label}: the data has changed since the run started ({data}); cannot resume")
+        opts = spec["options"]
+        # the run's own endpoints, as recorded: names, kinds, quotas, key variable names (never keys)
+        recorded = [EndpointConfig(**e) for e in opts.get("endpoint_configs", [])]
+        plan = plan_correction(
+            data,
+            task=opts["task"],
+            shots=opts["shots"],
+            limit=opts["limit"],
+            seed=opts["seed"],
+            problem=opts["problem"],
+            columns={k: v for k, v in opts["columns"].items() if k != v},
+            template=spec["template"],
+            max_tokens=spec["params"]["max_tokens"],
+            provider=provider,
+            endpoints=[e.name for e in recorded] or None,
+            config=config.model_copy(update={"endpoints": recorded}) if recorded else config,
+            output=output,
         )
-        try:
-            with row_progress(len(test), f"correcting {run_id}", progress, scheduler) as on_row:
-                await execute(job, job.items(), scheduler, store, run_id, params, on_row=on_row)
-            result = result_table(test, store.rows(run_id), table.problem)
-            metrics = compute_metrics(result, table.problem) if len(result) else {"n": 0}
-        except (KeyboardInterrupt, asyncio.CancelledError):
-            store.finish_run(run_id, "interrupted", error="stopped by the user", usage=scheduler.stats())
-            raise
-        except BaseException as exc:
-            store.finish_run(run_id, "failed", error=f"{type(exc).__name__}: {exc}", usage=scheduler.stats())
-            raise
-        finally:
-            await scheduler.aclose()
-        store.finish_run(run_id, "completed", metrics=metrics, usage=scheduler.stats())
-        record = store.get_run(run_id)
+        if plan.corrector.template.sha256 != spec["template_sha256"]:
+            raise UserError(f"run {record.label}: the prompt template {spec['template']} has changed; cannot resume")
+        done = store.reopen_run(record.id)
+        log.info(
+            "resuming %s: %d of %d rows kept, %d to run",
+            record.label,
+            len(done),
+            len(plan.test),
+            len(plan.test) - len(done),
+        )
+        return await _run(plan, store, record.id, done, output, progress, bool(spec.get("cache", True)), started)
+
+
+async def _run(
+    plan: CorrectionPlan,
+    store: Store,
+    run_id: str,
+    skip: set[int],
+    output: str | Path | None,
+    progress: bool,
+    cache: bool,
+    started: float,
+) -> CorrectionResult:
+    """Execute a recorded run's remaining rows, then finish it: completed, cancelled, interrupted or failed."""
+    scheduler, test, table = plan.scheduler, plan.test, plan.table
+    items = (item for item in plan.job.items() if item.index not in skip)
+    try:
+        with row_progress(len(test) - len(skip), f"correcting {run_id}", progress, scheduler) as on_row:
+            await execute(plan.job, items, scheduler, store, run_id, plan.params, on_row=on_row, use_cache=cache)
+        result = result_table(test, store.rows(run_id), table.problem)
+        metrics = compute_metrics(result, table.problem) if len(result) else {"n": 0}
+    except (KeyboardInterrupt, asyncio.CancelledError, RunCancelled) as exc:
+        why = str(exc) if isinstance(exc, RunCancelled) else "stopped by the user"
+        store.finish_run(
+            run_id, "cancelled", error=f"{why}; resume with `llmcorr runs resume {run_id}`", usage=scheduler.stats()
+        )
+        raise
+    except BaseException as exc:
+        store.finish_run(run_id, "failed", error=f"{type(exc).__name__}: {exc}", usage=scheduler.stats())
+        raise
+    finally:
+        await scheduler.aclose()
+    store.finish_run(run_id, "completed", metrics=metrics, usage=scheduler.stats())
+    record = store.get_run(run_id)
     if output is not None:
         write_table(result, output)
     return CorrectionResult(
         run_id=run_id,
-        name=name,
+        name=record.name,
         problem=table.problem,
         table=result,
         metrics=metrics,

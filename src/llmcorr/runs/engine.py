@@ -6,14 +6,17 @@ The engine knows nothing of LLMCorr: a job supplies work items (messages to send
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..errors import FatalProviderError, ProviderError
+from ..errors import FatalProviderError, ProviderError, RunCancelled
 from ..providers.base import GenParams, Message
 from ..scheduler import Scheduler
 from ..store import RowRecord, Store
+from .cache import cache_key
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,9 @@ class Job(Protocol):
 ProgressFn = Callable[[RowRecord], None]
 
 
+CANCEL_POLL_S = 1.0  # how often a run looks for `llmcorr runs cancel`
+
+
 async def execute(
     job: Job,
     items: Iterable[WorkItem],
@@ -41,17 +47,41 @@ async def execute(
     run_id: str,
     params: GenParams,
     on_row: ProgressFn | None = None,
+    use_cache: bool = True,
 ) -> None:
     """Run every item; a row whose call fails is recorded as an error and the run goes on.
 
-    A fatal provider error (bad key, exhausted quota, unloadable model) stops the run: every later row would
-    fail the same way.
+    An answer already in the response cache is used without a call (no tokens spent). A fatal provider error
+    (bad key, exhausted quota, unloadable model) stops the run: every later row would fail the same way.
+    `llmcorr runs cancel` (seen within CANCEL_POLL_S) stops it with `RunCancelled`. Either way, the requests already
+    sent are waited for and their rows kept.
     """
     in_flight: set[asyncio.Task[RowRecord]] = set()
     limit = scheduler.max_concurrency * 2  # keep the scheduler fed without materialising every request
+    identities = {e.name: e.provider.cache_identity() for e in scheduler.endpoints}
 
     async def one(item: WorkItem) -> RowRecord:
         prompt = [m.to_dict() for m in item.messages]
+        keys = {name: cache_key(ident, item.messages, params) for name, ident in identities.items()}
+        if use_cache:
+            hit = store.cached_response(list(dict.fromkeys(keys.values())))
+            if hit is not None:
+                key, text = hit
+                output, parse_error = job.interpret(item, text)
+                status = "ok" if parse_error is None else "unparsed"
+                return RowRecord(
+                    item.index,
+                    item.sample_id,
+                    item.inputs,
+                    status,
+                    prompt=prompt,
+                    response=text,
+                    output=output,
+                    error=parse_error,
+                    cached=True,
+                    cache_key=key,
+                    duration_ms=0.0,
+                )
         try:
             result = await scheduler.complete(item.messages, params)
         except FatalProviderError:
@@ -75,6 +105,8 @@ async def execute(
             "ok" if parse_error is None else "unparsed",
             prompt=prompt,
             endpoint=result.endpoint,
+            cache_key=keys[result.endpoint] if use_cache else None,
+            model=json.dumps(identities[result.endpoint], sort_keys=True, default=str),
             response=c.text,
             output=output,
             error=parse_error,
@@ -97,12 +129,25 @@ async def execute(
                 on_row(row)
         return failure
 
+    last_poll = time.monotonic()
+
+    def cancelled() -> BaseException | None:
+        nonlocal last_poll
+        if time.monotonic() - last_poll < CANCEL_POLL_S:
+            return None
+        last_poll = time.monotonic()
+        return RunCancelled(f"run {run_id} was cancelled") if store.cancel_requested(run_id) else None
+
     async def drain(until_below: int) -> None:
         """Wait for tasks until fewer than `until_below` are in flight, committing each finished row."""
-        while len(in_flight) >= until_below and in_flight:
-            done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-            in_flight.difference_update(done)
-            failure = commit(done)
+        while True:
+            failure = cancelled()
+            if failure is None and not (len(in_flight) >= until_below and in_flight):
+                return
+            if failure is None:
+                done, _ = await asyncio.wait(in_flight, timeout=CANCEL_POLL_S, return_when=asyncio.FIRST_COMPLETED)
+                in_flight.difference_update(done)
+                failure = commit(done)
             if failure is not None:
                 # stop: but the requests already sent were paid for, so wait for their answers and keep them
                 if in_flight:

@@ -73,7 +73,14 @@ class Scheduler:
     ) -> None:
         if isinstance(endpoints, Provider):  # a bare provider: no quota, its own concurrency
             provider = endpoints
-            config = EndpointConfig(name=provider.model, max_concurrency=max_concurrency or provider.max_concurrency)
+            kind = provider.kind if provider.kind in ("local", "openai", "azure") else "local"
+            config = EndpointConfig(
+                name=provider.model,
+                kind=kind,  # type: ignore[arg-type]
+                model=provider.model,
+                base_url=getattr(provider, "base_url", None),
+                max_concurrency=max_concurrency or provider.max_concurrency,
+            )
             endpoints = build_endpoints([config], [provider])
         if not endpoints:
             raise ValueError("a scheduler needs at least one endpoint")

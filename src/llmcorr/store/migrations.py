@@ -76,6 +76,27 @@ def m002_endpoint_usage(conn: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m003_cache_and_cancel(conn: sqlite3.Connection) -> None:
+    _script(
+        conn,
+        """
+        CREATE TABLE cache (
+            key           TEXT PRIMARY KEY,       -- sha256 of (model identity, messages, sampling params, sample index)
+            model         TEXT NOT NULL,          -- the model identity that answered, for humans
+            response      TEXT NOT NULL,          -- the raw LLM text
+            input_tokens  INTEGER NOT NULL,       -- what the original call cost
+            output_tokens INTEGER NOT NULL,
+            finish_reason TEXT,
+            created_utc   TEXT NOT NULL,
+            hits          INTEGER NOT NULL DEFAULT 0  -- times it was served instead of a call
+        );
+        ALTER TABLE rows ADD COLUMN cached INTEGER NOT NULL DEFAULT 0;  -- 1: answered from the cache, no tokens spent
+        ALTER TABLE runs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;  -- set by `runs cancel`
+        """,
+    )
+
+
 def _script(conn: sqlite3.Connection, sql: str) -> None:
     """Run several statements inside the caller's transaction (`executescript` would commit it first)."""
     statement = ""

@@ -15,7 +15,7 @@ from typing import Any
 from ..errors import NotFoundError, UserError
 from .db import connect
 
-STATUSES = ("running", "completed", "failed", "interrupted")
+STATUSES = ("running", "completed", "failed", "interrupted", "cancelled")
 
 
 def utc_now() -> str:
@@ -86,6 +86,9 @@ class RowRecord:
     duration_ms: float | None = None
     attempts: int = 0
     endpoint: str | None = None
+    cached: bool = False  # answered from the response cache: no tokens spent
+    cache_key: str | None = None  # where a fresh answer is cached (not stored with the row)
+    model: str | None = None  # the model identity that answered, for the cache
 
 
 def _pid_alive(pid: int) -> bool:
@@ -157,8 +160,8 @@ class Store:
             self.conn.execute("BEGIN IMMEDIATE")
             self.conn.execute(
                 "INSERT INTO rows (run_id, row_index, sample_id, inputs_json, prompt_json, response, output_json,"
-                " status, error, input_tokens, output_tokens, duration_ms, attempts, endpoint, created_utc)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " status, error, input_tokens, output_tokens, duration_ms, attempts, endpoint, cached, created_utc)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run_id,
                     row.row_index,
@@ -174,9 +177,18 @@ class Store:
                     row.duration_ms,
                     row.attempts,
                     row.endpoint,
+                    int(row.cached),
                     utc_now(),
                 ),
             )
+            if row.cache_key and row.cached:
+                self.conn.execute("UPDATE cache SET hits = hits + 1 WHERE key = ?", (row.cache_key,))
+            elif row.cache_key and row.response is not None and row.status != "error":
+                self.conn.execute(
+                    "INSERT OR IGNORE INTO cache (key, model, response, input_tokens, output_tokens, created_utc)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (row.cache_key, row.model or "", row.response, row.input_tokens, row.output_tokens, utc_now()),
+                )
             self.conn.execute(
                 "UPDATE runs SET rows_done = rows_done + 1, rows_failed = rows_failed + ?,"
                 " input_tokens = input_tokens + ?, output_tokens = output_tokens + ? WHERE id = ?",
@@ -207,6 +219,46 @@ class Store:
                 run_id,
             ),
         )
+
+    def cached_response(self, keys: list[str]) -> tuple[str, str] | None:
+        """(key, response) of the first of `keys` the cache holds."""
+        for key in keys:
+            row = self.conn.execute("SELECT response FROM cache WHERE key = ?", (key,)).fetchone()
+            if row is not None:
+                return key, row["response"]
+        return None
+
+    def request_cancel(self, run_id: str) -> None:
+        """Ask a running run (in any process) to stop cleanly; it notices within about a second."""
+        self.conn.execute("UPDATE runs SET cancel_requested = 1 WHERE id = ? AND status = 'running'", (run_id,))
+
+    def cancel_requested(self, run_id: str) -> bool:
+        row = self.conn.execute("SELECT cancel_requested FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return bool(row and row["cancel_requested"])
+
+    def reopen_run(self, run_id: str) -> set[int]:
+        """Make a stopped run resumable: drop its failed rows (to retry them), mark it running again in this
+        process, and return the indices of the rows it keeps."""
+        with self.conn:
+            self.conn.execute("BEGIN IMMEDIATE")
+            status = self.conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if status is None:
+                raise NotFoundError(f"no run with id {run_id!r}")
+            if status["status"] == "running":
+                raise UserError(f"run {run_id} is still running; cancel it first (`llmcorr runs cancel {run_id}`)")
+            self.conn.execute("DELETE FROM rows WHERE run_id = ? AND status = 'error'", (run_id,))
+            totals = self.conn.execute(
+                "SELECT COUNT(*) AS n, COALESCE(SUM(input_tokens), 0) AS i, COALESCE(SUM(output_tokens), 0) AS o"
+                " FROM rows WHERE run_id = ?",
+                (run_id,),
+            ).fetchone()
+            self.conn.execute(
+                "UPDATE runs SET status = 'running', finished_utc = NULL, error = NULL, metrics_json = NULL,"
+                " cancel_requested = 0, pid = ?, host = ?, rows_done = ?, rows_failed = 0, input_tokens = ?,"
+                " output_tokens = ? WHERE id = ?",
+                (os.getpid(), socket.gethostname(), totals["n"], totals["i"], totals["o"], run_id),
+            )
+        return {r[0] for r in self.conn.execute("SELECT row_index FROM rows WHERE run_id = ?", (run_id,))}
 
     def recover_interrupted(self) -> list[str]:
         """Mark as `interrupted` the running runs of this host whose process is gone."""
