@@ -10,7 +10,7 @@ import typer
 from typer.exceptions import Abort, TyperException
 
 from ..errors import LlmcorrError, RunCancelled, UserError
-from . import correct, demo, runs
+from . import correct, demo, prompt, run, runs
 from ._common import err_console
 
 app = typer.Typer(
@@ -25,7 +25,9 @@ app.command("correct")(correct.correct)
 app.command("estimate", help="What `llmcorr correct` would spend with the same arguments; nothing is sent.")(
     correct.correct
 )
+app.command("run")(run.run)
 app.add_typer(runs.app, name="runs")
+app.add_typer(prompt.app, name="prompt")
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:

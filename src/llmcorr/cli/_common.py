@@ -78,3 +78,14 @@ def confirm(question: str, yes: bool) -> bool:
     if not sys.stdin.isatty():
         raise UserError(f"{question} needs confirmation: pass --yes (stdin is not a terminal)")
     return typer.confirm(question, default=False)
+
+
+def parse_map_options(items: list[str]) -> dict[str, str]:
+    """`--map question='${data.q}'` → {"question": "${data.q}"}."""
+    mapping = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--map {item!r}: expected input='${{data.column}}'")
+        mapping[key.strip()] = value.strip()
+    return mapping

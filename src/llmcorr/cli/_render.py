@@ -56,9 +56,8 @@ def run_table(record: RunRecord, wall_s: float | None = None) -> Table:
     table.add_row("kind", record.kind)
     for e in record.spec.get("endpoints", []):
         quota = ", ".join(f"{e[k]:g} {k}" for k in ("rpm", "tpm") if e.get(k))
-        table.add_row(
-            "endpoint", f"{e.get('name')}: {e.get('kind')} {e.get('model')}" + (f" ({quota})" if quota else "")
-        )
+        kind = "" if e.get("name") == e.get("kind") else f"{e.get('kind')} "
+        table.add_row("endpoint", f"{e.get('name')}: {kind}{e.get('model')}" + (f" ({quota})" if quota else ""))
     table.add_row("data", str(record.spec.get("data", "?")))
     table.add_row("rows", f"{record.rows_done}/{record.rows_total} done, {record.rows_failed} failed")
     table.add_row(

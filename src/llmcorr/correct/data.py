@@ -61,7 +61,7 @@ def _read_jsonl(path: Path) -> tuple[pd.DataFrame, list[int]]:
     return pd.DataFrame.from_records(records), lines
 
 
-def _read_file(path: Path) -> tuple[pd.DataFrame, Callable[[int], str]]:
+def read_table(path: Path) -> tuple[pd.DataFrame, Callable[[int], str]]:
     """Read a file and return it with a function that names row i (0-based) the way the user can find it."""
     fmt = SUFFIXES.get(path.suffix.lower())
     if fmt is None:
@@ -138,7 +138,7 @@ def load_predictions(
         raw, where, source = data.reset_index(drop=True), (lambda i: f"row {i + 1}"), "DataFrame"
     else:
         path = Path(data)
-        raw, where = _read_file(path)
+        raw, where = read_table(path)
         source = str(path)
 
     missing = [

@@ -64,11 +64,13 @@ def parse_messages(text: str, where: str = "template") -> list[Message]:
 
 @dataclass
 class PromptTemplate:
-    """A loaded template file; `render(**vars)` gives the chat messages."""
+    """A loaded template; `render(**vars)` gives the chat messages. `line_offset` is where its body starts in
+    its file (a Prompty file's front matter comes first), so errors name the file's own line numbers."""
 
     path: Path
     source: str
     template: jinja2.Template
+    line_offset: int = 0
 
     @property
     def sha256(self) -> str:
@@ -78,25 +80,41 @@ class PromptTemplate:
         try:
             text = self.template.render(**variables)
         except jinja2.TemplateError as exc:
-            where = _error_location(exc, self.path)
+            where = _error_location(exc, self.path, self.line_offset)
             raise TemplateError(f"{where}: {exc.message or type(exc).__name__}") from None
         return parse_messages(text, where=str(self.path))
 
 
-def _error_location(exc: jinja2.TemplateError, path: Path) -> str:
+def _error_location(exc: jinja2.TemplateError, path: Path, line_offset: int = 0) -> str:
     """file:line of the template line that failed (Jinja rewrites tracebacks to point at template files)."""
+    own = str(path.resolve())
+
+    def located(filename: str, lineno: int) -> str:
+        return f"{filename}:{lineno + (line_offset if filename in (own, str(path)) else 0)}"
+
     lineno = getattr(exc, "lineno", None)
     if lineno is not None:
-        return f"{getattr(exc, 'filename', None) or path}:{lineno}"
+        return located(getattr(exc, "filename", None) or str(path), lineno)
     folder = str(path.parent.resolve())
     where = f"{path}:?"
     tb = exc.__traceback__
     while tb is not None:
         filename = tb.tb_frame.f_code.co_filename
         if filename.startswith(folder):
-            where = f"{filename}:{tb.tb_lineno}"
+            where = located(filename, tb.tb_lineno)
         tb = tb.tb_next
     return where
+
+
+def compile_template(source: str, path: Path, line_offset: int = 0) -> PromptTemplate:
+    """Compile template text that lives in `path` (from line `line_offset + 1`); includes resolve beside it."""
+    env = _environment(path.parent)
+    try:
+        code = env.compile(source, name=path.name, filename=str(path.resolve()))
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"{path}:{(exc.lineno or 0) + line_offset}: {exc.message}") from None
+    template = env.template_class.from_code(env, code, env.make_globals(None))
+    return PromptTemplate(path=path, source=source, template=template, line_offset=line_offset)
 
 
 def load_template(path: str | Path) -> PromptTemplate:
@@ -108,9 +126,4 @@ def load_template(path: str | Path) -> PromptTemplate:
         raise TemplateError(f"{path}: no such template file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise TemplateError(f"{path}: cannot read template: {exc}") from None
-    env = _environment(path.parent)
-    try:
-        template = env.get_template(path.name)
-    except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(f"{exc.filename or path}:{exc.lineno}: {exc.message}") from None
-    return PromptTemplate(path=path, source=source, template=template)
+    return compile_template(source, path)
