@@ -6,41 +6,19 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from llmcorr.store import Store
-from tests.conftest import LLMCORR
 
-from .conftest import run_cli, store_path
+from .conftest import run_cli, start_cli, store_path, wait_for_rows
 
 pytestmark = pytest.mark.model
 
 
 def start_run(csv: Path, name: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [LLMCORR, "correct", "-p", str(csv), "--limit", "60", "--name", name, "-q"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def wait_for_rows(home: Path, name: str, rows: int, proc: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        if store_path(home).exists():
-            with Store(store_path(home)) as store:
-                done = [r.rows_done for r in store.list_runs() if r.name == name]
-            if done and done[0] >= rows:
-                return
-        time.sleep(0.2)
-    proc.kill()
-    raise AssertionError(f"run {name} did not reach {rows} rows in {timeout}s")
+    return start_cli("correct", "-p", csv, "--limit", 60, "--name", name, "-q")
 
 
 def test_sigkill_mid_run(cancer_csv: Path, llmcorr_home: Path) -> None:

@@ -6,15 +6,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import time
 from pathlib import Path
 
 from bench.quota_server import QuotaServer, QuotaServerConfig
 from llmcorr.store import Store
-from tests.conftest import LLMCORR
 
-from .conftest import run_cli, store_path
+from .conftest import run_cli, start_cli, store_path, wait_for_rows
 
 TOML = """
 [[endpoints]]
@@ -56,47 +53,25 @@ def test_a_rerun_is_served_from_the_cache(cancer_csv: Path, tmp_path: Path) -> N
     assert again["metrics"] == first["metrics"]  # the same answers
 
 
-def start(args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        [LLMCORR, *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-
-
-def wait_rows(home: Path, name: str, rows: int, proc: subprocess.Popen, timeout: float = 120) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        if store_path(home).exists():
-            with Store(store_path(home)) as store:
-                done = [r.rows_done for r in store.list_runs() if r.name == name]
-            if done and done[0] >= rows:
-                return done[0]
-        time.sleep(0.05)
-    proc.kill()
-    raise AssertionError(f"{name} did not reach {rows} rows")
-
-
 def test_sigkill_at_half_then_resume(cancer_csv: Path, tmp_path: Path, llmcorr_home: Path) -> None:
     with QuotaServer(QuotaServerConfig(rpm=600, base_latency_s=0.05)) as srv:
         toml = config(tmp_path, srv, 600)
-        proc = start(
-            [
-                "correct",
-                "-p",
-                str(cancer_csv),
-                "--limit",
-                "60",
-                "--config",
-                str(toml),
-                "--endpoint",
-                "q",
-                "--name",
-                "killed",
-                "--no-cache",
-                "-q",
-            ]
+        proc = start_cli(
+            "correct",
+            "-p",
+            cancer_csv,
+            "--limit",
+            "60",
+            "--config",
+            toml,
+            "--endpoint",
+            "q",
+            "--name",
+            "killed",
+            "--no-cache",
+            "-q",
         )
-        wait_rows(llmcorr_home, "killed", 30, proc)
+        wait_for_rows(llmcorr_home, "killed", 30, proc)
         os.kill(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=30)
         at_kill = show("killed")
@@ -121,23 +96,10 @@ def test_sigkill_at_half_then_resume(cancer_csv: Path, tmp_path: Path, llmcorr_h
 def test_cancel_from_another_terminal_then_resume(cancer_csv: Path, tmp_path: Path, llmcorr_home: Path) -> None:
     with QuotaServer(QuotaServerConfig(rpm=300)) as srv:
         toml = config(tmp_path, srv, 300)
-        proc = start(
-            [
-                "correct",
-                "-p",
-                str(cancer_csv),
-                "--limit",
-                "60",
-                "--config",
-                str(toml),
-                "--endpoint",
-                "q",
-                "--name",
-                "stopme",
-                "-q",
-            ]
+        proc = start_cli(
+            "correct", "-p", cancer_csv, "--limit", "60", "--config", toml, "--endpoint", "q", "--name", "stopme", "-q"
         )
-        wait_rows(llmcorr_home, "stopme", 5, proc)
+        wait_for_rows(llmcorr_home, "stopme", 5, proc)
         assert run_cli("runs", "cancel", "stopme").returncode == 0
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 130 and "cancelled" in err and "Traceback" not in err

@@ -19,7 +19,7 @@ import yaml
 
 from ..errors import TemplateError
 from ..providers.base import GenParams, Message
-from .render import PromptTemplate, compile_template
+from .render import PromptTemplate, compile_template, read_source
 
 _ENV_REF = re.compile(r"^\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}$")
 _FRONT = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.DOTALL)
@@ -89,12 +89,7 @@ class Prompty:
 def load_prompty(path: str | Path) -> Prompty:
     """Load a `.prompty` file; bad YAML or Jinja names the file and line."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TemplateError(f"{path}: no such prompt file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TemplateError(f"{path}: cannot read: {exc}") from None
+    text = read_source(path, "prompt")
     match = _FRONT.match(text)
     if not match:
         raise TemplateError(f"{path}:1: expected YAML front matter between '---' lines")

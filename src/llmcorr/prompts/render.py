@@ -117,13 +117,17 @@ def compile_template(source: str, path: Path, line_offset: int = 0) -> PromptTem
     return PromptTemplate(path=path, source=source, template=template, line_offset=line_offset)
 
 
+def read_source(path: Path, what: str = "template") -> str:
+    """A prompt file's text; a missing or unreadable file is one TemplateError line."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TemplateError(f"{path}: no such {what} file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TemplateError(f"{path}: cannot read {what}: {exc}") from None
+
+
 def load_template(path: str | Path) -> PromptTemplate:
     """Load and compile a template file; syntax errors name file:line."""
     path = Path(path)
-    try:
-        source = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TemplateError(f"{path}: no such template file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TemplateError(f"{path}: cannot read template: {exc}") from None
-    return compile_template(source, path)
+    return compile_template(read_source(path), path)

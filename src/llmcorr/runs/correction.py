@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -22,12 +21,12 @@ from ..correct import (
     write_table,
 )
 from ..correct.data import check_output_path
-from ..errors import RunCancelled, UserError
+from ..errors import UserError
 from ..providers import Provider
 from ..providers.base import GenParams
 from ..scheduler import Scheduler, build_endpoints
 from ..store import Store
-from .engine import WorkItem, execute
+from .engine import WorkItem, execute, recorded
 from .estimate import Estimate, describe_estimate, estimate
 from .progress import row_progress
 from .spec import RunSpec, data_sha256
@@ -300,22 +299,11 @@ async def _run(
     """Execute a recorded run's remaining rows, then finish it: completed, cancelled, interrupted or failed."""
     scheduler, test, table = plan.scheduler, plan.test, plan.table
     items = (item for item in plan.job.items() if item.index not in skip)
-    try:
+    async with recorded(store, run_id, scheduler, hint=f"; resume with `llmcorr runs resume {run_id}`"):
         with row_progress(len(test) - len(skip), f"correcting {run_id}", progress, scheduler) as on_row:
             await execute(plan.job, items, scheduler, store, run_id, plan.params, on_row=on_row, use_cache=cache)
         result = result_table(test, store.rows(run_id), table.problem)
         metrics = compute_metrics(result, table.problem) if len(result) else {"n": 0}
-    except (KeyboardInterrupt, asyncio.CancelledError, RunCancelled) as exc:
-        why = str(exc) if isinstance(exc, RunCancelled) else "stopped by the user"
-        store.finish_run(
-            run_id, "cancelled", error=f"{why}; resume with `llmcorr runs resume {run_id}`", usage=scheduler.stats()
-        )
-        raise
-    except BaseException as exc:
-        store.finish_run(run_id, "failed", error=f"{type(exc).__name__}: {exc}", usage=scheduler.stats())
-        raise
-    finally:
-        await scheduler.aclose()
     store.finish_run(run_id, "completed", metrics=metrics, usage=scheduler.stats())
     record = store.get_run(run_id)
     if output is not None:

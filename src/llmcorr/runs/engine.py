@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -171,3 +172,20 @@ async def execute(
 def scheduler_timeout(scheduler: Scheduler) -> float:
     """How long a request already sent may still take: the slowest endpoint's timeout."""
     return max((getattr(e.provider, "timeout_s", 120.0) for e in scheduler.endpoints), default=120.0)
+
+
+@asynccontextmanager
+async def recorded(store: Store, run_id: str, scheduler: Scheduler, hint: str = "") -> AsyncIterator[None]:
+    """Record how a run's block ends when it does not complete: `cancelled` (Ctrl-C, SIGTERM, `runs cancel`) or
+    `failed`, with the per-endpoint usage so far; the scheduler is closed either way."""
+    try:
+        yield
+    except (KeyboardInterrupt, asyncio.CancelledError, RunCancelled) as exc:
+        why = str(exc) if isinstance(exc, RunCancelled) else "stopped by the user"
+        store.finish_run(run_id, "cancelled", error=why + hint, usage=scheduler.stats())
+        raise
+    except BaseException as exc:
+        store.finish_run(run_id, "failed", error=f"{type(exc).__name__}: {exc}", usage=scheduler.stats())
+        raise
+    finally:
+        await scheduler.aclose()

@@ -18,12 +18,12 @@ import pandas as pd
 
 from ..config import Config, EndpointConfig
 from ..correct.data import check_output_path, read_table, write_table
-from ..errors import DataError, RunCancelled, UserError
+from ..errors import DataError, UserError
 from ..prompts.prompty import Prompty, load_prompty
 from ..providers import Provider
 from ..store import Store
 from .correction import make_scheduler
-from .engine import WorkItem, execute
+from .engine import WorkItem, execute, recorded
 from .estimate import describe_estimate, estimate
 from .progress import row_progress
 from .spec import RunSpec, data_sha256
@@ -130,17 +130,9 @@ async def run_prompt_async(
     with Store(config.store_path) as store:
         store.check_name_free(name)
         run_id = store.create_run("prompt", spec.to_dict(), len(frame), name=name, estimate=planned.to_dict())
-        try:
+        async with recorded(store, run_id, scheduler):
             with row_progress(len(frame), f"running {run_id}", progress, scheduler) as on_row:
                 await execute(job, iter(rendered), scheduler, store, run_id, params, on_row=on_row, use_cache=cache)
-        except (KeyboardInterrupt, RunCancelled):
-            store.finish_run(run_id, "cancelled", error="stopped by the user", usage=scheduler.stats())
-            raise
-        except BaseException as exc:
-            store.finish_run(run_id, "failed", error=f"{type(exc).__name__}: {exc}", usage=scheduler.stats())
-            raise
-        finally:
-            await scheduler.aclose()
         store.finish_run(run_id, "completed", usage=scheduler.stats())
         rows = {r["row_index"]: r for r in store.rows(run_id)}
         record = store.get_run(run_id)
