@@ -47,6 +47,12 @@ def test_a_rerun_is_served_from_the_cache(cancer_csv: Path, tmp_path: Path) -> N
         assert srv.stats()["received"] == 25  # only the 5 new rows
         assert run_cli(*args, "--name", "fresh", "--no-cache").returncode == 0
         assert srv.stats()["received"] == 45
+        rerun = run_cli("runs", "rerun", "first", "--name", "replayed", "-q")  # from the recorded spec alone
+        assert rerun.returncode == 0, rerun.stderr
+        assert srv.stats()["received"] == 45  # free: every answer is cached
+    replayed = show("replayed")
+    assert replayed["spec"]["data_sha256"] == show("first")["spec"]["data_sha256"]
+    assert replayed["input_tokens"] == 0 and replayed["metrics"] == show("first")["metrics"]
     first, again, fresh = show("first"), show("again"), show("fresh")
     assert first["input_tokens"] > 0 and again["input_tokens"] == again["output_tokens"] == 0
     assert fresh["input_tokens"] == first["input_tokens"]

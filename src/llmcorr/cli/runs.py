@@ -11,7 +11,7 @@ import typer
 from .._sync import run_sync
 from ..config import Config
 from ..errors import UserError
-from ..runs.correction import resume_async
+from ..runs.correction import rerun_async, resume_async
 from ..store import Store
 from ._common import ConfigOpt, YesOpt, confirm, console, setup_logging
 from ._render import metrics_table, run_table, runs_table
@@ -64,6 +64,23 @@ def resume(
     setup_logging(quiet)
     config = Config.load(config_path)
     result = run_sync(resume_async(run, output=output, progress=not quiet, config=config))
+    with Store(config.store_path) as store:
+        console.print(run_table(store.get_run(result.run_id), wall_s=result.wall_s))
+    console.print(metrics_table(result.metrics))
+
+
+@app.command("rerun")
+def rerun(
+    run: Annotated[str, typer.Argument(help="run id or name")],
+    name: Annotated[str | None, typer.Option(help="a name for the new run")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="write corrected rows here")] = None,
+    config_path: ConfigOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Make a run again, as a new run, from its recorded spec (free where its answers are cached)."""
+    setup_logging(quiet)
+    config = Config.load(config_path)
+    result = run_sync(rerun_async(run, name=name, output=output, progress=not quiet, config=config))
     with Store(config.store_path) as store:
         console.print(run_table(store.get_run(result.run_id), wall_s=result.wall_s))
     console.print(metrics_table(result.metrics))

@@ -25,7 +25,7 @@ from ..errors import UserError
 from ..providers import Provider
 from ..providers.base import GenParams
 from ..scheduler import Scheduler, build_endpoints
-from ..store import Store
+from ..store import RunRecord, Store
 from .engine import WorkItem, execute, recorded
 from .estimate import Estimate, describe_estimate, estimate
 from .progress import row_progress
@@ -232,6 +232,44 @@ async def correct_async(
         return await _run(plan, store, run_id, set(), output, progress, cache, started)
 
 
+def recorded_options(
+    record: RunRecord,
+    config: Config,
+    predictions: str | Path | pd.DataFrame | None = None,
+    provider: Provider | EndpointConfig | None = None,
+) -> tuple[str | Path | pd.DataFrame, dict[str, Any]]:
+    """The data and `plan_correction` options that re-create a recorded correct run, checked against its hashes."""
+    spec = record.spec
+    if record.kind != "correct":
+        raise UserError(f"run {record.label} is a {record.kind} run; only correct runs can be resumed or rerun")
+    data = predictions if predictions is not None else spec["data"]
+    if isinstance(data, str) and data == "DataFrame":
+        raise UserError(f"run {record.label} was made from a DataFrame: pass it again (predictions=df)")
+    if data_sha256(data) != spec["data_sha256"]:
+        raise UserError(f"run {record.label}: the data has changed since the run was made ({data})")
+    opts = spec["options"]
+    # the run's own endpoints, as recorded: names, kinds, quotas, key variable names (never keys)
+    recorded = [EndpointConfig(**e) for e in opts.get("endpoint_configs", [])]
+    return data, {
+        "task": opts["task"],
+        "shots": opts["shots"],
+        "limit": opts["limit"],
+        "seed": opts["seed"],
+        "problem": opts["problem"],
+        "columns": {k: v for k, v in opts["columns"].items() if k != v},
+        "template": spec["template"],
+        "max_tokens": spec["params"]["max_tokens"],
+        "provider": provider,
+        "endpoints": [e.name for e in recorded] or None,
+        "config": config.model_copy(update={"endpoints": recorded}) if recorded else config,
+    }
+
+
+def _check_template(plan: CorrectionPlan, record: RunRecord) -> None:
+    if plan.corrector.template.sha256 != record.spec["template_sha256"]:
+        raise UserError(f"run {record.label}: the prompt template {record.spec['template']} has changed")
+
+
 async def resume_async(
     run: str,
     *,
@@ -242,39 +280,14 @@ async def resume_async(
     provider: Provider | EndpointConfig | None = None,
 ) -> CorrectionResult:
     """Continue a stopped run: its finished rows are kept (no token spent on them again), failed rows are retried,
-    missing rows are run. The data must be the same bytes as before (checked by hash)."""
+    missing rows are run. The data and the template must be the same bytes as before (checked by hash)."""
     started = time.perf_counter()
     config = config or Config.load()
     with Store(config.store_path) as store:
         record = store.get_run(run)
-        spec = record.spec
-        if record.kind != "correct":
-            raise UserError(f"run {record.label} is a {record.kind} run; only correct runs resume for now")
-        data = predictions if predictions is not None else spec["data"]
-        if isinstance(data, str) and data == "DataFrame":
-            raise UserError(f"run {record.label} was made from a DataFrame: pass it again (predictions=df)")
-        if data_sha256(data) != spec["data_sha256"]:
-            raise UserError(f"run {record.label}: the data has changed since the run started ({data}); cannot resume")
-        opts = spec["options"]
-        # the run's own endpoints, as recorded: names, kinds, quotas, key variable names (never keys)
-        recorded = [EndpointConfig(**e) for e in opts.get("endpoint_configs", [])]
-        plan = plan_correction(
-            data,
-            task=opts["task"],
-            shots=opts["shots"],
-            limit=opts["limit"],
-            seed=opts["seed"],
-            problem=opts["problem"],
-            columns={k: v for k, v in opts["columns"].items() if k != v},
-            template=spec["template"],
-            max_tokens=spec["params"]["max_tokens"],
-            provider=provider,
-            endpoints=[e.name for e in recorded] or None,
-            config=config.model_copy(update={"endpoints": recorded}) if recorded else config,
-            output=output,
-        )
-        if plan.corrector.template.sha256 != spec["template_sha256"]:
-            raise UserError(f"run {record.label}: the prompt template {spec['template']} has changed; cannot resume")
+        data, options = recorded_options(record, config, predictions, provider)
+        plan = plan_correction(data, output=output, **options)
+        _check_template(plan, record)
         done = store.reopen_run(record.id)
         log.info(
             "resuming %s: %d of %d rows kept, %d to run",
@@ -283,7 +296,26 @@ async def resume_async(
             len(plan.test),
             len(plan.test) - len(done),
         )
-        return await _run(plan, store, record.id, done, output, progress, bool(spec.get("cache", True)), started)
+        cache = bool(record.spec.get("cache", True))
+        return await _run(plan, store, record.id, done, output, progress, cache, started)
+
+
+async def rerun_async(
+    run: str,
+    *,
+    name: str | None = None,
+    predictions: str | Path | pd.DataFrame | None = None,
+    output: str | Path | None = None,
+    progress: bool = False,
+    config: Config | None = None,
+    provider: Provider | EndpointConfig | None = None,
+) -> CorrectionResult:
+    """Make a recorded run again as a new run, from its spec: free where its answers are cached."""
+    config = config or Config.load()
+    with Store(config.store_path) as store:
+        record = store.get_run(run)
+    data, options = recorded_options(record, config, predictions, provider)
+    return await correct_async(data, name=name, output=output, progress=progress, **options)
 
 
 async def _run(
