@@ -10,6 +10,7 @@ jittered exponential backoff honouring Retry-After; fatal errors are raised at o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -130,16 +131,17 @@ class Scheduler:
             while True:
                 now = time.monotonic()
                 best: tuple[float, float, float, int] | None = None
-                live = [e for e in self.endpoints if e.exhausted is None]
-                if not live:  # every endpoint's daily quota is spent: stop instead of sending more
-                    raise self.endpoints[0].exhausted or QuotaExhaustedError("quota exhausted")
+                spent = [e.exhausted for e in self.endpoints if e.exhausted is not None]
+                if len(spent) == len(self.endpoints):  # every daily quota is spent: stop instead of sending more
+                    raise spent[0]
                 for i, e in enumerate(self.endpoints):
                     if e.gate.free and e.exhausted is None:
                         key = (e.quota.admission_delay(charges[i][1], now), e.gate.active / e.gate.limit, -e.weight, i)
                         best = key if best is None or key < best else best
                 if best is None:  # every endpoint is at its concurrency limit: wait for a response
                     async with self._freed:
-                        await self._freed.wait()
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._freed.wait(), MAX_POLL_S)
                     continue
                 delay, *_, i = best
                 if delay > 0:
