@@ -26,7 +26,7 @@ from ..providers import Provider
 from ..providers.base import GenParams
 from ..scheduler import Scheduler, build_endpoints
 from ..store import RunRecord, Store
-from .engine import WorkItem, execute, recorded
+from .engine import WorkItem, execute_prompts, recorded
 from .estimate import Estimate, describe_estimate, estimate
 from .progress import row_progress
 from .spec import RunSpec, data_sha256
@@ -333,7 +333,7 @@ async def _run(
     items = (item for item in plan.job.items() if item.index not in skip)
     async with recorded(store, run_id, scheduler, hint=f"; resume with `llmcorr runs resume {run_id}`"):
         with row_progress(len(test) - len(skip), f"correcting {run_id}", progress, scheduler) as on_row:
-            await execute(plan.job, items, scheduler, store, run_id, plan.params, on_row=on_row, use_cache=cache)
+            await execute_prompts(plan.job, items, scheduler, store, run_id, plan.params, on_row, cache)
         result = result_table(test, store.rows(run_id), table.problem)
         metrics = compute_metrics(result, table.problem) if len(result) else {"n": 0}
     store.finish_run(run_id, "completed", metrics=metrics, usage=scheduler.stats())

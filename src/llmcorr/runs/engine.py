@@ -1,14 +1,14 @@
-"""Stream work items through the scheduler into the store, committing each row as it finishes.
+"""Stream work items into the store, committing each row as it finishes.
 
-The engine knows nothing of LLMCorr: a job supplies work items (messages to send) and interprets the answers.
+The engine knows nothing of LLMCorr or of flows: a processor turns one work item into one row. `prompt_rows` is
+the processor for prompts (a job supplies the messages and interprets the answers); flows bring their own.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -17,7 +17,7 @@ from ..errors import FatalProviderError, ProviderError, RunCancelled
 from ..providers.base import GenParams, Message
 from ..scheduler import Scheduler
 from ..store import RowRecord, Store
-from .cache import cache_key
+from .llm import CachedLLM
 
 
 @dataclass(frozen=True)
@@ -35,87 +35,63 @@ class Job(Protocol):
 
 
 ProgressFn = Callable[[RowRecord], None]
-
-
+Process = Callable[[WorkItem], Coroutine[Any, Any, RowRecord]]
 CANCEL_POLL_S = 1.0  # how often a run looks for `llmcorr runs cancel`
 
 
-async def execute(
-    job: Job,
-    items: Iterable[WorkItem],
-    scheduler: Scheduler,
-    store: Store,
-    run_id: str,
-    params: GenParams,
-    on_row: ProgressFn | None = None,
-    use_cache: bool = True,
-) -> None:
-    """Run every item; a row whose call fails is recorded as an error and the run goes on.
+def prompt_rows(job: Job, llm: CachedLLM, params: GenParams) -> Process:
+    """Each item's messages → one LLM answer (cached or fresh) → the job's interpretation, as a row."""
 
-    An answer already in the response cache is used without a call (no tokens spent). A fatal provider error
-    (bad key, exhausted quota, unloadable model) stops the run: every later row would fail the same way.
-    `llmcorr runs cancel` (seen within CANCEL_POLL_S) stops it with `RunCancelled`. Either way, the requests already
-    sent are waited for and their rows kept.
-    """
-    in_flight: set[asyncio.Task[RowRecord]] = set()
-    limit = scheduler.max_concurrency * 2  # keep the scheduler fed without materialising every request
-    identities = {e.name: e.provider.cache_identity() for e in scheduler.endpoints}
-
-    async def one(item: WorkItem) -> RowRecord:
+    async def process(item: WorkItem) -> RowRecord:
         prompt = [m.to_dict() for m in item.messages]
-        keys = {name: cache_key(ident, item.messages, params) for name, ident in identities.items()}
-        if use_cache:
-            hit = store.cached_response(list(dict.fromkeys(keys.values())))
-            if hit is not None:
-                key, text = hit
-                output, parse_error = job.interpret(item, text)
-                status = "ok" if parse_error is None else "unparsed"
-                return RowRecord(
-                    item.index,
-                    item.sample_id,
-                    item.inputs,
-                    status,
-                    prompt=prompt,
-                    response=text,
-                    output=output,
-                    error=parse_error,
-                    cached=True,
-                    cache_key=key,
-                    duration_ms=0.0,
-                )
         try:
-            result = await scheduler.complete(item.messages, params)
+            answer = await llm.complete(item.messages, params)
         except FatalProviderError:
             raise
         except ProviderError as exc:
+            attempts = llm.scheduler.retry.max_attempts
             return RowRecord(
-                item.index,
-                item.sample_id,
-                item.inputs,
-                "error",
-                prompt=prompt,
-                error=str(exc),
-                attempts=scheduler.retry.max_attempts,
+                item.index, item.sample_id, item.inputs, "error", prompt=prompt, error=str(exc), attempts=attempts
             )
-        c = result.completion
-        output, parse_error = job.interpret(item, c.text)
+        output, parse_error = job.interpret(item, answer.text)
         return RowRecord(
             item.index,
             item.sample_id,
             item.inputs,
             "ok" if parse_error is None else "unparsed",
             prompt=prompt,
-            endpoint=result.endpoint,
-            cache_key=keys[result.endpoint] if use_cache else None,
-            model=json.dumps(identities[result.endpoint], sort_keys=True, default=str),
-            response=c.text,
+            endpoint=answer.endpoint,
+            response=answer.text,
             output=output,
             error=parse_error,
-            input_tokens=c.input_tokens,
-            output_tokens=c.output_tokens,
-            duration_ms=c.latency_ms,
-            attempts=result.attempts,
+            input_tokens=answer.input_tokens,
+            output_tokens=answer.output_tokens,
+            duration_ms=answer.latency_ms,
+            attempts=answer.attempts,
+            cached=answer.cached,
         )
+
+    return process
+
+
+async def execute(
+    items: Iterable[WorkItem],
+    process: Process,
+    store: Store,
+    run_id: str,
+    concurrency: int,
+    on_row: ProgressFn | None = None,
+    drain_timeout_s: float = 120.0,
+) -> None:
+    """Process every item, up to `concurrency` at once, committing each row as it finishes.
+
+    A row that fails on its own is the processor's to record as an error row. An exception that escapes it (a fatal
+    provider error: bad key, exhausted quota, unloadable model) stops the run; so does `llmcorr runs cancel` (seen
+    within CANCEL_POLL_S), with `RunCancelled`. Either way, the work already started is waited for (up to
+    `drain_timeout_s`) and its rows kept.
+    """
+    in_flight: set[asyncio.Task[RowRecord]] = set()
+    limit = max(1, concurrency)
 
     def commit(done: set[asyncio.Task[RowRecord]]) -> BaseException | None:
         """Commit each finished row; return the first failure, if any."""
@@ -152,7 +128,7 @@ async def execute(
             if failure is not None:
                 # stop: but the requests already sent were paid for, so wait for their answers and keep them
                 if in_flight:
-                    finished, _ = await asyncio.wait(in_flight, timeout=scheduler_timeout(scheduler))
+                    finished, _ = await asyncio.wait(in_flight, timeout=drain_timeout_s)
                     in_flight.difference_update(finished)
                     commit(finished)
                 raise failure
@@ -160,7 +136,7 @@ async def execute(
     try:
         for item in items:
             await drain(limit)
-            in_flight.add(asyncio.create_task(one(item)))
+            in_flight.add(asyncio.create_task(process(item)))
         await drain(1)
     finally:
         for task in in_flight:
@@ -169,7 +145,23 @@ async def execute(
             await asyncio.gather(*in_flight, return_exceptions=True)
 
 
-def scheduler_timeout(scheduler: Scheduler) -> float:
+async def execute_prompts(
+    job: Job,
+    items: Iterable[WorkItem],
+    scheduler: Scheduler,
+    store: Store,
+    run_id: str,
+    params: GenParams,
+    on_row: ProgressFn | None = None,
+    use_cache: bool = True,
+) -> None:
+    """One LLM call per item, through the response cache and the scheduler, keeping the scheduler fed."""
+    process = prompt_rows(job, CachedLLM(scheduler, store, use_cache), params)
+    concurrency = scheduler.max_concurrency * 2
+    await execute(items, process, store, run_id, concurrency, on_row, request_timeout(scheduler))
+
+
+def request_timeout(scheduler: Scheduler) -> float:
     """How long a request already sent may still take: the slowest endpoint's timeout."""
     return max((getattr(e.provider, "timeout_s", 120.0) for e in scheduler.endpoints), default=120.0)
 

@@ -23,7 +23,7 @@ from ..prompts.prompty import Prompty, load_prompty
 from ..providers import Provider
 from ..store import Store
 from .correction import make_scheduler
-from .engine import WorkItem, execute, recorded
+from .engine import WorkItem, execute_prompts, recorded
 from .estimate import describe_estimate, estimate
 from .progress import row_progress
 from .spec import RunSpec, data_sha256
@@ -132,7 +132,7 @@ async def run_prompt_async(
         run_id = store.create_run("prompt", spec.to_dict(), len(frame), name=name, estimate=planned.to_dict())
         async with recorded(store, run_id, scheduler):
             with row_progress(len(frame), f"running {run_id}", progress, scheduler) as on_row:
-                await execute(job, iter(rendered), scheduler, store, run_id, params, on_row=on_row, use_cache=cache)
+                await execute_prompts(job, rendered, scheduler, store, run_id, params, on_row, cache)
         store.finish_run(run_id, "completed", usage=scheduler.stats())
         rows = {r["row_index"]: r for r in store.rows(run_id)}
         record = store.get_run(run_id)

@@ -87,8 +87,6 @@ class RowRecord:
     attempts: int = 0
     endpoint: str | None = None
     cached: bool = False  # answered from the response cache: no tokens spent
-    cache_key: str | None = None  # where a fresh answer is cached (not stored with the row)
-    model: str | None = None  # the model identity that answered, for the cache
 
 
 def _pid_alive(pid: int) -> bool:
@@ -181,14 +179,6 @@ class Store:
                     utc_now(),
                 ),
             )
-            if row.cache_key and row.cached:
-                self.conn.execute("UPDATE cache SET hits = hits + 1 WHERE key = ?", (row.cache_key,))
-            elif row.cache_key and row.response is not None and row.status != "error":
-                self.conn.execute(
-                    "INSERT OR IGNORE INTO cache (key, model, response, input_tokens, output_tokens, created_utc)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (row.cache_key, row.model or "", row.response, row.input_tokens, row.output_tokens, utc_now()),
-                )
             self.conn.execute(
                 "UPDATE runs SET rows_done = rows_done + 1, rows_failed = rows_failed + ?,"
                 " input_tokens = input_tokens + ?, output_tokens = output_tokens + ? WHERE id = ?",
@@ -221,12 +211,21 @@ class Store:
         )
 
     def cached_response(self, keys: list[str]) -> tuple[str, str] | None:
-        """(key, response) of the first of `keys` the cache holds."""
+        """(key, response) of the first of `keys` the cache holds; counts the hit."""
         for key in keys:
             row = self.conn.execute("SELECT response FROM cache WHERE key = ?", (key,)).fetchone()
             if row is not None:
+                self.conn.execute("UPDATE cache SET hits = hits + 1 WHERE key = ?", (key,))
                 return key, row["response"]
         return None
+
+    def cache_put(self, key: str, model: str, response: str, input_tokens: int, output_tokens: int) -> None:
+        """Remember an answer (first writer wins: the same key always means the same request)."""
+        self.conn.execute(
+            "INSERT OR IGNORE INTO cache (key, model, response, input_tokens, output_tokens, created_utc)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (key, model, response, input_tokens, output_tokens, utc_now()),
+        )
 
     def request_cancel(self, run_id: str) -> None:
         """Ask a running run (in any process) to stop cleanly; it notices within about a second."""
