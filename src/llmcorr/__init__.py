@@ -23,7 +23,19 @@ from .errors import (
     UserError,
 )
 from .providers import Completion, GenParams, LocalProvider, Message, OpenAIProvider, Provider
-from .runs import CorrectionResult, Estimate, RunSpec, correct, correct_async, estimate, resume
+from .runs import (
+    CorrectionResult,
+    Estimate,
+    FlowResult,
+    RunSpec,
+    achat,
+    chat,
+    correct,
+    correct_async,
+    estimate,
+    resume,
+    run,
+)
 from .store import RunRecord, Store
 
 __all__ = [
@@ -35,6 +47,7 @@ __all__ = [
     "EndpointConfig",
     "Estimate",
     "FatalProviderError",
+    "FlowResult",
     "GenParams",
     "LlmcorrError",
     "LocalProvider",
@@ -55,9 +68,12 @@ __all__ = [
     "TransientError",
     "UserError",
     "__version__",
+    "achat",
+    "chat",
     "correct",
     "correct_async",
     "estimate",
     "load_predictions",
     "resume",
+    "run",
 ]

@@ -10,6 +10,7 @@ import pandas as pd
 from .._sync import run_sync
 from .correction import CorrectionResult, correct_async, estimate_async, resume_async
 from .estimate import Estimate
+from .flows import FlowResult, achat, chat, run_flow_async
 from .spec import RunSpec
 
 
@@ -32,6 +33,16 @@ def estimate(predictions: str | Path | pd.DataFrame, **options: Any) -> Estimate
     return run_sync(estimate_async(predictions, **options))
 
 
+def run(flow: Any, data: str | Path | pd.DataFrame, **options: Any) -> FlowResult:
+    """Run a flow — a function, a class, or "module:name" — over every row of `data`; recorded as a run.
+
+    Options: init (class arguments), mapping ({arg: "${data.column}"}), output, name, limit, max_tokens (256),
+    temperature (0), seed, concurrency, endpoints, provider, config, cache (True), progress (False).
+    Inside the flow, `llmcorr.chat(...)` (sync) or `await llmcorr.achat(...)` asks the run's LLM.
+    """
+    return run_sync(run_flow_async(flow, data, **options))
+
+
 def resume(run: str, **options: Any) -> CorrectionResult:
     """Continue a stopped run (interrupted, cancelled or failed): finished rows are kept, failed rows retried.
 
@@ -43,11 +54,16 @@ def resume(run: str, **options: Any) -> CorrectionResult:
 __all__ = [
     "CorrectionResult",
     "Estimate",
+    "FlowResult",
     "RunSpec",
+    "achat",
+    "chat",
     "correct",
     "correct_async",
     "estimate",
     "estimate_async",
     "resume",
     "resume_async",
+    "run",
+    "run_flow_async",
 ]
