@@ -40,7 +40,7 @@ def test_quota_charges_requests_and_tokens() -> None:
     q = Quota("q", rpm=60, tpm=6000, window_s=None)  # 1 request/s, 100 tokens/s
     now = q.requests.stamp  # type: ignore[union-attr]
     burst_requests = q.requests.capacity  # type: ignore[union-attr]
-    assert burst_requests == pytest.approx(1.0)  # an opening burst of one second, not a minute
+    assert burst_requests == pytest.approx(1.0)  # an opening burst of a moment (at least one request), not a minute
     assert q.reserve(50, now) == 0
     wait = q.reserve(50, now)  # second request: the request bucket binds (1/s)
     assert wait == pytest.approx(1 / SAFETY, rel=1e-3)
@@ -73,3 +73,14 @@ def test_headers_lower_our_level_to_what_the_server_has_left() -> None:
     level = q.tokens.level  # type: ignore[union-attr]
     q.observe_headers(RateLimitInfo(remaining_tokens=59_000), 0, 0, now)  # the server has more: keep ours
     assert q.tokens.level == pytest.approx(level)  # type: ignore[union-attr]
+
+
+def test_a_count_older_than_its_reset_is_ignored() -> None:
+    """Azure's windows: an answer that arrives after the window reset carries the old window's remainder."""
+    q = Quota("q", rpm=600, tpm=None, window_s=10)
+    now = q.requests.stamp  # type: ignore[union-attr]
+    level = q.requests.refill(now)  # type: ignore[union-attr]
+    q.observe_headers(RateLimitInfo(remaining_requests=0, reset_requests_s=0.2), 0, 0, now, age_s=0.4)
+    assert q.requests.level == pytest.approx(level)  # type: ignore[union-attr]
+    q.observe_headers(RateLimitInfo(remaining_requests=0, reset_requests_s=3.0), 0, 0, now, age_s=0.4)
+    assert q.requests.level == pytest.approx(1)  # type: ignore[union-attr]

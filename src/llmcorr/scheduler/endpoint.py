@@ -23,9 +23,10 @@ from ..providers.base import Completion, Provider, RateLimitInfo
 from .buckets import Bucket
 from .tokens import TokenCounter, bytes_estimate, tiktoken_counter
 
-# Opening burst: one second of quota, never a whole minute's. A burst as large as the server's own bucket would meet
-# 429s: the server's bucket starts refilling only when our first request *arrives*, ours when we admit it.
-DEFAULT_BURST_S = 1.0
+# Opening burst: half a second of quota, never a whole minute's. A burst as large as the server's own bucket would
+# meet 429s: the server's bucket starts refilling only when our first request *arrives* (after the client's
+# connections open), ours when we admit it.
+DEFAULT_BURST_S = 0.5
 WINDOW_BURST_FRACTION = 0.02  # with fixed enforcement windows, the burst is this fraction of a window
 SAFETY = 0.995  # aim a hair under the quota: the client's and the server's clocks are not the same clock
 RATE_CUT = 0.85  # on a 429 episode, the rate is cut to this fraction (once per episode)
@@ -108,18 +109,22 @@ class Quota:
             self.factor = min(1.0, self.factor + RECOVERY_PER_OK)
             self._apply_rates(now)
 
-    def observe_headers(self, info: RateLimitInfo, pending_requests: float, pending_tokens: float, now: float) -> None:
+    def observe_headers(
+        self, info: RateLimitInfo, pending_requests: float, pending_tokens: float, now: float, age_s: float = 0.0
+    ) -> None:
         """Believe the server's remaining counts, less what we sent after it counted.
 
         Servers report whole numbers (rounded down), so the true level may be up to one unit higher: the ceiling
-        allows that unit, or every response would look like someone else's spending. A steady unseen spender is
-        handled by the 429 episodes (rate cut, slow recovery); the clamp keeps our level from running ahead.
+        allows that unit, or every response would look like someone else's spending. A count is `age_s` old (it
+        was taken when the server admitted the request); if its reset time has passed since, the server's window
+        has refilled and the count is stale (Azure's fixed windows). A steady unseen spender is handled by the 429
+        episodes (rate cut, slow recovery); the clamp keeps our level from running ahead.
         """
-        for bucket, remaining, pending in (
-            (self.requests, info.remaining_requests, pending_requests),
-            (self.tokens, info.remaining_tokens, pending_tokens),
+        for bucket, remaining, pending, reset_s in (
+            (self.requests, info.remaining_requests, pending_requests, info.reset_requests_s),
+            (self.tokens, info.remaining_tokens, pending_tokens, info.reset_tokens_s),
         ):
-            if bucket is None or remaining is None:
+            if bucket is None or remaining is None or (reset_s is not None and reset_s <= age_s):
                 continue
             bucket.refill(now)
             # Our level counts reservations for requests the server has not seen yet; its count does not.
@@ -231,7 +236,7 @@ class Endpoint:
             self.calibration = 0.8 * self.calibration + 0.2 * ratio
         self.latency_s = 0.8 * self.latency_s + 0.2 * latency_s
         if completion.ratelimit is not None:
-            self.quota.observe_headers(completion.ratelimit, later_requests, later_tokens, now)
+            self.quota.observe_headers(completion.ratelimit, later_requests, later_tokens, now, age_s=latency_s)
         self.quota.on_success(now)
         self.gate.limit = self._concurrency()
 
