@@ -7,8 +7,11 @@ from typing import Any
 from rich import box
 from rich.table import Table
 
+from ..config import Config
+from ..runs.correction import CorrectionResult
 from ..runs.estimate import Estimate
-from ..store import RunRecord
+from ..store import RunRecord, Store
+from ._common import console
 
 _METRIC_NAMES = {"roc_auc": "ROC-AUC", "accuracy": "accuracy", "rmse": "RMSE", "mae": "MAE"}
 _LOWER_IS_BETTER = {"rmse", "mae"}
@@ -129,3 +132,10 @@ def estimate_table(e: Estimate) -> Table:
     eta = f"{e.eta_s:,.0f} s ({e.binding} quota binds)" if e.eta_s is not None else "n/a (no quota configured)"
     table.add_row("ETA at quota", eta)
     return table
+
+
+def print_correction(config: Config, result: CorrectionResult, title: str = "base vs corrected (test split)") -> None:
+    """A finished correction run: its record, then its metrics."""
+    with Store(config.store_path) as store:
+        console.print(run_table(store.get_run(result.run_id), wall_s=result.wall_s))
+    console.print(metrics_table(result.metrics, title=title))

@@ -14,7 +14,6 @@ from ..runs import Estimate
 from ..runs import correct as run_correct
 from ..runs import estimate as run_estimate
 from ..scheduler import Scheduler
-from ..store import Store
 from ._common import (
     BaseUrlOpt,
     ConcurrencyOpt,
@@ -31,7 +30,7 @@ from ._common import (
     load_config,
     setup_logging,
 )
-from ._render import estimate_table, metrics_table, run_table
+from ._render import estimate_table, print_correction
 
 ROLES = ("id", "input", "prediction", "label", "split")
 
@@ -114,9 +113,7 @@ def correct(
         cache=not no_cache,
         **options,
     )
-    with Store(config.store_path) as store:
-        console.print(run_table(store.get_run(result.run_id), wall_s=result.wall_s))
-    console.print(metrics_table(result.metrics))
+    print_correction(config, result)
     if output is not None:
         console.print(f"wrote {len(result.table)} rows to {output}")
 

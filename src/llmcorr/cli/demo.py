@@ -12,9 +12,8 @@ from ..config import Config
 from ..correct.datasets import DATASETS, Dataset, demo_predictions
 from ..errors import UserError
 from ..runs import correct as run_correct
-from ..store import Store
 from ._common import console, setup_logging
-from ._render import metrics_table, run_table
+from ._render import print_correction
 
 log = logging.getLogger("llmcorr")
 DEMO_LIMIT = 30  # the embedded model takes ~4 s a row on 2 cores: the whole test split would take ~8 minutes
@@ -61,7 +60,5 @@ def demo(
         config=config,
         progress=not quiet,
     )
-    with Store(config.store_path) as store:
-        console.print(run_table(store.get_run(result.run_id), wall_s=result.wall_s))
-    console.print(metrics_table(result.metrics, title=f"{dataset}: base model vs LLMCorr (test split)"))
+    print_correction(config, result, title=f"{dataset}: base model vs LLMCorr (test split)")
     console.print(f"see it again: llmcorr runs show {result.run_id}")

@@ -1,4 +1,4 @@
-"""`llmcorr runs …`: list, show and delete recorded runs. A name works wherever an id does."""
+"""`llmcorr runs …`: list, show, resume, rerun, cancel and delete recorded runs. A name works wherever an id does."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from ..errors import UserError
 from ..runs.correction import rerun_async, resume_async
 from ..store import Store
 from ._common import ConfigOpt, YesOpt, confirm, console, setup_logging
-from ._render import metrics_table, run_table, runs_table
+from ._render import metrics_table, print_correction, run_table, runs_table
 
-app = typer.Typer(help="List, show and delete recorded runs.", no_args_is_help=True)
+app = typer.Typer(help="Recorded runs: list, show, resume, rerun, cancel, delete.", no_args_is_help=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 
 
@@ -63,10 +63,7 @@ def resume(
     """Continue an interrupted, cancelled or failed run: finished rows are kept, failed rows are retried."""
     setup_logging(quiet)
     config = Config.load(config_path)
-    result = run_sync(resume_async(run, output=output, progress=not quiet, config=config))
-    with Store(config.store_path) as store:
-        console.print(run_table(store.get_run(result.run_id), wall_s=result.wall_s))
-    console.print(metrics_table(result.metrics))
+    print_correction(config, run_sync(resume_async(run, output=output, progress=not quiet, config=config)))
 
 
 @app.command("rerun")
@@ -80,10 +77,7 @@ def rerun(
     """Make a run again, as a new run, from its recorded spec (free where its answers are cached)."""
     setup_logging(quiet)
     config = Config.load(config_path)
-    result = run_sync(rerun_async(run, name=name, output=output, progress=not quiet, config=config))
-    with Store(config.store_path) as store:
-        console.print(run_table(store.get_run(result.run_id), wall_s=result.wall_s))
-    console.print(metrics_table(result.metrics))
+    print_correction(config, run_sync(rerun_async(run, name=name, output=output, progress=not quiet, config=config)))
 
 
 @app.command("cancel")

@@ -68,6 +68,13 @@ def _messages(prompt: str | list[Message] | list[dict[str, str]]) -> list[Messag
     return [m if isinstance(m, Message) else Message(m["role"], m["content"]) for m in prompt]  # type: ignore[arg-type]
 
 
+def _context() -> _RunContext:
+    try:
+        return _run.get()
+    except LookupError:
+        raise UserError("llmcorr.chat/achat work inside a flow run (llmcorr run / llmcorr.run)") from None
+
+
 async def achat(
     prompt: str | list[Message] | list[dict[str, str]],
     *,
@@ -75,10 +82,7 @@ async def achat(
     temperature: float | None = None,
 ) -> str:
     """Ask the run's LLM from inside a flow (async): scheduled under the endpoints' quotas, cached, counted."""
-    try:
-        ctx = _run.get()
-    except LookupError:
-        raise UserError("llmcorr.chat/achat work inside a flow run (llmcorr run / llmcorr.run)") from None
+    ctx = _context()
     params = GenParams(
         max_tokens=max_tokens if max_tokens is not None else ctx.params.max_tokens,
         temperature=temperature if temperature is not None else ctx.params.temperature,
@@ -101,10 +105,7 @@ def chat(
     temperature: float | None = None,
 ) -> str:
     """Ask the run's LLM from inside a sync flow (flows run in worker threads; this waits for the answer)."""
-    try:
-        ctx = _run.get()
-    except LookupError:
-        raise UserError("llmcorr.chat/achat work inside a flow run (llmcorr run / llmcorr.run)") from None
+    ctx = _context()
     try:
         asyncio.get_running_loop()
     except RuntimeError:
