@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,10 +77,6 @@ class PromptJob:
         inputs = self.inputs(i)
         messages = self.prompty.render(inputs, where=f"data {self.where(i)}")
         return WorkItem(index=i, sample_id=str(i), inputs=inputs, messages=messages)
-
-    def items(self) -> Iterator[WorkItem]:
-        for i in range(len(self.frame)):
-            yield self.item(i)
 
     def interpret(self, item: WorkItem, text: str) -> tuple[dict[str, Any], str | None]:
         return {"output": text}, None

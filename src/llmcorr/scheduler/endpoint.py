@@ -151,7 +151,6 @@ class EndpointStats:
     errors: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
-    estimated_prompt_tokens: int = 0
     started: float = field(default_factory=time.monotonic)
 
     def as_dict(self) -> dict[str, float]:
@@ -230,7 +229,6 @@ class Endpoint:
         self.stats.ok += 1
         self.stats.input_tokens += completion.input_tokens
         self.stats.output_tokens += completion.output_tokens
-        self.stats.estimated_prompt_tokens += estimated_prompt
         if completion.input_tokens and estimated_prompt:
             ratio = completion.input_tokens / (estimated_prompt / self.calibration)
             self.calibration = 0.8 * self.calibration + 0.2 * ratio
