@@ -96,7 +96,7 @@ def test_python_api_inside_a_running_event_loop() -> None:
     def shout(word: str) -> str:
         return llmcorr.chat(f"Say {word} loudly.", max_tokens=4).upper()
 
-    async def cell() -> llmcorr.FlowResult:
+    async def cell() -> llmcorr.RunResult:
         return llmcorr.run(shout, pd.DataFrame({"word": ["hi", "yo"]}), name="cell")
 
     result = asyncio.run(cell())

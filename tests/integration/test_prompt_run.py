@@ -81,7 +81,7 @@ def test_missing_inputs_fail_before_any_call(prompt_file: Path, tmp_path: Path) 
     data.write_text('{"word": "acid"}\n{"term": "base"}\n')
     r = run_cli("run", prompt_file, "--data", data, "-q")
     assert r.returncode == 2
-    assert r.stderr.strip() == f"error: {prompt_file}: data line 2: input 'word' is missing (declared: word, style)"
+    assert r.stderr.strip() == f"error: {prompt_file}: {data}: line 2: input 'word' is missing (declared: word, style)"
     assert json.loads(run_cli("runs", "list", "--json").stdout) == []
     r = run_cli("run", prompt_file, "--data", data, "--map", "word=${data.nope}", "-q")
     assert r.returncode == 2 and "the data has no column 'nope'" in r.stderr

@@ -5,7 +5,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from llmcorr.correct.data import check_output_path, load_predictions, write_table
+from llmcorr.correct.data import load_predictions
+from llmcorr.data import check_output_path, write_table
 from llmcorr.errors import DataError
 
 ROWS = [

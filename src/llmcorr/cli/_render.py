@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from rich import box
 from rich.table import Table
 
 from ..config import Config
+from ..runs.batch import RunResult
 from ..runs.correction import CorrectionResult
 from ..runs.estimate import Estimate
 from ..store import RunRecord, Store
@@ -139,3 +142,18 @@ def print_correction(config: Config, result: CorrectionResult, title: str = "bas
     with Store(config.store_path) as store:
         console.print(run_table(store.get_run(result.run_id), wall_s=result.wall_s))
     console.print(metrics_table(result.metrics, title=title))
+
+
+def print_result(config: Config, result: CorrectionResult | RunResult, output: Path | None = None) -> None:
+    """A finished run of any kind: its record, its metrics, where its rows went."""
+    if isinstance(result, CorrectionResult):
+        print_correction(config, result)
+    else:
+        with Store(config.store_path) as store:
+            console.print(run_table(store.get_run(result.run_id), wall_s=result.wall_s))
+        if result.reused:
+            console.print(f"{result.reused} rows reused from another run (no tokens spent on them)")
+        if result.metrics:
+            console.print_json(json.dumps(result.metrics))
+    if output is not None:
+        console.print(f"wrote {len(result.table)} rows to {output}")

@@ -30,7 +30,7 @@ from ._common import (
     load_config,
     setup_logging,
 )
-from ._render import estimate_table, print_correction
+from ._render import estimate_table, print_result
 
 ROLES = ("id", "input", "prediction", "label", "split")
 
@@ -113,9 +113,7 @@ def correct(
         cache=not no_cache,
         **options,
     )
-    print_correction(config, result)
-    if output is not None:
-        console.print(f"wrote {len(result.table)} rows to {output}")
+    print_result(config, result, output)
 
 
 def _confirmer(yes: bool) -> Callable[[Estimate, Scheduler], bool]:

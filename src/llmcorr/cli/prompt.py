@@ -9,10 +9,10 @@ from typing import Annotated
 import typer
 from rich.panel import Panel
 
-from ..correct.data import read_table
+from ..data import read_table
 from ..errors import UserError
 from ..prompts.prompty import load_prompty
-from ..runs.prompt_run import parse_mapping
+from ..runs.batch import parse_mapping
 from ..scheduler import build_endpoints
 from ..scheduler.tokens import chat_prompt_tokens
 from ._common import ConfigOpt, EndpointOpt, console, load_config, parse_map_options

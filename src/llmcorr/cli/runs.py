@@ -11,10 +11,10 @@ import typer
 from .._sync import run_sync
 from ..config import Config
 from ..errors import UserError
-from ..runs.correction import rerun_async, resume_async
+from ..runs.control import rerun_any_async, resume_any_async
 from ..store import Store
 from ._common import ConfigOpt, YesOpt, confirm, console, setup_logging
-from ._render import metrics_table, print_correction, run_table, runs_table
+from ._render import metrics_table, print_result, run_table, runs_table
 
 app = typer.Typer(help="Recorded runs: list, show, resume, rerun, cancel, delete.", no_args_is_help=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
@@ -56,28 +56,33 @@ def show(run: Annotated[str, typer.Argument(help="run id or name")], as_json: Js
 @app.command("resume")
 def resume(
     run: Annotated[str, typer.Argument(help="run id or name")],
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="write corrected rows here")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="write the rows here (.csv/.jsonl/.parquet)")
+    ] = None,
     config_path: ConfigOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Continue an interrupted, cancelled or failed run: finished rows are kept, failed rows are retried."""
     setup_logging(quiet)
     config = Config.load(config_path)
-    print_correction(config, run_sync(resume_async(run, output=output, progress=not quiet, config=config)))
+    print_result(config, run_sync(resume_any_async(run, output=output, progress=not quiet, config=config)), output)
 
 
 @app.command("rerun")
 def rerun(
     run: Annotated[str, typer.Argument(help="run id or name")],
     name: Annotated[str | None, typer.Option(help="a name for the new run")] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="write corrected rows here")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="write the rows here (.csv/.jsonl/.parquet)")
+    ] = None,
     config_path: ConfigOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Make a run again, as a new run, from its recorded spec (free where its answers are cached)."""
     setup_logging(quiet)
     config = Config.load(config_path)
-    print_correction(config, run_sync(rerun_async(run, name=name, output=output, progress=not quiet, config=config)))
+    result = run_sync(rerun_any_async(run, name=name, output=output, progress=not quiet, config=config))
+    print_result(config, result, output)
 
 
 @app.command("cancel")

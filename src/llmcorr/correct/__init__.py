@@ -1,7 +1,7 @@
 """The LLMCorr method as a library: data, knowledge selection, prompt templates, parsing, metrics."""
 
 from .corrector import Corrector
-from .data import Predictions, load_predictions, write_table
+from .data import Predictions, load_predictions
 from .metrics import classification_metrics, regression_metrics
 
 __all__ = [
@@ -10,5 +10,4 @@ __all__ = [
     "classification_metrics",
     "load_predictions",
     "regression_metrics",
-    "write_table",
 ]

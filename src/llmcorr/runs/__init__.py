@@ -8,9 +8,11 @@ from typing import Any
 import pandas as pd
 
 from .._sync import run_sync
+from .batch import RunResult, rerun_batch_async, resume_batch_async, run_batch_async
+from .control import rerun_any_async, resume_any_async
 from .correction import CorrectionResult, correct_async, estimate_async, resume_async
 from .estimate import Estimate
-from .flows import FlowResult, achat, chat, run_flow_async
+from .flows import achat, chat
 from .spec import RunSpec
 
 
@@ -33,28 +35,33 @@ def estimate(predictions: str | Path | pd.DataFrame, **options: Any) -> Estimate
     return run_sync(estimate_async(predictions, **options))
 
 
-def run(flow: Any, data: str | Path | pd.DataFrame, **options: Any) -> FlowResult:
-    """Run a flow — a function, a class, or "module:name" — over every row of `data`; recorded as a run.
+def run(flow: Any, data: Any = None, **options: Any) -> RunResult:
+    """Run a flow over every row of `data` and record it as a run; returns the rows joined with their outputs.
 
-    Options: init (class arguments), mapping ({arg: "${data.column}"}), output, name, limit, max_tokens (256),
-    temperature (0), seed, concurrency, endpoints, provider, config, cache (True), progress (False).
-    Inside the flow, `llmcorr.chat(...)` (sync) or `await llmcorr.achat(...)` asks the run's LLM.
+    `flow` is a function, a class, "module:name", "file.py:Name", or a `.prompty` file. `data` is a CSV/JSONL/Parquet
+    path or a DataFrame (pandas, polars). Options: init (class arguments), mapping ({arg: "${data.column}"} or
+    "${run.outputs.key}" with upstream=RUN_ID), upstream, output (written as rows finish), name, limit, max_tokens
+    (256), temperature (0), seed, concurrency, endpoints, provider, config, cache (True), resume_from (a run whose
+    finished rows are reused, no token spent), progress (False).
+    Inside a Python flow, `llmcorr.chat(...)` (sync) or `await llmcorr.achat(...)` asks the run's LLM.
     """
-    return run_sync(run_flow_async(flow, data, **options))
+    return run_sync(run_batch_async(flow, data, **options))
 
 
-def resume(run: str, **options: Any) -> CorrectionResult:
+def resume(run: str, **options: Any) -> CorrectionResult | RunResult:
     """Continue a stopped run (interrupted, cancelled or failed): finished rows are kept, failed rows retried.
 
-    Options: predictions (needed again for a run made from a DataFrame), output, progress, config, provider.
+    Options for a correct run: predictions (needed again for a run made from a DataFrame), output, progress,
+    config, provider; for a prompt or flow run: data, flow (needed again when not importable), output, progress,
+    config.
     """
-    return run_sync(resume_async(run, **options))
+    return run_sync(resume_any_async(run, **options))
 
 
 __all__ = [
     "CorrectionResult",
     "Estimate",
-    "FlowResult",
+    "RunResult",
     "RunSpec",
     "achat",
     "chat",
@@ -62,8 +69,12 @@ __all__ = [
     "correct_async",
     "estimate",
     "estimate_async",
+    "rerun_any_async",
+    "rerun_batch_async",
     "resume",
+    "resume_any_async",
     "resume_async",
+    "resume_batch_async",
     "run",
-    "run_flow_async",
+    "run_batch_async",
 ]

@@ -12,21 +12,14 @@ from typing import Any, Literal
 import pandas as pd
 
 from ..config import Config, EndpointConfig
-from ..correct import (
-    Corrector,
-    Predictions,
-    classification_metrics,
-    load_predictions,
-    regression_metrics,
-    write_table,
-)
-from ..correct.data import check_output_path
+from ..correct import Corrector, Predictions, classification_metrics, load_predictions, regression_metrics
+from ..data import check_output_path, write_table
 from ..errors import UserError
 from ..providers import Provider
 from ..providers.base import GenParams
-from ..scheduler import Scheduler, build_endpoints
+from ..scheduler import Scheduler
 from ..store import RunRecord, Store
-from .engine import WorkItem, execute_prompts, recorded
+from .engine import WorkItem, execute_prompts, make_scheduler, recorded
 from .estimate import Estimate, describe_estimate, estimate
 from .progress import row_progress
 from .spec import RunSpec, data_sha256
@@ -70,18 +63,6 @@ class _CorrectionJob:
     def interpret(self, item: WorkItem, text: str) -> tuple[dict[str, Any], str | None]:
         correction = self.corrector.interpret(self._base[item.index], text)
         return correction.output, correction.parsed.error
-
-
-def make_scheduler(
-    config: Config, endpoints: list[str] | None = None, provider: Provider | EndpointConfig | None = None
-) -> Scheduler:
-    """The scheduler for a run: a given provider, a given endpoint config, the named endpoints, or the default."""
-    if isinstance(provider, Provider):
-        return Scheduler(provider)
-    if isinstance(provider, EndpointConfig):
-        provider.check_key()
-        return Scheduler(build_endpoints([provider]))
-    return Scheduler(build_endpoints(config.select(endpoints)))
 
 
 ConfirmFn = Callable[[Estimate, Scheduler], bool]

@@ -13,9 +13,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..config import Config, EndpointConfig
 from ..errors import FatalProviderError, ProviderError, RunCancelled
+from ..providers import Provider
 from ..providers.base import GenParams, Message
-from ..scheduler import Scheduler
+from ..scheduler import Scheduler, build_endpoints
 from ..store import RowRecord, Store
 from .llm import CachedLLM
 
@@ -159,6 +161,18 @@ async def execute_prompts(
     process = prompt_rows(job, CachedLLM(scheduler, store, use_cache), params)
     concurrency = scheduler.max_concurrency * 2
     await execute(items, process, store, run_id, concurrency, on_row, request_timeout(scheduler))
+
+
+def make_scheduler(
+    config: Config, endpoints: list[str] | None = None, provider: Provider | EndpointConfig | None = None
+) -> Scheduler:
+    """The scheduler for a run: a given provider, a given endpoint config, the named endpoints, or the default."""
+    if isinstance(provider, Provider):
+        return Scheduler(provider)
+    if isinstance(provider, EndpointConfig):
+        provider.check_key()
+        return Scheduler(build_endpoints([provider]))
+    return Scheduler(build_endpoints(config.select(endpoints)))
 
 
 def request_timeout(scheduler: Scheduler) -> float:

@@ -16,31 +16,24 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import hashlib
 import importlib
 import importlib.util
 import inspect
 import math
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
-from ..config import Config, EndpointConfig
-from ..correct.data import check_output_path, read_table, write_table
 from ..errors import ConfigError, DataError, FatalProviderError, RunCancelled, UserError
-from ..providers import Provider
 from ..providers.base import GenParams, Message
-from ..store import RowRecord, Store
-from .correction import make_scheduler
-from .engine import WorkItem, execute, recorded, request_timeout
+from ..store import RowRecord
+from .engine import WorkItem
 from .llm import CachedLLM
-from .progress import row_progress
-from .prompt_run import parse_mapping
-from .spec import RunSpec, data_sha256
 
 
 @dataclass
@@ -123,6 +116,7 @@ class Flow:
     parameters: dict[str, inspect.Parameter]
     aggregate: Callable[[list[dict[str, Any]]], Any] | None = None
     init: dict[str, Any] = field(default_factory=dict)
+    sha256: str = ""  # of the flow's source file: a resumed run must run the same code
 
     @property
     def is_async(self) -> bool:
@@ -180,137 +174,64 @@ def load_flow(flow: str | Callable[..., Any], init: Mapping[str, Any] | None = N
         params.pop(next(iter(params)), None)  # self
     params = {n: p for n, p in params.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
     aggregate = getattr(target, "aggregate", None)
-    return Flow(ref, target, params, aggregate if callable(aggregate) else None, dict(init or {}))
+    agg = aggregate if callable(aggregate) else None
+    return Flow(ref, target, params, agg, dict(init or {}), _source_sha256(target))
 
 
-def _jsonable(value: Any) -> Any:
+def _source_sha256(target: Any) -> str:
+    """Hash of the file that defines the flow (of its source text when there is no file, as in a notebook)."""
+    obj = target if inspect.isfunction(target) or inspect.ismethod(target) else type(target)
+    try:
+        path = inspect.getsourcefile(obj)
+        if path and Path(path).is_file():
+            return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        return hashlib.sha256(inspect.getsource(obj).encode()).hexdigest()
+    except (OSError, TypeError):
+        return ""
+
+
+def jsonable(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if hasattr(value, "item"):
         return value.item()
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if value is None or isinstance(value, str | int | float | bool):
         return value
     return str(value)
 
 
-@dataclass
-class FlowResult:
-    run_id: str
-    table: pd.DataFrame
-    metrics: dict[str, Any] | None
-    input_tokens: int
-    output_tokens: int
-    wall_s: float
-
-
-def _frame(data: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, Callable[[int], str], str]:
-    if isinstance(data, pd.DataFrame):
-        return data.reset_index(drop=True), (lambda i: f"row {i + 1}"), "DataFrame"
-    frame, where = read_table(Path(data))
-    return frame, where, str(data)
-
-
-async def run_flow_async(
-    flow: str | Callable[..., Any],
-    data: str | Path | pd.DataFrame,
-    *,
-    init: Mapping[str, Any] | None = None,
-    mapping: Mapping[str, str] | None = None,
-    output: str | Path | None = None,
-    name: str | None = None,
-    limit: int | None = None,
-    max_tokens: int = 256,
-    temperature: float = 0.0,
-    seed: int = 0,
-    concurrency: int | None = None,
-    endpoints: list[str] | None = None,
-    provider: Provider | EndpointConfig | None = None,
-    config: Config | None = None,
-    cache: bool = True,
-    progress: bool = False,
-) -> FlowResult:
-    """Run a flow over every row of a table and record it as a run; see the module docstring."""
-    started = time.perf_counter()
-    config = config or Config.load()
-    loaded = load_flow(flow, init)
-    frame, where, source = _frame(data)
-    if limit is not None:
-        frame = frame.head(limit)
-    if frame.empty:
-        raise DataError(f"{source}: no rows")
-    if output is not None:
-        check_output_path(output)
-    columns = parse_mapping(mapping or {}, list(map(str, frame.columns)))
-    items = [_item(i, frame, columns, loaded, where, source) for i in range(len(frame))]  # all checked up front
-    scheduler = make_scheduler(config, endpoints, provider)
-    params = GenParams(max_tokens=max_tokens, temperature=temperature, seed=seed)
-    spec = RunSpec(
-        kind="flow",
-        data=source,
-        data_sha256=data_sha256(data if isinstance(data, pd.DataFrame) else Path(data)),
-        template=loaded.ref,
-        template_sha256="",
-        endpoints=[e.provider.describe() | {"name": e.name} for e in scheduler.endpoints],
-        params=params.to_dict(),
-        options={"init": _jsonable(loaded.init), "mapping": dict(mapping or {}), "limit": limit},
-    )
-    with Store(config.store_path) as store:
-        store.check_name_free(name)
-        run_id = store.create_run("flow", spec.to_dict(), len(items), name=name)
-        ctx = _RunContext(CachedLLM(scheduler, store, cache), params, asyncio.get_running_loop())
-        token = _run.set(ctx)
-        try:
-            async with recorded(store, run_id, scheduler):
-                width = concurrency or max(4, scheduler.max_concurrency * 2)
-                with row_progress(len(items), f"running {run_id}", progress, scheduler) as on_row:
-                    await execute(items, _processor(loaded), store, run_id, width, on_row, request_timeout(scheduler))
-                rows = {r["row_index"]: r for r in store.rows(run_id)}
-                outputs = [rows[i]["output"] or {} if i in rows else {} for i in range(len(frame))]
-                metrics = _jsonable(loaded.aggregate(outputs)) if loaded.aggregate else None
-        finally:
-            _run.reset(token)
-        store.finish_run(
-            run_id, "completed", metrics=metrics if isinstance(metrics, dict) else None, usage=scheduler.stats()
-        )
-        record = store.get_run(run_id)
-    table = frame.reset_index(drop=True).copy()
-    out = pd.DataFrame(outputs)
-    for col in out.columns:
-        table[col if col not in table.columns else f"output.{col}"] = out[col]
-    table["error"] = [rows[i]["error"] if i in rows else "not processed" for i in range(len(table))]
-    if output is not None:
-        write_table(table, output)
-    return FlowResult(
-        run_id,
-        table,
-        metrics if isinstance(metrics, dict) else None,
-        record.input_tokens,
-        record.output_tokens,
-        time.perf_counter() - started,
-    )
-
-
-def _item(
-    i: int, frame: pd.DataFrame, columns: dict[str, str], flow: Flow, where: Callable[[int], str], source: str
-) -> WorkItem:
-    row = frame.iloc[i]
-    values = {str(k): _jsonable(v) for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
-    values.update({arg: values[col] for arg, col in columns.items() if col in values})
+def flow_item(i: int, values: dict[str, Any], flow: Flow, mapping: dict[str, str], where: str) -> WorkItem:
+    """Row i's call arguments: its values by parameter name; a required one missing is an error naming the row."""
     missing = [n for n in flow.required() if n not in values]
     if missing:
-        raise DataError(
-            f"{source}: {where(i)}: no value for flow argument {missing[0]!r} "
-            f"(map it with --map {missing[0]}='${{data.COLUMN}}')"
+        name = missing[0]
+        how = (
+            f"mapped from {mapping[name]}, empty here"
+            if name in mapping
+            else f"map it with --map {name}='${{data.COLUMN}}'"
         )
+        raise DataError(f"{where}: no value for flow argument {name!r} ({how})")
     kwargs = {n: values[n] for n in flow.parameters if n in values}
     return WorkItem(index=i, sample_id=str(i), inputs=kwargs, messages=[])
 
 
-def _processor(flow: Flow) -> Callable[[WorkItem], Any]:
+@contextmanager
+def flow_context(llm: CachedLLM, params: GenParams) -> Iterator[None]:
+    """Within this block (and the tasks and threads it starts), `llmcorr.chat`/`achat` ask `llm`."""
+    token = _run.set(_RunContext(llm, params, asyncio.get_running_loop()))
+    try:
+        yield
+    finally:
+        _run.reset(token)
+
+
+def flow_rows(flow: Flow) -> Callable[[WorkItem], Any]:
+    """The engine's processor for a flow: call it with the row's arguments; its LLM calls count for the row."""
+
     async def process(item: WorkItem) -> RowRecord:
         usage = _RowUsage()
         _row.set(usage)  # this task's own context: LLM calls below count for this row
@@ -328,7 +249,7 @@ def _processor(flow: Flow) -> Callable[[WorkItem], Any]:
             status, error = "error", f"{type(exc).__name__}: {exc}"
         else:
             status = "ok"
-            output = _jsonable(result if isinstance(result, dict) else {"output": result})
+            output = jsonable(result if isinstance(result, dict) else {"output": result})
         return RowRecord(
             item.index,
             item.sample_id,

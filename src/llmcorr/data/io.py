@@ -1,0 +1,170 @@
+"""Tables in and out: CSV/TSV, JSONL and Parquet files, pandas DataFrames (and anything with `to_pandas()`, such as
+a polars DataFrame or an Arrow table).
+
+Reading names the row the way the user finds it (`row 3 (line 4)`, `line 7`); every problem is one `DataError` line.
+Writing is atomic (a temp file renamed into place); `RowWriter` appends each finished row to a CSV/JSONL output as a
+run goes, then rewrites it in input order when the run ends.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import pandas as pd
+
+from ..errors import DataError
+
+Where = Callable[[int], str]
+
+SUFFIXES = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+
+
+def _read_jsonl(path: Path) -> tuple[pd.DataFrame, list[int]]:
+    records: list[dict[str, Any]] = []
+    lines: list[int] = []
+    with path.open("r", encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}: line {lineno}: not valid JSON ({exc.msg})") from None
+            if not isinstance(obj, dict):
+                raise DataError(f"{path}: line {lineno}: expected a JSON object, got {type(obj).__name__}")
+            records.append(obj)
+            lines.append(lineno)
+    return pd.DataFrame.from_records(records), lines
+
+
+def read_table(path: Path) -> tuple[pd.DataFrame, Where]:
+    """Read a file and return it with a function that names row i (0-based) the way the user can find it."""
+    fmt = SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        raise DataError(f"{path}: unknown file type {path.suffix!r} (expected .csv, .tsv, .jsonl or .parquet)")
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        if fmt in ("csv", "tsv"):
+            frame = pd.read_csv(
+                path, sep="\t" if fmt == "tsv" else ",", dtype=str, keep_default_na=False, encoding="utf-8"
+            )
+            return frame, lambda i: f"row {i + 1} (line {i + 2})"
+        if fmt == "jsonl":
+            frame, lines = _read_jsonl(path)
+            return frame, lambda i: f"line {lines[i]}"
+        frame = pd.read_parquet(path)
+        return frame, lambda i: f"row {i + 1}"
+    except DataError:
+        raise
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty") from None
+    except pd.errors.ParserError as exc:
+        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else "malformed"
+        raise DataError(f"{path}: cannot parse {fmt.upper()}: {detail}") from None
+    except (OSError, ValueError) as exc:
+        detail = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path}: cannot read as {fmt}: {detail}") from None
+    except Exception as exc:  # pyarrow raises its own types for corrupt Parquet
+        raise DataError(f"{path}: cannot read as {fmt}: {type(exc).__name__}: {str(exc)[:160]}") from None
+
+
+def check_output_path(path: str | Path) -> Path:
+    """Fail early (before any token is spent) on an output path we cannot write."""
+    path = Path(path)
+    if SUFFIXES.get(path.suffix.lower()) is None:
+        raise DataError(f"{path}: unknown output type {path.suffix!r} (expected .csv, .tsv, .jsonl or .parquet)")
+    if path.parent and not path.parent.exists():
+        raise DataError(f"{path}: folder {path.parent} does not exist")
+    return path
+
+
+def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write a table in the format its extension names, atomically (a temp file renamed into place)."""
+    path = check_output_path(path)
+    fmt = SUFFIXES[path.suffix.lower()]
+    tmp = path.with_name(f".{path.name}.tmp")
+    if fmt in ("csv", "tsv"):
+        frame.to_csv(tmp, index=False, sep="\t" if fmt == "tsv" else ",")
+    elif fmt == "jsonl":
+        frame.to_json(tmp, orient="records", lines=True, force_ascii=False)
+    else:
+        frame.to_parquet(tmp, index=False)
+    tmp.replace(path)
+    return path
+
+
+def as_frame(data: str | Path | Any) -> tuple[pd.DataFrame, Where, str]:
+    """A table from a file path or a DataFrame-like object: (frame, how to name row i, where it came from)."""
+    if isinstance(data, str | Path):
+        frame, where = read_table(Path(data))
+        return frame, where, str(data)
+    if not isinstance(data, pd.DataFrame) and callable(getattr(data, "to_pandas", None)):
+        data = data.to_pandas()  # polars, pyarrow
+    if not isinstance(data, pd.DataFrame):
+        raise DataError(f"data: expected a file path or a DataFrame, got {type(data).__name__}")
+    return data.reset_index(drop=True), (lambda i: f"row {i + 1}"), "DataFrame"
+
+
+def _cell(value: Any) -> Any:
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
+class RowWriter:
+    """Write a run's rows to `path` as they finish, then the whole table in input order at the end.
+
+    CSV/TSV/JSONL outputs grow one line per finished row (completion order, with a `row` column), so a long run can be
+    watched — and a crash loses nothing the store does not also hold. Parquet cannot be appended to: it is written
+    once, at the end. `finish(table)` replaces the file atomically with the ordered table.
+    """
+
+    def __init__(self, path: str | Path | None) -> None:
+        self.path = check_output_path(path) if path is not None else None
+        self.fmt = SUFFIXES[self.path.suffix.lower()] if self.path is not None else None
+        self._fh: IO[str] | None = None
+        self._csv: Any = None
+        self._fields: list[str] | None = None
+
+    def write(self, index: int, record: dict[str, Any]) -> None:
+        if self.path is None or self.fmt == "parquet":
+            return
+        record = {"row": index + 1, **{k: _cell(v) for k, v in record.items()}}
+        if self._fh is None:
+            self._fh = self.path.open("w", encoding="utf-8", newline="")
+        if self.fmt == "jsonl":
+            self._fh.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        else:
+            if self._csv is None:
+                self._fields = list(record)
+                self._csv = csv.DictWriter(
+                    self._fh, self._fields, delimiter="\t" if self.fmt == "tsv" else ",", extrasaction="ignore"
+                )
+                self._csv.writeheader()
+            self._csv.writerow({k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in record.items()})
+        self._fh.flush()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def finish(self, table: pd.DataFrame) -> Path | None:
+        self.close()
+        return write_table(table, self.path) if self.path is not None else None
