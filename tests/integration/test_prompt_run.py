@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 from pathlib import Path
 
@@ -56,6 +57,31 @@ def test_preview_shows_messages_and_tokens_without_a_call(prompt_file: Path, tmp
     assert run_cli("prompt", "preview", prompt_file).stdout.count("Define: molecule") == 1  # the file's sample
     bad = run_cli("prompt", "preview", prompt_file, "--inputs", "{not json")
     assert bad.returncode == 2 and bad.stderr.startswith("error: --inputs: not valid JSON")
+
+
+def promptflow_prompty(name: str) -> Path:
+    """A .prompty file shipped in Prompt flow's own package (promptflow-evals, installed by `make test`), unchanged."""
+    files = importlib.metadata.files("promptflow-evals") or []
+    (path,) = [f for f in files if f.name == name]
+    return Path(str(path.locate()))
+
+
+def test_prompt_flows_own_prompty_files_load_and_preview_unchanged(tmp_path: Path) -> None:
+    coherence = promptflow_prompty("coherence.prompty")
+    assert "azure_deployment: ${env:AZURE_DEPLOYMENT}" in coherence.read_text()  # Prompt flow's file, as shipped
+    inputs = {"question": "What does aspirin do?", "answer": "It relieves pain."}
+    r = run_cli("prompt", "preview", coherence, "--inputs", json.dumps(inputs))
+    assert r.returncode == 0, r.stderr
+    assert "You are an AI assistant" in r.stdout and "It relieves pain." in r.stdout
+    assert "2 messages" in r.stdout and "up to 1 completion tokens" in r.stdout  # its max_tokens: 1
+    retrieval = promptflow_prompty("retrieval.prompty")
+    data = tmp_path / "chats.jsonl"
+    data.write_text(json.dumps({"q": "Which drug?", "history": "none", "documents": '[{"id": 1}]'}) + "\n")
+    r = run_cli("prompt", "preview", retrieval, "--data", data, "--map", "query=${data.q}")
+    assert r.returncode == 0, r.stderr
+    assert "# Question" in r.stdout and "Which drug?" in r.stdout
+    r = run_cli("prompt", "preview", retrieval)  # it has no sample: the missing input is named, exit 2
+    assert r.returncode == 2 and "input 'query' is missing" in r.stderr
 
 
 def test_run_over_a_data_file_then_again_from_the_cache(prompt_file: Path, tmp_path: Path) -> None:

@@ -94,3 +94,15 @@ def test_bad_overrides_are_one_clear_line(overrides: dict, message: str) -> None
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such config file"):
         Config.load(tmp_path / "nope.toml")
+
+
+def test_default_endpoints_from_toml(tmp_path: Path) -> None:
+    endpoint = '[[endpoints]]\nname = "q"\nkind = "openai"\nbase_url = "http://127.0.0.1:9/v1"\nmodel = "m"\n'
+    path = tmp_path / "llmcorr.toml"
+    path.write_text('default = "q"\n\n' + endpoint)
+    config = Config.load(path)
+    assert [e.name for e in config.select(None)] == ["q"]
+    assert [e.kind for e in Config.load(path, default=[]).select(None)] == ["local"]  # provider flags win
+    path.write_text('default = ["nope"]\n\n' + endpoint)
+    with pytest.raises(ConfigError, match="no endpoint is named 'nope'"):
+        Config.load(path)

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from llmcorr.correct.data import load_predictions
-from llmcorr.data import check_output_path, write_table
+from llmcorr.data import RowWriter, as_frame, check_output_path, write_table
 from llmcorr.errors import DataError
 
 ROWS = [
@@ -142,3 +142,37 @@ def test_write_table_round_trips(tmp_path: Path) -> None:
         check_output_path(tmp_path / "out.txt")
     with pytest.raises(DataError, match="does not exist"):
         check_output_path(tmp_path / "nowhere" / "out.csv")
+
+
+def test_row_writer_appends_as_rows_finish_then_orders(tmp_path: Path) -> None:
+    for suffix in (".jsonl", ".csv"):
+        path = tmp_path / f"rows{suffix}"
+        writer = RowWriter(path)
+        writer.write(2, {"word": "c", "output": {"n": 1}})
+        writer.write(0, {"word": "a", "output": None})
+        partial = path.read_text().splitlines()
+        assert len(partial) == (2 if suffix == ".jsonl" else 3)  # visible before the run ends
+        assert ('"row": 3' in partial[0]) if suffix == ".jsonl" else partial[1].startswith("3,c,")
+        writer.finish(pd.DataFrame({"word": ["a", "b", "c"]}))
+        assert path.read_text().split() == (
+            ['{"word":"a"}', '{"word":"b"}', '{"word":"c"}'] if suffix == ".jsonl" else ["word", "a", "b", "c"]
+        )
+    parquet = tmp_path / "rows.parquet"
+    writer = RowWriter(parquet)
+    writer.write(0, {"word": "a"})
+    assert not parquet.exists()  # Parquet cannot grow: written once, at the end
+    writer.finish(pd.DataFrame({"word": ["a"]}))
+    assert list(pd.read_parquet(parquet)["word"]) == ["a"]
+
+
+def test_as_frame_takes_paths_and_dataframe_likes(tmp_path: Path) -> None:
+    import polars as pl
+
+    frame, where, source = as_frame(pl.DataFrame({"q": ["x", "y"]}))
+    assert list(frame["q"]) == ["x", "y"] and where(1) == "row 2" and source == "DataFrame"
+    path = tmp_path / "q.csv"
+    path.write_text("q\nx\n")
+    frame, where, source = as_frame(path)
+    assert list(frame["q"]) == ["x"] and where(0) == "row 1 (line 2)" and source == str(path)
+    with pytest.raises(DataError, match="expected a file path or a DataFrame, got int"):
+        as_frame(3)

@@ -68,7 +68,10 @@ def load_config(
         "api_key_env": api_key_env,
         "max_concurrency": max_concurrency,
     }
-    return Config.load(path, provider={k: v for k, v in settings.items() if v is not None})
+    flags = {k: v for k, v in settings.items() if v is not None}
+    # provider flags name the endpoint to use: they win over llmcorr.toml's `default`
+    chosen = provider != "local" or model_path is not None or max_concurrency is not None
+    return Config.load(path, provider=flags, default=[] if chosen else None)
 
 
 def confirm(question: str, yes: bool) -> bool:

@@ -73,15 +73,21 @@ async def achat(
     *,
     max_tokens: int | None = None,
     temperature: float | None = None,
+    sample: int = 0,
 ) -> str:
-    """Ask the run's LLM from inside a flow (async): scheduled under the endpoints' quotas, cached, counted."""
+    """Ask the run's LLM from inside a flow (async): scheduled under the endpoints' quotas, cached, counted.
+
+    With temperature > 0, `sample=i` draws the i-th of several answers to the same prompt: each index is cached on
+    its own (and seeded seed + i), so a rerun gets the same n samples back for free.
+    """
     ctx = _context()
+    seed = ctx.params.seed
     params = GenParams(
         max_tokens=max_tokens if max_tokens is not None else ctx.params.max_tokens,
         temperature=temperature if temperature is not None else ctx.params.temperature,
-        seed=ctx.params.seed,
+        seed=seed + sample if seed is not None else None,
     )
-    answer = await ctx.llm.complete(_messages(prompt), params)
+    answer = await ctx.llm.complete(_messages(prompt), params, sample)
     usage = _row.get(None)
     if usage is not None:
         usage.calls += 1
@@ -96,13 +102,14 @@ def chat(
     *,
     max_tokens: int | None = None,
     temperature: float | None = None,
+    sample: int = 0,
 ) -> str:
     """Ask the run's LLM from inside a sync flow (flows run in worker threads; this waits for the answer)."""
     ctx = _context()
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        coro = achat(prompt, max_tokens=max_tokens, temperature=temperature)
+        coro = achat(prompt, max_tokens=max_tokens, temperature=temperature, sample=sample)
         return asyncio.run_coroutine_threadsafe(coro, ctx.loop).result()
     raise UserError("inside an async flow, use `await llmcorr.achat(...)`")
 
