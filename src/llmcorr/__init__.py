@@ -37,6 +37,7 @@ from .runs import (
     run,
 )
 from .store import RunRecord, Store
+from .tracing import trace
 
 __all__ = [
     "Completion",
@@ -76,4 +77,5 @@ __all__ = [
     "load_predictions",
     "resume",
     "run",
+    "trace",
 ]

@@ -127,6 +127,11 @@ class Config(BaseModel):
     provider: EndpointConfig = Field(default_factory=EndpointConfig)
     endpoints: list[EndpointConfig] = Field(default_factory=list)
     default: list[str] = Field(default_factory=list, description="endpoints a run uses when none is named")
+    tracing: bool = Field(default=True, description="record every run, row, step and LLM call as spans")
+    otlp: str | None = Field(
+        default_factory=lambda: os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
+        description="also export spans over OTLP/HTTP to this collector URL",
+    )
     source: str | None = Field(default=None, description="the llmcorr.toml it came from")
 
     @field_validator("endpoints")

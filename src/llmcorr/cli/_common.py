@@ -35,6 +35,11 @@ EndpointOpt = Annotated[
     list[str] | None, typer.Option("--endpoint", "-e", help="an endpoint from llmcorr.toml (repeat to spread a run)")
 ]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="config file (default: ./llmcorr.toml if present)")]
+OtlpOpt = Annotated[
+    str | None,
+    typer.Option("--otlp", help="also send the run's spans to this OTLP/HTTP collector, e.g. http://127.0.0.1:4318"),
+]
+NoTraceOpt = Annotated[bool, typer.Option("--no-trace", help="record no spans for this run")]
 
 
 def setup_logging(quiet: bool = False) -> None:
@@ -55,6 +60,8 @@ def load_config(
     api_key_env: str | None = None,
     max_concurrency: int | None = None,
     path: Path | None = None,
+    otlp: str | None = None,
+    no_trace: bool = False,
 ) -> Config:
     """The config file (if any) plus the default endpoint described by the command's flags."""
     if provider not in ("local", "openai", "azure"):
@@ -71,7 +78,8 @@ def load_config(
     flags = {k: v for k, v in settings.items() if v is not None}
     # provider flags name the endpoint to use: they win over llmcorr.toml's `default`
     chosen = provider != "local" or model_path is not None or max_concurrency is not None
-    return Config.load(path, provider=flags, default=[] if chosen else None)
+    tracing = False if no_trace else None
+    return Config.load(path, provider=flags, default=[] if chosen else None, otlp=otlp, tracing=tracing)
 
 
 def confirm(question: str, yes: bool) -> bool:

@@ -22,6 +22,8 @@ from ._common import (
     KeyEnvOpt,
     ModelOpt,
     ModelPathOpt,
+    NoTraceOpt,
+    OtlpOpt,
     ProviderKind,
     YesOpt,
     confirm,
@@ -71,6 +73,8 @@ def correct(
     max_tokens: Annotated[int, typer.Option(min=1, help="most tokens the LLM may answer with")] = 64,
     endpoint: EndpointOpt = None,
     config_path: ConfigOpt = None,
+    otlp: OtlpOpt = None,
+    no_trace: NoTraceOpt = False,
     provider: ProviderKind = "local",
     model: ModelOpt = None,
     model_path: ModelPathOpt = None,
@@ -88,7 +92,9 @@ def correct(
     setup_logging(quiet)
     if problem not in ("auto", "classification", "regression"):
         raise UserError(f"--problem: expected auto, classification or regression, got {problem!r}")
-    config = load_config(provider, model, model_path, base_url, api_key_env, max_concurrency, config_path)
+    config = load_config(
+        provider, model, model_path, base_url, api_key_env, max_concurrency, config_path, otlp, no_trace
+    )
     options: dict[str, Any] = {
         "task": task,
         "shots": shots,

@@ -12,7 +12,7 @@ import typer
 from .._sync import run_sync
 from ..errors import UserError
 from ..runs.batch import run_batch_async
-from ._common import ConfigOpt, EndpointOpt, load_config, parse_map_options, setup_logging
+from ._common import ConfigOpt, EndpointOpt, NoTraceOpt, OtlpOpt, load_config, parse_map_options, setup_logging
 from ._render import print_result
 
 
@@ -41,6 +41,8 @@ def run(
     max_tokens: Annotated[int, typer.Option(min=1, help="for a Python flow's LLM calls")] = 256,
     endpoint: EndpointOpt = None,
     config_path: ConfigOpt = None,
+    otlp: OtlpOpt = None,
+    no_trace: NoTraceOpt = False,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="call the LLM even when the answer is cached")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
@@ -50,7 +52,7 @@ def run(
         arguments = json.loads(init) if init else None
     except json.JSONDecodeError as exc:
         raise UserError(f"--init: not valid JSON ({exc.msg} at column {exc.colno})") from None
-    config = load_config(path=config_path)
+    config = load_config(path=config_path, otlp=otlp, no_trace=no_trace)
     result = run_sync(
         run_batch_async(
             flow,

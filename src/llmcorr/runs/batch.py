@@ -294,7 +294,7 @@ async def _execute(
         return both
 
     with flow_context(llm, plan.params):
-        async with recorded(store, run_id, plan.scheduler, hint=hint):
+        async with recorded(store, run_id, plan.scheduler, plan.config, plan.kind, hint=hint):
             with row_progress(len(items), f"running {run_id}", progress, plan.scheduler) as on_row:
                 await execute(
                     items, plan.processor(llm), store, run_id, width, written(on_row), request_timeout(plan.scheduler)

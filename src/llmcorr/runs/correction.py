@@ -312,7 +312,8 @@ async def _run(
     """Execute a recorded run's remaining rows, then finish it: completed, cancelled, interrupted or failed."""
     scheduler, test, table = plan.scheduler, plan.test, plan.table
     items = (item for item in plan.job.items() if item.index not in skip)
-    async with recorded(store, run_id, scheduler, hint=f"; resume with `llmcorr runs resume {run_id}`"):
+    hint = f"; resume with `llmcorr runs resume {run_id}`"
+    async with recorded(store, run_id, scheduler, plan.config, "correct", hint=hint):
         with row_progress(len(test) - len(skip), f"correcting {run_id}", progress, scheduler) as on_row:
             await execute_prompts(plan.job, items, scheduler, store, run_id, plan.params, on_row, cache)
         result = result_table(test, store.rows(run_id), table.problem)

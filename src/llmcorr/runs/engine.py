@@ -13,12 +13,15 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from opentelemetry.trace import Status, StatusCode
+
 from ..config import Config, EndpointConfig
 from ..errors import FatalProviderError, ProviderError, RunCancelled
 from ..providers import Provider
 from ..providers.base import GenParams, Message
 from ..scheduler import Scheduler, build_endpoints
 from ..store import RowRecord, Store
+from ..tracing import row_span, run_tracing
 from .llm import CachedLLM
 
 
@@ -135,10 +138,26 @@ async def execute(
                     commit(finished)
                 raise failure
 
+    async def traced(item: WorkItem) -> RowRecord:
+        with row_span(item.index, item.sample_id) as span:
+            row = await process(item)
+            if span is not None:
+                span.set_attributes(
+                    {
+                        "llmcorr.status": row.status,
+                        "gen_ai.usage.input_tokens": row.input_tokens,
+                        "gen_ai.usage.output_tokens": row.output_tokens,
+                        "llmcorr.cache_hit": row.cached,
+                    }
+                )
+                if row.error:
+                    span.set_status(Status(StatusCode.ERROR, row.error))
+            return row
+
     try:
         for item in items:
             await drain(limit)
-            in_flight.add(asyncio.create_task(process(item)))
+            in_flight.add(asyncio.create_task(traced(item)))
         await drain(1)
     finally:
         for task in in_flight:
@@ -181,11 +200,15 @@ def request_timeout(scheduler: Scheduler) -> float:
 
 
 @asynccontextmanager
-async def recorded(store: Store, run_id: str, scheduler: Scheduler, hint: str = "") -> AsyncIterator[None]:
-    """Record how a run's block ends when it does not complete: `cancelled` (Ctrl-C, SIGTERM, `runs cancel`) or
-    `failed`, with the per-endpoint usage so far; the scheduler is closed either way."""
+async def recorded(
+    store: Store, run_id: str, scheduler: Scheduler, config: Config, kind: str, hint: str = ""
+) -> AsyncIterator[None]:
+    """Trace the block as the run's root span, and record how it ends when it does not complete: `cancelled`
+    (Ctrl-C, SIGTERM, `runs cancel`) or `failed`, with the per-endpoint usage so far; the scheduler is closed either
+    way."""
     try:
-        yield
+        with run_tracing(store, run_id, kind, enabled=config.tracing, otlp=config.otlp):
+            yield
     except (KeyboardInterrupt, asyncio.CancelledError, RunCancelled) as exc:
         why = str(exc) if isinstance(exc, RunCancelled) else "stopped by the user"
         store.finish_run(run_id, "cancelled", error=why + hint, usage=scheduler.stats())

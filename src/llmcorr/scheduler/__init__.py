@@ -48,6 +48,7 @@ class Scheduled:
     completion: Completion
     attempts: int
     endpoint: str
+    rate_limited: int = 0  # 429s this request met on the way
 
 
 def build_endpoints(configs: list[EndpointConfig], providers: list[Provider] | None = None) -> list[Endpoint]:
@@ -160,7 +161,7 @@ class Scheduler:
 
     async def complete(self, messages: list[Message], params: GenParams) -> Scheduled:
         charges = self._charges(messages, params)
-        attempt = 0
+        attempt = refused = 0
         while True:
             attempt += 1
             endpoint, seq, prompt, charge = await self._admit(charges)
@@ -169,6 +170,7 @@ class Scheduler:
                 completion = await endpoint.provider.complete(messages, params)
             except RateLimitError as exc:
                 endpoint.on_rate_limited(seq, charge, exc.retry_after)
+                refused += 1
                 error: Exception = exc
                 retry_after = exc.retry_after
             except TransientError as exc:
@@ -183,7 +185,7 @@ class Scheduler:
                 raise
             else:
                 endpoint.on_success(seq, completion, prompt, time.monotonic() - started)
-                return Scheduled(completion=completion, attempts=attempt, endpoint=endpoint.name)
+                return Scheduled(completion, attempt, endpoint.name, refused)
             finally:
                 await self._release(endpoint)
             if attempt >= self.retry.max_attempts:

@@ -97,6 +97,34 @@ def m003_cache_and_cancel(conn: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m004_spans_tags_archive(conn: sqlite3.Connection) -> None:
+    _script(
+        conn,
+        """
+        CREATE TABLE spans (
+            span_id         TEXT NOT NULL,     -- OpenTelemetry span id, 16 hex digits
+            trace_id        TEXT NOT NULL,     -- 32 hex digits: one trace per execution of a run (a resume adds one)
+            parent_id       TEXT,              -- the enclosing span's id; NULL for a run's root span
+            run_id          TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            row_index       INTEGER,           -- the row it belongs to; NULL for the run's own span
+            kind            TEXT NOT NULL,     -- run | row | step | llm
+            name            TEXT NOT NULL,     -- "run prompt", "row 3", a step's function name, "chat MODEL"
+            start_ns        INTEGER NOT NULL,  -- Unix epoch nanoseconds
+            end_ns          INTEGER NOT NULL,
+            status          TEXT NOT NULL,     -- ok | error
+            error           TEXT,              -- the error's description when status = error
+            attributes_json TEXT NOT NULL,     -- span attributes (GenAI semantic conventions on llm spans)
+            PRIMARY KEY (trace_id, span_id)
+        );
+        CREATE INDEX spans_run_row ON spans(run_id, row_index, start_ns);
+        ALTER TABLE runs ADD COLUMN tags_json TEXT NOT NULL DEFAULT '[]';  -- the user's tags, a JSON list
+        ALTER TABLE runs ADD COLUMN archived INTEGER NOT NULL DEFAULT 0;  -- 1: hidden from lists unless asked for
+        ALTER TABLE runs ADD COLUMN output_path TEXT;  -- the file the run wrote its rows to (--output)
+        """,
+    )
+
+
 def _script(conn: sqlite3.Connection, sql: str) -> None:
     """Run several statements inside the caller's transaction (`executescript` would commit it first)."""
     statement = ""

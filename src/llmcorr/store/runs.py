@@ -7,7 +7,8 @@ import os
 import socket
 import sqlite3
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,14 @@ from ..errors import NotFoundError, UserError
 from .db import connect
 
 STATUSES = ("running", "completed", "failed", "interrupted", "cancelled")
+SORTS = {
+    "created": "created_utc",
+    "name": "lower(COALESCE(name, id))",
+    "status": "status",
+    "tokens": "input_tokens + output_tokens",
+    "rows": "rows_done",
+    "kind": "kind",
+}
 
 
 def utc_now() -> str:
@@ -41,6 +50,9 @@ class RunRecord:
     rate_limited: int = 0
     usage: dict[str, Any] | None = None
     estimate: dict[str, Any] | None = None
+    tags: list[str] = field(default_factory=list)
+    archived: bool = False
+    output_path: str | None = None
 
     @property
     def label(self) -> str:
@@ -66,6 +78,9 @@ class RunRecord:
             rate_limited=row["rate_limited"],
             usage=json.loads(row["usage_json"]) if row["usage_json"] else None,
             estimate=json.loads(row["estimate_json"]) if row["estimate_json"] else None,
+            tags=json.loads(row["tags_json"]),
+            archived=bool(row["archived"]),
+            output_path=row["output_path"],
         )
 
 
@@ -288,17 +303,101 @@ class Store:
             raise NotFoundError(f"no run with id or name {ref!r} (see `llmcorr runs list`)")
         return RunRecord.from_row(row)
 
-    def list_runs(self, limit: int | None = None, status: str | None = None) -> list[RunRecord]:
-        sql = "SELECT * FROM runs"
+    def list_runs(
+        self,
+        limit: int | None = None,
+        status: str | None = None,
+        *,
+        tag: str | None = None,
+        name: str | None = None,
+        archived: bool | None = False,
+        sort: str = "created",
+        descending: bool = True,
+    ) -> list[RunRecord]:
+        """Runs, newest first by default. `name` matches part of a name or id; `archived=None` lists both kinds;
+        `sort` is one of created, name, status, tokens, rows, kind."""
+        order = SORTS.get(sort)
+        if order is None:
+            raise UserError(f"--sort: expected one of {', '.join(SORTS)}, got {sort!r}")
+        where: list[str] = []
         args: list[Any] = []
         if status:
-            sql += " WHERE status = ?"
+            where.append("status = ?")
             args.append(status)
-        sql += " ORDER BY created_utc DESC"
+        if tag:
+            where.append("EXISTS (SELECT 1 FROM json_each(runs.tags_json) WHERE json_each.value = ?)")
+            args.append(tag)
+        if name:
+            where.append("(instr(lower(COALESCE(name, '')), lower(?)) > 0 OR id LIKE ?)")
+            args.extend([name, name + "%"])
+        if archived is not None:
+            where.append("archived = ?")
+            args.append(int(archived))
+        sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
+        sql += f" ORDER BY {order} {'DESC' if descending else 'ASC'}, created_utc DESC"
         if limit:
             sql += " LIMIT ?"
             args.append(limit)
         return [RunRecord.from_row(r) for r in self.conn.execute(sql, args)]
+
+    def rename_run(self, run_id: str, name: str | None) -> None:
+        """Give a run a new name (None removes it); names are unique."""
+        if name is not None and not name.strip():
+            raise UserError("a run's name cannot be empty")
+        try:
+            self.conn.execute("UPDATE runs SET name = ? WHERE id = ?", (name, run_id))
+        except sqlite3.IntegrityError:
+            raise UserError(f"a run named {name!r} already exists; choose another name") from None
+
+    def tag_run(self, run_id: str, add: Iterable[str] = (), remove: Iterable[str] = ()) -> list[str]:
+        """Add and remove tags; returns the run's tags, sorted."""
+        add, remove = list(add), list(remove)
+        for tag in add:
+            if not tag.strip() or "," in tag:
+                raise UserError(f"tag {tag!r}: a tag is a non-empty word without commas")
+        with self.conn:
+            self.conn.execute("BEGIN IMMEDIATE")
+            row = self.conn.execute("SELECT tags_json FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"no run with id {run_id!r}")
+            tags = sorted((set(json.loads(row["tags_json"])) | {t.strip() for t in add}) - set(remove))
+            self.conn.execute("UPDATE runs SET tags_json = ? WHERE id = ?", (json.dumps(tags), run_id))
+        return tags
+
+    def set_archived(self, run_id: str, archived: bool) -> None:
+        self.conn.execute("UPDATE runs SET archived = ? WHERE id = ?", (int(archived), run_id))
+
+    def set_output_path(self, run_id: str, path: str | Path | None) -> None:
+        self.conn.execute(
+            "UPDATE runs SET output_path = ? WHERE id = ?", (str(Path(path).resolve()) if path else None, run_id)
+        )
+
+    # -- spans ------------------------------------------------------------------------------------------------
+
+    def add_spans(self, records: list[tuple[Any, ...]]) -> None:
+        """Finished spans: (span_id, trace_id, parent_id, run_id, row_index, kind, name, start_ns, end_ns, status,
+        error, attributes_json), in one transaction."""
+        with self.conn:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO spans (span_id, trace_id, parent_id, run_id, row_index, kind, name, start_ns,"
+                " end_ns, status, error, attributes_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                records,
+            )
+
+    def spans(self, run_id: str, row_index: int | None = None, since_ns: int = 0) -> list[dict[str, Any]]:
+        """A run's spans (or one row's), oldest first, attributes decoded; `since_ns` keeps those ending after it."""
+        sql = "SELECT * FROM spans WHERE run_id = ? AND end_ns > ?"
+        args: list[Any] = [run_id, since_ns]
+        if row_index is not None:
+            sql += " AND row_index = ?"
+            args.append(row_index)
+        out = []
+        for r in self.conn.execute(sql + " ORDER BY start_ns, end_ns", args):
+            d = dict(r)
+            d["attributes"] = json.loads(d.pop("attributes_json"))
+            out.append(d)
+        return out
 
     # -- rows -------------------------------------------------------------------------------------------------
 
@@ -322,5 +421,5 @@ class Store:
         }
 
     def delete_run(self, run_id: str) -> None:
-        """Remove a run and (by cascade) its rows."""
+        """Remove a run and (by cascade) its rows and spans. Its output file, if any, is the caller's to remove."""
         self.conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
