@@ -11,6 +11,9 @@ from ..store import Store
 from ..tracing import llm_span
 from .cache import cache_key
 
+# OpenTelemetry GenAI semantic conventions' names for the systems behind each endpoint kind
+_PROVIDER_NAMES = {"openai": "openai", "azure": "azure.ai.openai", "local": "llama_cpp"}
+
 
 @dataclass(frozen=True)
 class Answer:
@@ -51,6 +54,9 @@ class CachedLLM:
                         "llmcorr.sample": sample,
                     }
                 )
+                if answer.endpoint is not None:
+                    kind = str(self.identities[answer.endpoint].get("kind"))
+                    span.set_attribute("gen_ai.provider.name", _PROVIDER_NAMES.get(kind, kind))
             return answer
 
     async def _complete(self, messages: list[Message], params: GenParams, sample: int) -> tuple[Answer, int]:

@@ -115,17 +115,24 @@ def run_tracing(
     token = _current.set(rt)
     try:
         attrs = {"llmcorr.span": "run", "llmcorr.run_id": run_id, "llmcorr.run_kind": kind}
-        with rt.tracer.start_as_current_span(
-            f"run {kind}", attributes=attrs, record_exception=False, set_status_on_exception=False
-        ) as span:
-            try:
-                yield rt
-            except BaseException as exc:
-                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
-                raise
+        with _span(rt, f"run {kind}", attrs):
+            yield rt
     finally:
         _current.reset(token)
         provider.shutdown()  # flushes the store processor and any OTLP exporter
+
+
+@contextmanager
+def _span(rt: RunTracer, name: str, attrs: dict[str, Any]) -> Iterator[Span]:
+    """A current span that records how the block ended: an exception (Ctrl-C and cancellation too) is its error."""
+    with rt.tracer.start_as_current_span(
+        name, attributes=attrs, record_exception=False, set_status_on_exception=False
+    ) as span:
+        try:
+            yield span
+        except BaseException as exc:
+            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            raise
 
 
 @contextmanager
@@ -138,14 +145,8 @@ def row_span(index: int, sample_id: str | None) -> Iterator[Span | None]:
     token = _row.set(index)
     attrs: dict[str, Any] = {"llmcorr.span": "row", "llmcorr.row_index": index, "llmcorr.sample_id": sample_id or ""}
     try:
-        with rt.tracer.start_as_current_span(
-            f"row {index + 1}", attributes=attrs, record_exception=False, set_status_on_exception=False
-        ) as span:
-            try:
-                yield span
-            except BaseException as exc:
-                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
-                raise
+        with _span(rt, f"row {index + 1}", attrs) as span:
+            yield span
     finally:
         _row.reset(token)
 
@@ -169,14 +170,8 @@ def llm_span(model: str, messages: list[dict[str, str]], params: dict[str, Any])
         "gen_ai.request.temperature": params.get("temperature") or 0.0,
         "gen_ai.input.messages": json.dumps(messages),
     }
-    with rt.tracer.start_as_current_span(
-        f"chat {model}", attributes=attrs, record_exception=False, set_status_on_exception=False
-    ) as span:
-        try:
-            yield span
-        except BaseException as exc:
-            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
-            raise
+    with _span(rt, f"chat {model}", attrs) as span:
+        yield span
 
 
 def _text(value: Any) -> str:
