@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from llmcorr.correct.knowledge import random_knowledge
+from llmcorr.correct.knowledge import Knowledge, random_knowledge
 
 POOL = pd.DataFrame({"id": [f"v{i}" for i in range(20)], "input": list(range(20))})
 
@@ -19,3 +19,52 @@ def test_seeded_per_row_and_independent_of_order() -> None:
 def test_bounds() -> None:
     assert random_knowledge(POOL, 0, 0, "x").empty
     assert len(random_knowledge(POOL, 50, 0, "x")) == 20
+
+
+def _pool(problem: str = "classification") -> pd.DataFrame:
+    words = ["benzene ring", "benzene ring aromatic", "linear alkane chain", "alkane chain long", "acid group"] * 4
+    return pd.DataFrame(
+        {
+            "id": [f"v{i}" for i in range(20)],
+            "input": [f"{w} {i}" for i, w in enumerate(words)],
+            "prediction": [0.9 if i % 4 else 0.1 for i in range(20)],
+            "label": [1 if i % 3 else 0 for i in range(20)],
+        }
+    )
+
+
+def test_knn_picks_the_most_similar_inputs_and_builds_its_index_once() -> None:
+    pool = _pool()
+    knowledge = Knowledge(pool, 4, "knn", seed=0, problem="classification")
+    assert knowledge.similarity == "tfidf-char"
+    picked = knowledge.for_row("t1", "benzene ring aromatic")
+    assert len(picked) == 4 and all("benzene" in s for s in picked["input"])
+    assert "aromatic" in picked["input"].iloc[-1]  # the closest comes last, next to the query
+    assert all("alkane" in s for s in knowledge.for_row("t2", "alkane chain")["input"])
+    assert Knowledge(pool, 4, "random", 0, "classification").similarity is None
+
+
+def test_stratified_shows_both_right_and_wrong_cases() -> None:
+    pool = _pool()
+    right = (pool["prediction"] >= 0.5) == (pool["label"] >= 0.5)
+    knowledge = Knowledge(pool, 4, "stratified", seed=3, problem="classification")
+    for sample in ("a", "b", "c"):
+        picked = knowledge.for_row(sample, "")
+        flags = right.loc[picked.index]
+        assert len(picked) == 4 and flags.sum() == 2 and (~flags).sum() == 2 and picked["id"].is_unique
+    assert list(knowledge.for_row("a", "")["id"]) == list(knowledge.for_row("a", "")["id"])  # seeded per row
+    only_right = pool[right]
+    assert len(Knowledge(only_right, 3, "stratified", 0, "classification").for_row("a", "")) == 3  # fills up
+
+
+def test_knn_on_smiles_uses_tanimoto_when_rdkit_is_there() -> None:
+    smiles = ["CCO", "CCCO", "CCCCO", "c1ccccc1", "c1ccccc1C", "c1ccccc1CC", "CC(=O)O", "CCC(=O)O"]
+    pool = pd.DataFrame({"id": smiles, "input": smiles, "prediction": [0.5] * 8, "label": [1, 0] * 4})
+    knowledge = Knowledge(pool, 2, "knn", seed=0, problem="classification")
+    try:
+        import rdkit  # noqa: F401
+    except ImportError:
+        assert knowledge.similarity == "tfidf-char"
+    else:
+        assert knowledge.similarity == "tanimoto-morgan2"
+    assert set(knowledge.for_row("q", "c1ccccc1CCC")["input"]) <= {"c1ccccc1C", "c1ccccc1CC", "c1ccccc1"}

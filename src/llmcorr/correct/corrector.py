@@ -9,10 +9,11 @@ from typing import Any
 
 import pandas as pd
 
+from ..errors import DataError, UserError
 from ..prompts import PromptTemplate, load_template
 from ..providers.base import Message
 from .data import Predictions, Problem
-from .knowledge import random_knowledge
+from .knowledge import STRATEGIES, Knowledge
 from .parse import Parsed, parse_label, parse_number
 
 DEFAULT_TASKS: dict[str, str] = {
@@ -38,24 +39,43 @@ class Correction:
     output: dict[str, Any]
 
 
+KNOWLEDGE_FROM = {"valid": ("valid",), "train": ("train",), "train+valid": ("train", "valid")}
+
+
 class Corrector:
-    """Builds each test row's prompt and reads its answer. Knowledge comes from the validation split."""
+    """Builds each test row's prompt and reads its answer. Knowledge comes from the validation split by default
+    (`knowledge_from`: valid, train or train+valid), chosen by `knowledge` (random, knn or stratified)."""
 
     def __init__(
         self,
         predictions: Predictions,
         task: str | None = None,
-        shots: int = 3,
+        shots: int | str = 3,
         seed: int = 0,
         template: str | Path | None = None,
+        knowledge: str = "random",
+        knowledge_from: str = "valid",
     ) -> None:
         self.predictions = predictions
         self.problem = predictions.problem
         self.task = task or DEFAULT_TASKS[self.problem]
-        self.shots = shots
         self.seed = seed
         self.template: PromptTemplate = load_template(template or builtin_template(self.problem))
-        self.pool = predictions.split("valid")
+        if knowledge_from not in KNOWLEDGE_FROM:
+            raise UserError(f"--knowledge-from: expected one of {', '.join(KNOWLEDGE_FROM)}, got {knowledge_from!r}")
+        if knowledge not in STRATEGIES:
+            raise UserError(f"--knowledge: expected one of {', '.join(STRATEGIES)}, got {knowledge!r}")
+        frame = predictions.frame
+        self.pool = frame[frame["split"].isin(KNOWLEDGE_FROM[knowledge_from])]
+        if self.pool.empty:
+            raise DataError(f"{predictions.source}: no {knowledge_from} rows to take knowledge from")
+        if shots == "all":
+            self.shots = len(self.pool)
+        elif isinstance(shots, int) and shots >= 0:
+            self.shots = shots
+        else:
+            raise UserError(f"shots: expected a number >= 0 or 'all', got {shots!r}")
+        self.knowledge = Knowledge(self.pool, self.shots, knowledge, seed, self.problem)
 
     def _row_vars(self, row: pd.Series, with_answer: bool) -> dict[str, Any]:
         prediction = float(row["prediction"])
@@ -71,7 +91,7 @@ class Corrector:
         return out
 
     def knowledge_for(self, row: pd.Series) -> pd.DataFrame:
-        return random_knowledge(self.pool, self.shots, self.seed, str(row["id"]))
+        return self.knowledge.for_row(str(row["id"]), str(row["input"]))
 
     def messages(self, row: pd.Series) -> list[Message]:
         knowledge = [self._row_vars(k, with_answer=True) for _, k in self.knowledge_for(row).iterrows()]
