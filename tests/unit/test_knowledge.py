@@ -68,3 +68,10 @@ def test_knn_on_smiles_uses_tanimoto_when_rdkit_is_there() -> None:
     else:
         assert knowledge.similarity == "tanimoto-morgan2"
     assert set(knowledge.for_row("q", "c1ccccc1CCC")["input"]) <= {"c1ccccc1C", "c1ccccc1CC", "c1ccccc1"}
+
+
+def test_fixed_gives_every_query_the_same_rows() -> None:
+    knowledge = Knowledge(_pool(), 5, "fixed", seed=1, problem="classification")
+    first = list(knowledge.for_row("a", "x")["id"])
+    assert len(first) == 5 and all(list(knowledge.for_row(s, s)["id"]) == first for s in "bcdef")
+    assert list(Knowledge(_pool(), 5, "fixed", seed=2, problem="classification").for_row("a", "x")["id"]) != first

@@ -1,6 +1,8 @@
 """Choose the contextual knowledge (labelled rows shown to the LLM) for each query row.
 
     random       the paper's way: k rows drawn at random, seeded per query row
+    fixed        the same k random rows for every query (seeded once per run): every prompt then shares its
+                 system + knowledge prefix, which the embedded model's KV cache reuses
     knn          the k rows most similar to the query: Tanimoto on Morgan fingerprints when the inputs are SMILES
                  and RDKit is installed, else cosine on character n-gram TF-IDF of the input text; the index is
                  built once per run. The most similar row comes last, next to the query.
@@ -18,8 +20,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-Strategy = Literal["random", "knn", "stratified"]
-STRATEGIES: tuple[str, ...] = ("random", "knn", "stratified")
+Strategy = Literal["random", "fixed", "knn", "stratified"]
+STRATEGIES: tuple[str, ...] = ("random", "fixed", "knn", "stratified")
 
 
 def row_seed(seed: int, sample_id: str) -> int:
@@ -78,10 +80,10 @@ class _MoleculeIndex:
 
     @staticmethod
     def _fingerprint(smiles: str) -> Any:
-        from rdkit import Chem, RDLogger
+        from rdkit import Chem, rdBase
         from rdkit.Chem import rdFingerprintGenerator
 
-        RDLogger.DisableLog("rdApp.*")
+        rdBase.DisableLog("rdApp.*")
         mol = Chem.MolFromSmiles(smiles)
         if mol is None:
             raise ValueError(smiles)
@@ -98,10 +100,10 @@ class _MoleculeIndex:
 def _looks_like_smiles(texts: list[str]) -> bool:
     """True when RDKit is installed and it parses a sample of the inputs as molecules."""
     try:
-        from rdkit import Chem, RDLogger
+        from rdkit import Chem, rdBase
     except ImportError:
         return False
-    RDLogger.DisableLog("rdApp.*")
+    rdBase.DisableLog("rdApp.*")
     sample = [t for t in texts[:50] if t and " " not in t.strip()]
     return bool(sample) and len(sample) == len(texts[:50]) and all(Chem.MolFromSmiles(t) is not None for t in sample)
 
@@ -144,4 +146,6 @@ class Knowledge:
                 [rng.choice(right, n_right, replace=False), rng.choice(wrong, n_wrong, replace=False)]
             )
             return pool.iloc[rng.permutation(picks)]
+        if self.strategy == "fixed":
+            return random_knowledge(pool, k, self.seed, "")
         return random_knowledge(pool, k, self.seed, sample_id)

@@ -76,7 +76,9 @@ class LocalProvider(Provider):
     kind = "local"
     max_concurrency = 1
 
-    def __init__(self, model_path: str | Path | None = None, n_ctx: int = DEFAULT_N_CTX) -> None:
+    def __init__(
+        self, model_path: str | Path | None = None, n_ctx: int = DEFAULT_N_CTX, reuse_prefix: bool = True
+    ) -> None:
         if model_path is None:
             env = os.environ.get("LLMCORR_LOCAL_MODEL")
             model_path = Path(env) if env else embedded_model_path()
@@ -84,6 +86,9 @@ class LocalProvider(Provider):
         if not self.model_path.is_file():
             raise ConfigError(f"{self.model_path}: no such model file (expected a .gguf file)")
         self.n_ctx = n_ctx
+        # llama.cpp keeps the previous prompt's KV cache and re-evaluates only what differs after the longest common
+        # prefix; False clears it before every request (the baseline bench/prefix.py compares against)
+        self.reuse_prefix = reuse_prefix
         self._lock = threading.Lock()
 
     @property
@@ -107,6 +112,8 @@ class LocalProvider(Provider):
         llm = self.load()
         start = time.perf_counter()
         with self._lock:
+            if not self.reuse_prefix:
+                llm.reset()
             try:
                 out = llm.create_chat_completion(
                     messages=[m.to_dict() for m in messages],
