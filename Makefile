@@ -39,7 +39,9 @@ lint: install-dev
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
+# the dashboard's browser tests drive Debian's Chromium: installed here when missing (CI runs as root)
 test: lint
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 	$(BIN)/pytest
 
 # quota benchmark: llmcorr's scheduler vs peers on the quota emulator (~16 min; creates bench/.venv-peers* once)

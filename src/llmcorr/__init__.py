@@ -3,6 +3,11 @@
 >>> import llmcorr
 >>> result = llmcorr.correct("predictions.csv", task="can penetrate the blood-brain barrier", shots=3)
 >>> result.metrics["corrected"]
+
+Recorded runs, as `llmcorr runs …` manages them (`Experiments(path)` for another store file):
+
+>>> llmcorr.experiments.list_runs(tag="baseline")
+>>> llmcorr.experiments.compare_runs(["try1", "try2"])     # a DataFrame, one column per run
 """
 
 from ._version import __version__
@@ -36,6 +41,7 @@ from .runs import (
     resume,
     run,
 )
+from .runs.experiments import Experiments, experiments
 from .store import RunRecord, Store
 from .tracing import trace
 
@@ -47,6 +53,7 @@ __all__ = [
     "DataError",
     "EndpointConfig",
     "Estimate",
+    "Experiments",
     "FatalProviderError",
     "GenParams",
     "LlmcorrError",
@@ -74,6 +81,7 @@ __all__ = [
     "correct",
     "correct_async",
     "estimate",
+    "experiments",
     "load_predictions",
     "resume",
     "run",

@@ -45,3 +45,20 @@ def wait_for_rows(home: Path, name: str, rows: int, proc: subprocess.Popen, time
         time.sleep(0.05)
     proc.kill()
     raise AssertionError(f"run {name} did not reach {rows} rows in {timeout}s")
+
+
+QUOTA_TOML = """
+default = "q"
+
+[[endpoints]]
+name = "q"
+kind = "openai"
+base_url = "{url}"
+model = "m"
+rpm = {rpm}
+"""
+
+
+def quota_toml(url: str, rpm: int = 6000) -> str:
+    """llmcorr.toml with one OpenAI-compatible endpoint `q` (the default) at `url`."""
+    return QUOTA_TOML.format(url=url, rpm=rpm)

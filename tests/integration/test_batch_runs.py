@@ -16,18 +16,7 @@ import llmcorr
 from bench.quota_server import QuotaServer, QuotaServerConfig
 from llmcorr.store import Store
 
-from .conftest import run_cli, start_cli, store_path, wait_for_rows
-
-TOML = """
-default = "q"
-
-[[endpoints]]
-name = "q"
-kind = "openai"
-base_url = "{url}"
-model = "m"
-rpm = {rpm}
-"""
+from .conftest import quota_toml, run_cli, start_cli, store_path, wait_for_rows
 
 PROMPTY = """---
 name: Define
@@ -82,7 +71,7 @@ def server() -> QuotaServer:
 
 @pytest.fixture
 def workdir(tmp_path: Path, server: QuotaServer, monkeypatch: pytest.MonkeyPatch) -> Path:
-    (tmp_path / "llmcorr.toml").write_text(TOML.format(url=server.base_url, rpm=6000))
+    (tmp_path / "llmcorr.toml").write_text(quota_toml(server.base_url, 6000))
     (tmp_path / "define.prompty").write_text(PROMPTY)
     (tmp_path / "judge.prompty").write_text(JUDGE)
     (tmp_path / "myflow.py").write_text(FLOW)
@@ -104,7 +93,7 @@ def show(name: str) -> dict:
 
 def test_prompt_run_killed_at_half_then_resumed(workdir: Path, llmcorr_home: Path) -> None:
     with QuotaServer(QuotaServerConfig(rpm=600)) as slow:  # 10 rows a second: slow enough to be killed mid-run
-        (workdir / "llmcorr.toml").write_text(TOML.format(url=slow.base_url, rpm=600))
+        (workdir / "llmcorr.toml").write_text(quota_toml(slow.base_url, 600))
         out = workdir / "out.jsonl"
         args = ("run", "define.prompty", "-d", "words.jsonl", "-o", out, "--name", "killed", "--no-cache", "-q")
         proc = start_cli(*args)

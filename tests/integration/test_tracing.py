@@ -16,7 +16,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 import llmcorr
 from bench.quota_server import QuotaServer, QuotaServerConfig
 
-from .conftest import run_cli
+from .conftest import quota_toml, run_cli
 
 FLOW = """
 import llmcorr
@@ -33,16 +33,6 @@ def check(word: str) -> None:
 def define(word: str) -> dict:
     check(word)
     return {"definition": ask(word)}
-"""
-
-TOML = """
-default = "q"
-
-[[endpoints]]
-name = "q"
-kind = "openai"
-base_url = "{url}"
-model = "m"
 """
 
 
@@ -150,7 +140,7 @@ def collector() -> Iterator[_Collector]:
 
 def test_otlp_export_to_a_collector(workdir: Path, collector: _Collector) -> None:
     with QuotaServer(QuotaServerConfig(rpm=6000)) as srv:
-        (workdir / "llmcorr.toml").write_text(TOML.format(url=srv.base_url))
+        (workdir / "llmcorr.toml").write_text(quota_toml(srv.base_url))
         r = run_cli("run", "traced:define", "--data", "words.csv", "--otlp", collector.url, "-q")
         assert r.returncode == 0, r.stderr
     assert collector.requests and all(p == "/v1/traces" for p, _, _ in collector.requests)

@@ -103,3 +103,35 @@ def test_upgrade_from_a_first_version_store(tmp_path: Path) -> None:
         assert store.rows("abc")[0]["endpoint"] is None
         names = [r[0] for r in store.conn.execute("SELECT name FROM _migrations ORDER BY name")]
         assert names == [fn.__name__ for fn in MIGRATIONS]
+
+
+def _span(run_id: str, span_id: str, row: int | None, start_ns: int, end_ns: int) -> tuple[object, ...]:
+    return (span_id, "t" * 32, None, run_id, row, "row", f"row {row}", start_ns, end_ns, "ok", None, '{"k": 1}')
+
+
+def test_spans_written_after_a_cursor_are_found_whatever_their_end_time(tmp_path: Path) -> None:
+    with Store(tmp_path / "s.db") as store:
+        run_id, other = store.create_run("prompt", {}, 2), store.create_run("prompt", {}, 1)
+        store.add_spans([_span(run_id, "a", 0, 10, 50), _span(other, "x", 0, 1, 2)])
+        spans, cursor = store.spans_written_after(run_id)
+        assert [s["span_id"] for s in spans] == ["a"] and spans[0]["attributes"] == {"k": 1}
+        assert "_seq" not in spans[0] and set(spans[0]) == set(store.spans(run_id)[0])
+        # row 1's spans ended before row 0's but reach the store later (when row 1 ends): a time bound misses them
+        store.add_spans([_span(run_id, "b", 1, 5, 20), _span(run_id, "c", 1, 1, 30)])
+        assert store.spans(run_id, since_ns=50) == []
+        spans, cursor = store.spans_written_after(run_id, cursor)
+        assert [s["span_id"] for s in spans] == ["c", "b"]  # oldest first within what is new
+        assert store.spans_written_after(run_id, cursor) == ([], cursor)
+        assert [s["span_id"] for s in store.spans_written_after(run_id, row_index=1)[0]] == ["c", "b"]
+
+
+def test_runs_with_output_compares_resolved_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with Store(tmp_path / "s.db") as store:
+        a, b, c = (store.create_run("prompt", {}, 1) for _ in range(3))
+        store.set_output_path(a, "out.csv")  # relative: stored resolved
+        store.set_output_path(b, tmp_path / "out.csv")
+        store.set_output_path(c, None)
+        assert store.get_run(a).output_path == str(tmp_path / "out.csv")
+        assert sorted(store.runs_with_output("out.csv")) == sorted([a, b])
+        assert store.runs_with_output(tmp_path / "other.csv") == []

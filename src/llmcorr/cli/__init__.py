@@ -10,7 +10,7 @@ import typer
 from typer.exceptions import Abort, TyperException
 
 from ..errors import LlmcorrError, RunCancelled, UserError
-from . import correct, demo, prompt, run, runs
+from . import correct, demo, prompt, run, runs, ui
 from ._common import err_console
 
 app = typer.Typer(
@@ -28,6 +28,7 @@ app.command("estimate", help="What `llmcorr correct` would spend with the same a
 app.command("run")(run.run)
 app.add_typer(runs.app, name="runs")
 app.add_typer(prompt.app, name="prompt")
+app.command("ui")(ui.ui)
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from ..config import Config
@@ -85,6 +88,10 @@ def run_table(record: RunRecord, wall_s: float | None = None) -> Table:
     table.add_row("created", record.created_utc)
     if record.finished_utc:
         table.add_row("finished", record.finished_utc)
+    if record.tags or record.archived:
+        table.add_row("tags", escape(", ".join(record.tags)) + (" (archived)" if record.archived else ""))
+    if record.output_path:
+        table.add_row("output", escape(record.output_path))
     if record.error:
         table.add_row("error", record.error)
     return table
@@ -104,23 +111,129 @@ def runs_table(records: list[RunRecord]) -> Table:
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     table.add_column("id", no_wrap=True, min_width=12)
     table.add_column("name", overflow="fold", min_width=4)
+    table.add_column("kind", no_wrap=True)
     table.add_column("status", no_wrap=True)
     table.add_column("rows", justify="right", no_wrap=True)
     table.add_column("tokens", justify="right", no_wrap=True)
     table.add_column("result", no_wrap=True)
+    table.add_column("tags", overflow="fold")
     table.add_column("created", no_wrap=True)
     colours = {"completed": "green", "running": "cyan", "failed": "red", "interrupted": "yellow"}
     for r in records:
+        tags = escape(", ".join(r.tags)) + (" [dim](archived)[/]" if r.archived else "")
         table.add_row(
-            r.id,
-            r.name or "",
+            escape(r.id),
+            escape(r.name or ""),
+            r.kind,
             f"[{colours.get(r.status, '')}]{r.status}[/]",
             f"{r.rows_done}/{r.rows_total}",
             f"{r.input_tokens + r.output_tokens:,}",
             headline(r.metrics),
+            tags.strip(),
             r.created_utc[5:16].replace("T", " "),
         )
     return table
+
+
+def _metric_label(key: str) -> str:
+    """ "roc_auc base" → "ROC-AUC base", "flips.wrong_to_right" → "flips: wrong to right"; other keys as they are."""
+    first, sep, rest = key.partition(" ")
+    if first in _METRIC_NAMES and sep:
+        return f"{_METRIC_NAMES[first]} {rest}"
+    if key.startswith("flips."):
+        return "flips: " + key.removeprefix("flips.").replace("_", " ")
+    return key
+
+
+def compare_table(frame: pd.DataFrame) -> Table:
+    """`experiments.compare_runs`' DataFrame: one row per metric, one column per run."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("metric", style="bold")
+    for label in frame.columns:
+        table.add_column(escape(str(label)), justify="right")
+    for metric, values in frame.iterrows():
+        cells = []
+        for v in values:
+            if v is None:
+                cells.append("")
+            elif metric == "wall time (s)":
+                cells.append(f"{v:.2f}")
+            elif isinstance(v, int) and not isinstance(v, bool):
+                cells.append(f"{v:,}")
+            else:
+                cells.append(escape(_fmt(v)))
+        table.add_row(escape(_metric_label(str(metric))), *cells)
+    return table
+
+
+def _duration(ns: int) -> str:
+    ms = ns / 1e6
+    return f"{ms:.0f} ms" if ms < 1000 else f"{ms / 1000:.2f} s"
+
+
+def span_line(span: dict[str, Any]) -> str:
+    """One span as a log line: start time, row (from 1), what, duration, status, tokens, cache hit, 429s, error."""
+    a = span["attributes"]
+    start = datetime.fromtimestamp(span["start_ns"] / 1e9).strftime("%H:%M:%S.%f")[:-3]
+    row = f"row {span['row_index'] + 1}" if span["row_index"] is not None else ""
+    kind = span["kind"]
+    what = {"run": span["name"], "row": "row", "step": f"step {a.get('llmcorr.step', span['name'])}"}.get(
+        kind, f"{kind} {span['name']}"
+    )
+    extras = []
+    if kind in ("llm", "row") and "gen_ai.usage.input_tokens" in a:
+        extras.append(f"tokens {a['gen_ai.usage.input_tokens']} in {a.get('gen_ai.usage.output_tokens', 0)} out")
+    if a.get("llmcorr.cache_hit"):
+        extras.append("cache hit")
+    elif a.get("llmcorr.endpoint"):
+        extras.append(f"via {a['llmcorr.endpoint']}")
+    if kind == "row" and a.get("llmcorr.status") not in (None, "ok", "error"):
+        extras.append(str(a["llmcorr.status"]))
+    if (a.get("llmcorr.attempts") or 0) > 1:
+        extras.append(f"{a['llmcorr.attempts']} attempts")
+    if a.get("llmcorr.rate_limited"):
+        extras.append(f"429s {a['llmcorr.rate_limited']}")
+    if span["error"]:
+        extras.append(f"error: {span['error']}")
+    duration = _duration(span["end_ns"] - span["start_ns"])
+    return f"{start}  {row:>8}  {what:<24}  {duration:>8}  {span['status']:<5}  {'  '.join(extras)}".rstrip()
+
+
+def _indented(text: str, indent: str) -> list[str]:
+    return [indent + line for line in (text.splitlines() or [""])]
+
+
+def _messages(raw: Any) -> list[dict[str, Any]]:
+    try:
+        messages = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        return [{"role": "text", "content": str(raw)}]
+    return [m for m in messages if isinstance(m, dict)] if isinstance(messages, list) else []
+
+
+def span_details(span: dict[str, Any]) -> list[str]:
+    """What `runs logs --row N` shows beneath a span: an LLM call's prompt and answer, a step's input and output."""
+    a, lines = span["attributes"], []
+    sections = {
+        "llm": ("prompt", "gen_ai.input.messages", "answer", "gen_ai.output.messages"),
+        "step": ("input", "llmcorr.input", "output", "llmcorr.output"),
+    }.get(span["kind"])
+    if sections is None:
+        return []
+    for title, key in (sections[:2], sections[2:]):
+        if key not in a:
+            continue
+        lines.append(f"    {title}:")
+        if span["kind"] == "step":
+            lines.extend(_indented(str(a[key]), "      "))
+            continue
+        for m in _messages(a[key]):
+            content = str(m.get("content", ""))
+            role = "" if title == "answer" else f"{m.get('role', '?')}: "
+            first, *rest = content.splitlines() or [""]
+            lines.append(f"      {role}{first}")
+            lines.extend(_indented("\n".join(rest), "      " + " " * len(role)) if rest else [])
+    return lines
 
 
 def estimate_table(e: Estimate) -> Table:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -11,10 +10,10 @@ from rich.panel import Panel
 
 from ..data import read_table
 from ..errors import UserError
+from ..prompts.preview import parse_inputs
+from ..prompts.preview import preview as preview_prompt
 from ..prompts.prompty import load_prompty
 from ..runs.batch import parse_mapping
-from ..scheduler import build_endpoints
-from ..scheduler.tokens import chat_prompt_tokens
 from ._common import ConfigOpt, EndpointOpt, console, load_config, parse_map_options
 
 app = typer.Typer(help="Prompt files: preview what would be sent.", no_args_is_help=True)
@@ -44,23 +43,9 @@ def preview(
         columns = parse_mapping(parse_map_options(map_ or []), list(values))
         values.update({name: values[column] for name, column in columns.items()})
     if inputs is not None:
-        try:
-            given = json.loads(inputs)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"--inputs: not valid JSON ({exc.msg} at column {exc.colno})") from None
-        if not isinstance(given, dict):
-            raise UserError("--inputs: expected a JSON object of input names to values")
-        values.update(given)
-    messages = prompty.render(values)
+        values.update(parse_inputs(inputs))
     config = load_config(path=config_path)
-    endpoint_cfg = config.select(endpoint)[0]
-    counter = build_endpoints([endpoint_cfg])[0].counter
-    params = prompty.gen_params()
-    tokens = chat_prompt_tokens(messages, counter)
-    for m in messages:
+    shown = preview_prompt(prompty, values, config.select(endpoint)[0])
+    for m in shown.messages:
         console.print(Panel(m.content, title=m.role, title_align="left", border_style=_COLOURS[m.role]))
-    cost = endpoint_cfg.cost(tokens, params.max_tokens)
-    console.print(
-        f"{len(messages)} messages · {tokens:,} prompt tokens ({endpoint_cfg.name}) · up to {params.max_tokens:,} "
-        f"completion tokens" + (f" · at most ${cost:.6f}" if cost is not None else "") + " · nothing was sent"
-    )
+    console.print(shown.summary())

@@ -89,7 +89,11 @@ class Prompty:
 def load_prompty(path: str | Path) -> Prompty:
     """Load a `.prompty` file; bad YAML or Jinja names the file and line."""
     path = Path(path)
-    text = read_source(path, "prompt")
+    return parse_prompty(read_source(path, "prompt"), path)
+
+
+def parse_prompty(text: str, path: Path) -> Prompty:
+    """A Prompty file's text, as if read from `path` (errors name it; includes resolve beside it)."""
     match = _FRONT.match(text)
     if not match:
         raise TemplateError(f"{path}:1: expected YAML front matter between '---' lines")

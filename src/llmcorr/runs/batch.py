@@ -339,6 +339,7 @@ async def run_batch_async(
             log.info("reusing %d of %d rows from run %s", len(reuse), len(plan.items), source.label)
         estimate_json = plan.estimate.to_dict() if plan.estimate is not None else None
         run_id = store.create_run(plan.kind, spec, len(plan.items), name=name, estimate=estimate_json)
+        store.set_output_path(run_id, output)
         writer = RowWriter(output)
         for row in reuse.values():
             store.add_row(run_id, row)
@@ -403,6 +404,8 @@ async def resume_batch_async(
     plan = recorded_plan(record, config, data, flow, output)
     with Store(config.store_path) as store:
         done = store.reopen_run(record.id)
+        if output is not None:
+            store.set_output_path(record.id, output)
         log.info(
             "resuming %s: %d of %d rows kept, %d to run",
             record.label,
@@ -438,4 +441,5 @@ async def rerun_batch_async(
         spec = plan.spec.to_dict() | {"cache": True, "rerun_of": record.id}
         estimate_json = plan.estimate.to_dict() if plan.estimate is not None else None
         run_id = store.create_run(plan.kind, spec, len(plan.items), name=name, estimate=estimate_json)
+        store.set_output_path(run_id, output)
         return await _execute(plan, store, run_id, set(), RowWriter(output), progress, True, started)

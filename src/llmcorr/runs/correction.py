@@ -210,6 +210,7 @@ async def correct_async(
             raise UserError("run cancelled before it started; nothing was spent")
         spec = plan.spec.to_dict() | {"cache": cache}
         run_id = store.create_run("correct", spec, len(plan.test), name=name, estimate=plan.estimate.to_dict())
+        store.set_output_path(run_id, output)
         return await _run(plan, store, run_id, set(), output, progress, cache, started)
 
 
@@ -270,6 +271,8 @@ async def resume_async(
         plan = plan_correction(data, output=output, **options)
         _check_template(plan, record)
         done = store.reopen_run(record.id)
+        if output is not None:
+            store.set_output_path(record.id, output)
         log.info(
             "resuming %s: %d of %d rows kept, %d to run",
             record.label,

@@ -104,6 +104,13 @@ class RowRecord:
     cached: bool = False  # answered from the response cache: no tokens spent
 
 
+def _span(row: sqlite3.Row) -> dict[str, Any]:
+    d = dict(row)
+    d.pop("_seq", None)
+    d["attributes"] = json.loads(d.pop("attributes_json"))
+    return d
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -392,12 +399,26 @@ class Store:
         if row_index is not None:
             sql += " AND row_index = ?"
             args.append(row_index)
+        return [_span(r) for r in self.conn.execute(sql + " ORDER BY start_ns, end_ns", args)]
+
+    def spans_written_after(
+        self, run_id: str, cursor: int = 0, row_index: int | None = None
+    ) -> tuple[list[dict[str, Any]], int]:
+        """The spans stored since `cursor` (0: all of them), oldest first, and the cursor for the next call.
+
+        For following a run as it goes: spans reach the store when their row ends, not in the order they ended, so
+        a time bound could miss some; the cursor (the table's rowid, which grows with every write) cannot."""
+        sql = "SELECT rowid AS _seq, * FROM spans WHERE run_id = ? AND rowid > ?"
+        args: list[Any] = [run_id, cursor]
+        if row_index is not None:
+            sql += " AND row_index = ?"
+            args.append(row_index)
         out = []
-        for r in self.conn.execute(sql + " ORDER BY start_ns, end_ns", args):
-            d = dict(r)
-            d["attributes"] = json.loads(d.pop("attributes_json"))
-            out.append(d)
-        return out
+        for r in self.conn.execute(sql, args):
+            cursor = max(cursor, r["_seq"])
+            out.append(_span(r))
+        out.sort(key=lambda s: (s["start_ns"], s["end_ns"]))
+        return out, cursor
 
     # -- rows -------------------------------------------------------------------------------------------------
 
@@ -419,6 +440,11 @@ class Store:
                 "SELECT status, COUNT(*) AS n FROM rows WHERE run_id = ? GROUP BY status", (run_id,)
             )
         }
+
+    def runs_with_output(self, path: str | Path) -> list[str]:
+        """The ids of the runs that recorded `path` as their output file."""
+        resolved = str(Path(path).resolve())
+        return [r["id"] for r in self.conn.execute("SELECT id FROM runs WHERE output_path = ?", (resolved,))]
 
     def delete_run(self, run_id: str) -> None:
         """Remove a run and (by cascade) its rows and spans. Its output file, if any, is the caller's to remove."""

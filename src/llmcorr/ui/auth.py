@@ -1,0 +1,101 @@
+"""Who may use the dashboard. Without a token (loopback only) anyone on this machine may, but only through a
+localhost Host header and never from another site's form; with a token every request must carry it."""
+
+from __future__ import annotations
+
+import secrets
+from urllib.parse import urlencode, urlsplit
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+COOKIE = "llmcorr_ui_token"
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+class TokenAuth:
+    """Every request needs the token: `Authorization: Bearer T`, the HttpOnly cookie, or `?token=T` once (which
+    sets the cookie and, for a page, redirects to the same address without the token)."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.token = token
+
+    def _matches(self, given: str | None) -> bool:
+        return given is not None and secrets.compare_digest(given.encode(), self.token.encode())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        header = request.headers.get("authorization", "")
+        bearer = header[7:].strip() if header[:7].lower() == "bearer " else None
+        if self._matches(bearer) or self._matches(request.cookies.get(COOKIE)):
+            await self.app(scope, receive, send)
+            return
+        if self._matches(request.query_params.get("token")):
+            if request.method == "GET":
+                rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+                response: Response = RedirectResponse(str(request.url.replace(query=urlencode(rest))), 303)
+                _set_cookie(response, self.token)
+                await response(scope, receive, send)
+                return
+
+            async def send_with_cookie(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    cookie = Response()
+                    _set_cookie(cookie, self.token)
+                    message["headers"] = [*message.get("headers", []), *cookie.raw_headers]
+                await send(message)
+
+            await self.app(scope, receive, send_with_cookie)
+            return
+        response = PlainTextResponse(
+            "401 Unauthorized: this dashboard needs its token; open the address `llmcorr ui` printed (…/?token=…)\n",
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+        await response(scope, receive, send)
+
+
+def _set_cookie(response: Response, token: str) -> None:
+    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/")
+
+
+class SameOrigin:
+    """Refuse a change (POST…) sent by another site's page: its Origin names another host than the one addressed."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] not in SAFE_METHODS:
+            request = Request(scope)
+            origin = request.headers.get("origin")
+            if origin and urlsplit(origin).netloc != request.headers.get("host"):
+                response = PlainTextResponse("403 Forbidden: a change sent from another site's page\n", 403)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class LocalOnly:
+    """Without a token, answer only requests addressed to this machine by a loopback name: a page elsewhere whose
+    domain was pointed at 127.0.0.1 (DNS rebinding) is refused."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            host = urlsplit("//" + Request(scope).headers.get("host", "")).hostname
+            if host not in LOCAL_HOSTS:
+                response = PlainTextResponse(
+                    "400 Bad Request: without a token this dashboard answers only to 127.0.0.1 or localhost\n", 400
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
