@@ -58,7 +58,22 @@ def correct(
             "blood-brain barrier' (regression: what the value is)"
         ),
     ] = None,
-    shots: Annotated[int, typer.Option(min=0, help="knowledge rows (from the valid split) shown per query")] = 3,
+    shots: Annotated[str, typer.Option(help="knowledge rows shown per query: a number, or 'all'")] = "3",
+    knowledge: Annotated[
+        str, typer.Option(help="how shots are chosen: random (the paper), fixed, knn (most similar), stratified")
+    ] = "random",
+    knowledge_from: Annotated[str, typer.Option(help="where shots come from: valid, train or train+valid")] = "valid",
+    format_retries: Annotated[int, typer.Option(min=0, help="re-asks after a malformed answer")] = 1,
+    double_check: Annotated[
+        int, typer.Option(min=0, help="rounds of 'double-check' after a label flip or a strong change")
+    ] = 0,
+    change_threshold: Annotated[
+        float, typer.Option(min=0, help="regression: relative change that asks for a double-check")
+    ] = 0.5,
+    samples: Annotated[int, typer.Option(min=1, help="self-consistency: answers per row, majority vote / mean")] = 1,
+    temperature: Annotated[
+        float | None, typer.Option(min=0, help="sampling temperature (default 0; 0.7 with --samples > 1)")
+    ] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="correct only the first N test rows")] = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="write corrected rows (.csv/.jsonl/.parquet)")
@@ -95,9 +110,18 @@ def correct(
     config = load_config(
         provider, model, model_path, base_url, api_key_env, max_concurrency, config_path, otlp, no_trace
     )
+    if shots != "all" and not shots.isdigit():
+        raise UserError(f"--shots: expected a number >= 0 or 'all', got {shots!r}")
     options: dict[str, Any] = {
         "task": task,
-        "shots": shots,
+        "shots": shots if shots == "all" else int(shots),
+        "knowledge": knowledge,
+        "knowledge_from": knowledge_from,
+        "format_retries": format_retries,
+        "double_check": double_check,
+        "change_threshold": change_threshold,
+        "samples": samples,
+        "temperature": temperature,
         "limit": limit,
         "problem": cast(Literal["auto", "classification", "regression"], problem),
         "columns": parse_columns(column or []),

@@ -111,10 +111,15 @@ class Corrector:
                 corrected = 1.0 - base
                 if corrected == 0.5:  # 0.5 sits on the threshold: nudge it to the LLM's side
                     corrected = 0.5 + (1e-6 if parsed.value else -1e-6)
-            output: dict[str, Any] = {"corrected_prediction": corrected, "corrected_label": int(corrected >= 0.5)}
         else:
             parsed = parse_number(text)
             corrected = float(parsed.value) if parsed.ok and parsed.value is not None else base
-            output = {"corrected_prediction": corrected}
-        output["explanation"] = parsed.explanation
-        return Correction(parsed=parsed, corrected=corrected, output=output)
+        return Correction(parsed=parsed, corrected=corrected, output=self.output(corrected, parsed.explanation))
+
+    def output(self, corrected: float, explanation: str | None) -> dict[str, Any]:
+        """A row's output columns for a corrected prediction."""
+        out: dict[str, Any] = {"corrected_prediction": corrected}
+        if self.problem == "classification":
+            out["corrected_label"] = int(corrected >= 0.5)
+        out["explanation"] = explanation
+        return out

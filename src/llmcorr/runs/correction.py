@@ -13,14 +13,17 @@ import pandas as pd
 
 from ..config import Config, EndpointConfig
 from ..correct import Corrector, Predictions, classification_metrics, load_predictions, regression_metrics
+from ..correct.rounds import LoopOptions
 from ..data import check_output_path, write_table
 from ..errors import UserError
 from ..providers import Provider
 from ..providers.base import GenParams
 from ..scheduler import Scheduler
 from ..store import RunRecord, Store
-from .engine import WorkItem, execute_prompts, make_scheduler, recorded
+from .correction_rows import correction_rows
+from .engine import WorkItem, execute, make_scheduler, recorded, request_timeout
 from .estimate import Estimate, describe_estimate, estimate
+from .llm import CachedLLM
 from .progress import row_progress
 from .spec import RunSpec, data_sha256
 
@@ -60,9 +63,14 @@ class _CorrectionJob:
         inputs = {str(k): (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
         return WorkItem(index=i, sample_id=str(row["id"]), inputs=inputs, messages=self.corrector.messages(row))
 
-    def interpret(self, item: WorkItem, text: str) -> tuple[dict[str, Any], str | None]:
-        correction = self.corrector.interpret(self._base[item.index], text)
-        return correction.output, correction.parsed.error
+    def base(self, index: int) -> float:
+        return self._base[index]
+
+    def prefix_order(self) -> list[int]:
+        """Rows ordered so that consecutive prompts share the longest knowledge prefix (the same shots first), for
+        the embedded model's KV-cache reuse; ties keep the input order."""
+        keys = [tuple(self.corrector.knowledge_for(self.test.iloc[i])["id"].astype(str)) for i in range(len(self.test))]
+        return sorted(range(len(self.test)), key=lambda i: (keys[i], i))
 
 
 ConfirmFn = Callable[[Estimate, Scheduler], bool]
@@ -114,13 +122,14 @@ class CorrectionPlan:
     params: GenParams
     estimate: Estimate
     spec: RunSpec
+    loop: LoopOptions
 
 
 def plan_correction(
     predictions: str | Path | pd.DataFrame,
     *,
     task: str | None = None,
-    shots: int = 3,
+    shots: int | str = 3,
     limit: int | None = None,
     seed: int = 0,
     output: str | Path | None = None,
@@ -128,25 +137,47 @@ def plan_correction(
     columns: Mapping[str, str] | None = None,
     template: str | Path | None = None,
     max_tokens: int = 64,
+    knowledge: str = "random",
+    knowledge_from: str = "valid",
+    format_retries: int = 1,
+    double_check: int = 0,
+    change_threshold: float = 0.5,
+    samples: int = 1,
+    temperature: float | None = None,
     endpoints: list[str] | None = None,
     provider: Provider | EndpointConfig | None = None,
     config: Config | None = None,
 ) -> CorrectionPlan:
     """Check everything the user can get wrong and estimate the spend, before any run is recorded or token spent."""
     config = config or Config.load()
-    if shots < 0:
-        raise UserError("shots must be >= 0")
+    for name, value in (("format_retries", format_retries), ("double_check", double_check)):
+        if value < 0:
+            raise UserError(f"--{name.replace('_', '-')} must be >= 0")
+    if samples < 1:
+        raise UserError("--samples must be >= 1")
+    loop = LoopOptions(format_retries, double_check, change_threshold, samples)
     table = load_predictions(predictions, columns=columns, problem=problem)
     if output is not None:
         check_output_path(output)
-    corrector = Corrector(table, task=task, shots=shots, seed=seed, template=template)
+    corrector = Corrector(
+        table,
+        task=task,
+        shots=shots,
+        seed=seed,
+        template=template,
+        knowledge=knowledge,
+        knowledge_from=knowledge_from,
+    )
     test = table.split("test").reset_index(drop=True)
     if limit is not None:
         test = test.head(max(0, limit))
     job = _CorrectionJob(corrector, test)
     scheduler = make_scheduler(config, endpoints, provider)
-    params = GenParams(max_tokens=max_tokens, temperature=0.0, seed=seed)
-    planned = estimate((job.item(i).messages for i in range(len(test))), scheduler, max_tokens)
+    if temperature is None:
+        temperature = 0.7 if samples > 1 else 0.0  # several samples at temperature 0 would all be the same answer
+    params = GenParams(max_tokens=max_tokens, temperature=temperature, seed=seed)
+    prompts = [job.item(i).messages for i in range(len(test))]
+    planned = estimate((p for p in prompts for _ in range(samples)), scheduler, max_tokens)
     spec = RunSpec(
         kind="correct",
         data=table.source,
@@ -166,11 +197,13 @@ def plan_correction(
             "seed": seed,
             "problem": table.problem,
             "columns": table.columns,
-            "knowledge": "random",
-            "knowledge_from": "valid",
+            "knowledge": knowledge,
+            "knowledge_from": knowledge_from,
+            "similarity": corrector.knowledge.similarity,
+            "loop": loop.to_dict(),
         },
     )
-    return CorrectionPlan(config, table, corrector, test, job, scheduler, params, planned, spec)
+    return CorrectionPlan(config, table, corrector, test, job, scheduler, params, planned, spec, loop)
 
 
 async def estimate_async(predictions: str | Path | pd.DataFrame, **options: Any) -> Estimate:
@@ -194,11 +227,12 @@ async def correct_async(
     started = time.perf_counter()
     plan = plan_correction(predictions, output=output, **options)
     log.info(
-        "problem: %s; task: %r; %d test rows; %d shots from %d valid rows; endpoints: %s",
+        "problem: %s; task: %r; %d test rows; %d shots (%s) from %d rows; endpoints: %s",
         plan.table.problem,
         plan.corrector.task,
         len(plan.test),
         plan.corrector.shots,
+        plan.corrector.knowledge.similarity or plan.corrector.knowledge.strategy,
         len(plan.corrector.pool),
         ", ".join(f"{e.name} ({e.config.kind}, concurrency {e.gate.limit})" for e in plan.scheduler.endpoints),
     )
@@ -241,6 +275,10 @@ def recorded_options(
         "columns": {k: v for k, v in opts["columns"].items() if k != v},
         "template": spec["template"],
         "max_tokens": spec["params"]["max_tokens"],
+        "temperature": spec["params"].get("temperature", 0.0),
+        "knowledge": opts.get("knowledge", "random"),
+        "knowledge_from": opts.get("knowledge_from", "valid"),
+        **opts.get("loop", {}),
         "provider": provider,
         "endpoints": [e.name for e in recorded] or None,
         "config": config.model_copy(update={"endpoints": recorded}) if recorded else config,
@@ -314,11 +352,15 @@ async def _run(
 ) -> CorrectionResult:
     """Execute a recorded run's remaining rows, then finish it: completed, cancelled, interrupted or failed."""
     scheduler, test, table = plan.scheduler, plan.test, plan.table
-    items = (item for item in plan.job.items() if item.index not in skip)
+    local = all(e.config.kind == "local" for e in scheduler.endpoints)
+    order = plan.job.prefix_order() if local else range(len(test))  # one model, one KV cache: share prefixes
+    items = (plan.job.item(i) for i in order if i not in skip)
+    process = correction_rows(plan.job, CachedLLM(scheduler, store, cache), plan.params, plan.loop)
     hint = f"; resume with `llmcorr runs resume {run_id}`"
     async with recorded(store, run_id, scheduler, plan.config, "correct", hint=hint):
         with row_progress(len(test) - len(skip), f"correcting {run_id}", progress, scheduler) as on_row:
-            await execute_prompts(plan.job, items, scheduler, store, run_id, plan.params, on_row, cache)
+            width = scheduler.max_concurrency * 2
+            await execute(items, process, store, run_id, width, on_row, request_timeout(scheduler))
         result = result_table(test, store.rows(run_id), table.problem)
         metrics = compute_metrics(result, table.problem) if len(result) else {"n": 0}
     store.finish_run(run_id, "completed", metrics=metrics, usage=scheduler.stats())

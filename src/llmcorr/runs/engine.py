@@ -166,22 +166,6 @@ async def execute(
             await asyncio.gather(*in_flight, return_exceptions=True)
 
 
-async def execute_prompts(
-    job: Job,
-    items: Iterable[WorkItem],
-    scheduler: Scheduler,
-    store: Store,
-    run_id: str,
-    params: GenParams,
-    on_row: ProgressFn | None = None,
-    use_cache: bool = True,
-) -> None:
-    """One LLM call per item, through the response cache and the scheduler, keeping the scheduler fed."""
-    process = prompt_rows(job, CachedLLM(scheduler, store, use_cache), params)
-    concurrency = scheduler.max_concurrency * 2
-    await execute(items, process, store, run_id, concurrency, on_row, request_timeout(scheduler))
-
-
 def make_scheduler(
     config: Config, endpoints: list[str] | None = None, provider: Provider | EndpointConfig | None = None
 ) -> Scheduler:

@@ -18,7 +18,8 @@ from .spans import (
     llm_span,
     row_span,
     run_tracing,
+    step_span,
     trace,
 )
 
-__all__ = ["RunTracer", "current_tracer", "llm_span", "row_span", "run_tracing", "trace"]
+__all__ = ["RunTracer", "current_tracer", "llm_span", "row_span", "run_tracing", "step_span", "trace"]

@@ -174,6 +174,17 @@ def llm_span(model: str, messages: list[dict[str, str]], params: dict[str, Any])
         yield span
 
 
+@contextmanager
+def step_span(name: str, attributes: dict[str, Any] | None = None) -> Iterator[Span | None]:
+    """A step of llmcorr's own inside a row (a correction round, a vote), beneath the current span."""
+    rt = _current.get()
+    if rt is None:
+        yield None
+        return
+    with _span(rt, name, _row_attrs("step") | {"llmcorr.step": name} | (attributes or {})) as span:
+        yield span
+
+
 def _text(value: Any) -> str:
     try:
         text = json.dumps(value, default=repr)

@@ -1,0 +1,121 @@
+"""One test row through the LLMCorr loop: answer → format retry → double-check, for each self-consistency sample,
+then the vote. Every LLM call goes through the cached client (so a rerun is free) and every round is a traced step."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Protocol
+
+from ..correct.corrector import Corrector
+from ..correct.rounds import (
+    LoopOptions,
+    Round,
+    Sample,
+    combine,
+    double_check_request,
+    format_reminder,
+    strong_change,
+)
+from ..errors import FatalProviderError, ProviderError
+from ..providers.base import GenParams
+from ..store import RowRecord
+from ..tracing import step_span
+from .engine import Process, WorkItem
+from .llm import CachedLLM
+
+
+class CorrectionJob(Protocol):
+    corrector: Corrector
+
+    def base(self, index: int) -> float: ...
+
+
+def correction_rows(job: CorrectionJob, llm: CachedLLM, params: GenParams, loop: LoopOptions) -> Process:
+    """The engine's processor for a correct run."""
+    corrector = job.corrector
+    problem = corrector.problem
+
+    async def process(item: WorkItem) -> RowRecord:
+        base = job.base(item.index)
+        usage = {"input_tokens": 0, "output_tokens": 0, "attempts": 0, "calls": 0, "cached": 0, "latency_ms": 0.0}
+        endpoint: str | None = None
+
+        async def ask(messages: list[Any], sample: int, kind: str) -> Round:
+            nonlocal endpoint
+            seed = params.seed + sample if params.seed is not None else None
+            sample_params = dataclasses.replace(params, seed=seed) if sample else params
+            with step_span(kind, {"llmcorr.sample": sample}) as span:
+                answer = await llm.complete(messages, sample_params, sample)
+                correction = corrector.interpret(base, answer.text)
+                if span is not None:
+                    span.set_attribute("llmcorr.parsed", correction.parsed.ok)
+            for key in ("input_tokens", "output_tokens", "attempts", "latency_ms"):
+                usage[key] += getattr(answer, key)
+            usage["calls"] += 1
+            usage["cached"] += answer.cached
+            endpoint = answer.endpoint or endpoint
+            parsed = correction.parsed.ok
+            return Round(kind, answer.text, parsed, correction.corrected if parsed else None)
+
+        samples: list[Sample] = []
+        try:
+            for s in range(loop.samples):
+                sample, messages = Sample(), list(item.messages)
+                sample.rounds.append(await ask(messages, s, "answer"))
+                retries = checks = 0
+                while True:
+                    last = sample.final
+                    if not last.parsed and retries < loop.format_retries:
+                        retries += 1
+                        messages += format_reminder(problem, last.text)
+                        sample.rounds.append(await ask(messages, s, "format_retry"))
+                    elif (
+                        last.parsed
+                        and last.corrected is not None
+                        and checks < loop.double_check
+                        and strong_change(problem, base, last.corrected, loop.change_threshold)
+                    ):
+                        checks += 1
+                        messages += double_check_request(problem, last.text, base)
+                        sample.rounds.append(await ask(messages, s, "double_check"))
+                    else:
+                        break
+                samples.append(sample)
+        except FatalProviderError:
+            raise
+        except ProviderError as exc:
+            prompt = [m.to_dict() for m in item.messages]
+            return RowRecord(item.index, item.sample_id, item.inputs, "error", prompt=prompt, error=str(exc))
+
+        with step_span("vote" if loop.samples > 1 else "decide") as span:
+            corrected, vote = combine(problem, base, samples)
+            if span is not None:
+                span.set_attributes({f"llmcorr.{k}": v for k, v in vote.items()})
+        finals = [s.final for s in samples]
+        parsed = [r for r in finals if r.parsed and r.corrected is not None]
+        if problem == "classification":  # explain the decision with an answer that made it
+            parsed = [r for r in parsed if (r.corrected >= 0.5) == (corrected >= 0.5)] or parsed  # type: ignore[operator]
+        chosen = (parsed or finals)[0]
+        output = corrector.output(corrected, corrector.interpret(base, chosen.text).parsed.explanation)
+        if len(samples) > 1 or any(len(s.rounds) > 1 for s in samples):
+            output["rounds"] = [[{"kind": r.kind, "text": r.text} for r in s.rounds] for s in samples]
+            output.update(vote)
+        parsed_any = any(r.parsed for r in finals)
+        return RowRecord(
+            item.index,
+            item.sample_id,
+            item.inputs,
+            "ok" if parsed_any else "unparsed",
+            prompt=[m.to_dict() for m in item.messages],
+            endpoint=endpoint,
+            response=chosen.text,
+            output=output,
+            error=None if parsed_any else corrector.interpret(base, chosen.text).parsed.error,
+            input_tokens=int(usage["input_tokens"]),
+            output_tokens=int(usage["output_tokens"]),
+            duration_ms=float(usage["latency_ms"]),
+            attempts=int(usage["attempts"]),
+            cached=usage["calls"] > 0 and usage["cached"] == usage["calls"],
+        )
+
+    return process

@@ -1,0 +1,88 @@
+"""The LLMCorr loop against a scripted OpenAI-compatible server on 127.0.0.1 that answers malformed text, flips and
+votes on demand: format retry, double-check, self-consistency, each round a traced step; and the knowledge options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+import llmcorr
+from tests.servers import ScriptedServer, ok
+
+
+def endpoint(srv: ScriptedServer) -> llmcorr.EndpointConfig:
+    return llmcorr.EndpointConfig(name="s", kind="openai", base_url=srv.base_url, model="m", max_concurrency=1)
+
+
+def first_test_row(cancer_csv: Path) -> tuple[str, float]:
+    table = pd.read_csv(cancer_csv)
+    row = table[table["split"] == "test"].iloc[0]
+    return str(row["id"]), float(row["prediction"])
+
+
+def said(base: float, agree: bool) -> str:
+    label = (base >= 0.5) == agree
+    return f"Prediction: {label}; Explanation: scripted"
+
+
+def test_a_malformed_answer_is_asked_again_with_the_format(cancer_csv: Path) -> None:
+    _, base = first_test_row(cancer_csv)
+    with ScriptedServer() as srv:
+        srv.script.extend([ok("I think it is probably fine"), ok(said(base, agree=False))])
+        result = llmcorr.correct(cancer_csv, limit=1, provider=endpoint(srv), cache=False)
+    assert len(srv.requests) == 2
+    retry = srv.requests[1]["body"]["messages"]
+    assert retry[-2] == {"role": "assistant", "content": "I think it is probably fine"}
+    assert "Reply exactly in the format: Prediction: <True or False>" in retry[-1]["content"]
+    row = result.table.iloc[0]
+    assert row["parsed"] and row["corrected_prediction"] == 1 - base  # the retried answer flipped it
+    with llmcorr.Store(llmcorr.Config.load().store_path) as store:
+        stored = store.rows(result.run_id)[0]
+        steps = [s["name"] for s in store.spans(result.run_id) if s["kind"] == "step"]
+    assert [r["kind"] for r in stored["output"]["rounds"][0]] == ["answer", "format_retry"]
+    assert steps.count("answer") == 1 and steps.count("format_retry") == 1 and steps.count("decide") == 1
+
+
+def test_double_check_can_talk_the_llm_out_of_a_flip(cancer_csv: Path) -> None:
+    _, base = first_test_row(cancer_csv)
+    with ScriptedServer() as srv:
+        srv.script.extend([ok(said(base, agree=False)), ok(said(base, agree=True))])
+        kept = llmcorr.correct(cancer_csv, limit=1, provider=endpoint(srv), double_check=2, cache=False)
+        assert len(srv.requests) == 2  # the second answer agrees with the model: no third round
+        assert "Double-check" in srv.requests[1]["body"]["messages"][-1]["content"]
+        srv.script.extend([ok(said(base, agree=False))])
+        flipped = llmcorr.correct(cancer_csv, limit=1, provider=endpoint(srv), cache=False)  # no double-check
+    assert kept.table.iloc[0]["corrected_prediction"] == base
+    assert flipped.table.iloc[0]["corrected_prediction"] == 1 - base
+    assert kept.metrics["flips"]["changed"] == 0 and flipped.metrics["flips"]["changed"] == 1
+
+
+def test_self_consistency_votes_over_samples(cancer_csv: Path) -> None:
+    _, base = first_test_row(cancer_csv)
+    with ScriptedServer() as srv:
+        srv.script.extend([ok(said(base, False)), ok(said(base, True)), ok(said(base, False))])
+        result = llmcorr.correct(cancer_csv, limit=1, provider=endpoint(srv), samples=3, cache=False)
+        bodies = [r["body"] for r in srv.requests]
+    assert len(bodies) == 3 and all(b["temperature"] == 0.7 for b in bodies)
+    assert len({b["seed"] for b in bodies}) == 3  # one seed per sample
+    assert result.table.iloc[0]["corrected_prediction"] == 1 - base  # 2 of 3 overrule the model
+    with llmcorr.Store(llmcorr.Config.load().store_path) as store:
+        output = store.rows(result.run_id)[0]["output"]
+    assert output["votes"] == 3 and output["for_flip"] == 2 and output["for_model"] == 1
+
+
+def test_knowledge_strategies_and_sources_reach_the_prompt(cancer_csv: Path) -> None:
+    table = pd.read_csv(cancer_csv)
+    train_ids = set(table.loc[table["split"] == "train", "id"])
+    with ScriptedServer() as srv:
+        llmcorr.correct(cancer_csv, limit=2, provider=endpoint(srv), knowledge="knn", knowledge_from="train", shots=4)
+        knn = [r["body"]["messages"] for r in srv.requests]
+        srv.requests.clear()
+        llmcorr.correct(cancer_csv, limit=2, provider=endpoint(srv), knowledge="fixed", shots=2, name="fixed")
+        fixed = [r["body"]["messages"] for r in srv.requests]
+    assert all(len([m for m in msgs if m["role"] == "assistant"]) == 4 for msgs in knn)
+    shown = {m["content"] for msgs in knn for m in msgs if m["role"] == "user"}
+    train_inputs = set(table.loc[table["id"].isin(train_ids), "input"])
+    assert any(any(inp in text for inp in train_inputs) for text in shown)
+    assert fixed[0][:-1] == fixed[1][:-1]  # fixed shots: the same prefix for every row
