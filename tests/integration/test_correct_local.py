@@ -33,6 +33,7 @@ def test_cli_correct_then_runs_list_and_show(cancer_csv: Path, tmp_path: Path, l
         "cli-run",
         "--task",
         "is a benign tumour",
+        "--no-gate",
     )
     assert r.returncode == 0, r.stderr
     assert "accuracy" in r.stdout and "flips: wrong to right" in r.stdout
@@ -71,7 +72,7 @@ def test_cli_correct_then_runs_list_and_show(cancer_csv: Path, tmp_path: Path, l
 
 def test_api_regression_on_a_dataframe(diabetes_table: pd.DataFrame) -> None:
     result = llmcorr.correct(
-        diabetes_table, limit=2, shots=2, task="the disease progression after one year", name="api-reg"
+        diabetes_table, limit=2, shots=2, task="the disease progression after one year", name="api-reg", gate=False
     )
     assert result.problem == "regression"
     assert set(result.metrics["base"]) == {"rmse", "mae"} and result.metrics["n"] == 2
@@ -84,7 +85,7 @@ def test_api_inside_a_running_event_loop(cancer_table: pd.DataFrame) -> None:
     """As in a Jupyter cell: the sync API is called while an event loop is running."""
 
     async def cell() -> llmcorr.CorrectionResult:
-        return llmcorr.correct(cancer_table, limit=1, shots=1)
+        return llmcorr.correct(cancer_table, limit=1, shots=1, gate=False)
 
     result = asyncio.run(cell())
     assert len(result.table) == 1 and result.tokens > 0
@@ -93,5 +94,5 @@ def test_api_inside_a_running_event_loop(cancer_table: pd.DataFrame) -> None:
 def test_demo_prints_the_metrics_table() -> None:
     r = run_cli("demo", "--limit", 3)
     assert r.returncode == 0, r.stderr
-    for text in ("base model vs LLMCorr", "ROC-AUC", "accuracy", "flips", "tokens", "wall time", "runs show"):
+    for text in ("base model vs LLMCorr", "ROC-AUC", "accuracy", "flips", "gate", "tokens", "wall time", "runs show"):
         assert text in r.stdout

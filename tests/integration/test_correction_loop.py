@@ -10,6 +10,8 @@ import pandas as pd
 import llmcorr
 from tests.servers import ScriptedServer, ok
 
+from .conftest import run_cli
+
 
 def endpoint(srv: ScriptedServer) -> llmcorr.EndpointConfig:
     return llmcorr.EndpointConfig(name="s", kind="openai", base_url=srv.base_url, model="m", max_concurrency=1)
@@ -30,7 +32,7 @@ def test_a_malformed_answer_is_asked_again_with_the_format(cancer_csv: Path) -> 
     _, base = first_test_row(cancer_csv)
     with ScriptedServer() as srv:
         srv.script.extend([ok("I think it is probably fine"), ok(said(base, agree=False))])
-        result = llmcorr.correct(cancer_csv, limit=1, provider=endpoint(srv), cache=False)
+        result = llmcorr.correct(cancer_csv, limit=1, provider=endpoint(srv), gate=False, cache=False)
     assert len(srv.requests) == 2
     retry = srv.requests[1]["body"]["messages"]
     assert retry[-2] == {"role": "assistant", "content": "I think it is probably fine"}
@@ -48,11 +50,13 @@ def test_double_check_can_talk_the_llm_out_of_a_flip(cancer_csv: Path) -> None:
     _, base = first_test_row(cancer_csv)
     with ScriptedServer() as srv:
         srv.script.extend([ok(said(base, agree=False)), ok(said(base, agree=True))])
-        kept = llmcorr.correct(cancer_csv, limit=1, provider=endpoint(srv), double_check=2, cache=False)
+        kept = llmcorr.correct(cancer_csv, limit=1, provider=endpoint(srv), gate=False, double_check=2, cache=False)
         assert len(srv.requests) == 2  # the second answer agrees with the model: no third round
         assert "Double-check" in srv.requests[1]["body"]["messages"][-1]["content"]
         srv.script.extend([ok(said(base, agree=False))])
-        flipped = llmcorr.correct(cancer_csv, limit=1, provider=endpoint(srv), cache=False)  # no double-check
+        flipped = llmcorr.correct(
+            cancer_csv, limit=1, provider=endpoint(srv), gate=False, cache=False
+        )  # no double-check
     assert kept.table.iloc[0]["corrected_prediction"] == base
     assert flipped.table.iloc[0]["corrected_prediction"] == 1 - base
     assert kept.metrics["flips"]["changed"] == 0 and flipped.metrics["flips"]["changed"] == 1
@@ -62,7 +66,7 @@ def test_self_consistency_votes_over_samples(cancer_csv: Path) -> None:
     _, base = first_test_row(cancer_csv)
     with ScriptedServer() as srv:
         srv.script.extend([ok(said(base, False)), ok(said(base, True)), ok(said(base, False))])
-        result = llmcorr.correct(cancer_csv, limit=1, provider=endpoint(srv), samples=3, cache=False)
+        result = llmcorr.correct(cancer_csv, limit=1, provider=endpoint(srv), gate=False, samples=3, cache=False)
         bodies = [r["body"] for r in srv.requests]
     assert len(bodies) == 3 and all(b["temperature"] == 0.7 for b in bodies)
     assert len({b["seed"] for b in bodies}) == 3  # one seed per sample
@@ -76,13 +80,77 @@ def test_knowledge_strategies_and_sources_reach_the_prompt(cancer_csv: Path) -> 
     table = pd.read_csv(cancer_csv)
     train_ids = set(table.loc[table["split"] == "train", "id"])
     with ScriptedServer() as srv:
-        llmcorr.correct(cancer_csv, limit=2, provider=endpoint(srv), knowledge="knn", knowledge_from="train", shots=4)
+        llmcorr.correct(
+            cancer_csv, limit=2, provider=endpoint(srv), gate=False, knowledge="knn", knowledge_from="train", shots=4
+        )
         knn = [r["body"]["messages"] for r in srv.requests]
         srv.requests.clear()
-        llmcorr.correct(cancer_csv, limit=2, provider=endpoint(srv), knowledge="fixed", shots=2, name="fixed")
+        llmcorr.correct(
+            cancer_csv, limit=2, provider=endpoint(srv), gate=False, knowledge="fixed", shots=2, name="fixed"
+        )
         fixed = [r["body"]["messages"] for r in srv.requests]
     assert all(len([m for m in msgs if m["role"] == "assistant"]) == 4 for msgs in knn)
     shown = {m["content"] for msgs in knn for m in msgs if m["role"] == "user"}
     train_inputs = set(table.loc[table["id"].isin(train_ids), "input"])
     assert any(any(inp in text for inp in train_inputs) for text in shown)
     assert fixed[0][:-1] == fixed[1][:-1]  # fixed shots: the same prefix for every row
+
+
+def _gate_table() -> pd.DataFrame:
+    """A model that is right when confident and wrong when unsure, and an LLM that always answers True: corrections
+    fix the unsure rows and break the confident negatives, so only a gate can make them pay."""
+    rows = []
+    for split in ("train", "valid", "test"):
+        for i in range(30):
+            kind = i % 3  # 0: confident positive, 1: confident negative, 2: unsure and wrong
+            prediction, label = [(0.95, 1), (0.05, 0), (0.45, 1)][kind]
+            rows.append(
+                {"id": f"{split}{i}", "input": f"x={i}", "prediction": prediction, "label": label, "split": split}
+            )
+    return pd.DataFrame(rows)
+
+
+def test_the_gate_applies_corrections_only_where_validation_says_they_help() -> None:
+    with ScriptedServer() as srv:  # its default answer: "Prediction: True"
+        result = llmcorr.correct(_gate_table(), provider=endpoint(srv), shots=2)
+    m = result.metrics
+    assert m["gate"]["policy"].startswith("where the model's confidence <") and m["gate"]["validation_rows"] == 30
+    assert m["gate"]["validation_accuracy"]["gated"] == 1.0 and m["gate"]["validation_accuracy"]["corrected"] < 1.0
+    assert m["corrected"]["accuracy"] == 1.0 and m["ungated"]["corrected"]["accuracy"] == 2 / 3
+    assert m["gate"]["applied_on_test"] == 10 and int(result.table["gate_applied"].sum()) == 10
+    assert len(srv.requests) == 60  # 30 test rows + 30 validation rows
+
+
+def test_the_gate_keeps_the_base_model_when_validation_shows_no_gain() -> None:
+    table = _gate_table()
+    table.loc[table["prediction"] == 0.45, "label"] = 0  # now the model is right everywhere: every flip hurts
+    with ScriptedServer() as srv:  # "Prediction: True" overrules every negative prediction
+        result = llmcorr.correct(table, provider=endpoint(srv), shots=2)
+    m = result.metrics
+    assert m["gate"]["policy"] == "never" and m["gate"]["applied_on_test"] == 0
+    assert m["corrected"] == m["base"] and m["flips"]["changed"] == 0  # the test metrics are the base model's
+    assert m["ungated"]["corrected"]["accuracy"] < m["base"]["accuracy"]  # what the correction alone would do
+    assert (result.table["corrected_prediction"] == result.table["prediction"]).all()
+    assert (result.table["llm_prediction"] != result.table["prediction"]).any()
+
+
+def test_report_files_for_classification_and_regression(
+    cancer_csv: Path, diabetes_table: pd.DataFrame, tmp_path: Path
+) -> None:
+    with ScriptedServer() as srv:
+        llmcorr.correct(_gate_table(), provider=endpoint(srv), shots=2, name="gated")
+        srv.default = ok("Prediction: 150; Explanation: about average")
+        llmcorr.correct(diabetes_table, provider=endpoint(srv), limit=25, name="reg")
+    r = run_cli("report", "gated", "-o", tmp_path / "gated.html")
+    assert r.returncode == 0, r.stderr
+    html = (tmp_path / "gated.html").read_text()
+    for text in ("95% bootstrap intervals", "McNemar", "The gate", "where the model&#39;s confidence", "Brier score"):
+        assert text in html, text
+    assert 'id="confusion-base"' in html and 'data-chart="calibration"' in html
+    assert "wrong → right" in html and "LLM: “scripted”" in html  # flips with the LLM's explanation
+    assert "<script" not in html and "http" not in html.split("</style>")[0]  # self-contained: nothing fetched
+    r = run_cli("report", "reg", "-o", tmp_path / "reg.html")
+    assert r.returncode == 0, r.stderr
+    reg = (tmp_path / "reg.html").read_text()
+    assert "RMSE" in reg and 'data-chart="scatter"' in reg and "validation RMSE" in reg
+    assert run_cli("report", "nope").returncode == 2

@@ -123,8 +123,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory, cancer_table: pd.DataFrame) ->
         made = [
             run_cli("run", root / "define.prompty", "-d", root / "words12.jsonl", "--config", toml, "--name", "defs",
                     "-q", env=env),
-            run_cli("correct", "-p", root / "preds.csv", "--limit", "6", "--config", toml, "--name", "cancer", "-q",
-                    env=env),
+            run_cli("correct", "-p", root / "preds.csv", "--limit", "6", "--gate-rows", "6", "--config", toml,
+                    "--name", "cancer", "-q", env=env),
         ]  # fmt: skip
         for r in made:
             assert r.returncode == 0, r.stderr
@@ -167,7 +167,9 @@ def test_runs_table_lists_runs_and_a_run_shows_metrics_and_filtered_rows(lab: La
     expect(defs).to_contain_text("prompt")
     expect(defs).to_contain_text("completed")
     expect(defs.locator("[data-field=progress]")).to_have_text("12/12")
-    expect(cancer.locator("[data-field=progress]")).to_have_text("6/6")
+    expect(cancer.locator("[data-field=progress]")).to_have_text(
+        "12/12"
+    )  # 6 test rows + 6 validation rows for the gate
     with lab.store() as store:
         record = store.get_run("cancer")
     expect(cancer.locator("[data-field=tokens]")).to_have_text(f"{record.input_tokens + record.output_tokens:,}")
@@ -177,12 +179,23 @@ def test_runs_table_lists_runs_and_a_run_shows_metrics_and_filtered_rows(lab: La
     expect(page.locator("#run-label")).to_have_text("cancer")
     metrics = page.locator("#metrics")
     accuracy = record.metrics["base"]["accuracy"], record.metrics["corrected"]["accuracy"]
-    expect(metrics.locator("tr", has_text="accuracy")).to_contain_text(f"{accuracy[0]:.4f}")
-    expect(metrics.locator("tr", has_text="accuracy")).to_contain_text(f"{accuracy[1]:.4f}")
+    accuracy_row = metrics.locator("tr").filter(has=page.get_by_role("cell", name="accuracy", exact=True))
+    expect(accuracy_row).to_contain_text(f"{accuracy[0]:.4f}")
+    expect(accuracy_row).to_contain_text(f"{accuracy[1]:.4f}")
+    expect(metrics).to_contain_text("gate (chosen on validation)")
+    with page.expect_navigation():
+        page.locator("#report-link").click()
+    expect(page.locator("#gate")).to_contain_text("chosen on 6 validation rows")
+    expect(page.locator("svg[data-chart=calibration]")).to_have_count(1)
+    shot(page, "report")
+    page.go_back()
     changed = record.metrics["flips"]["changed"]
     expect(metrics.locator("tr", has_text="flips: changed")).to_contain_text(str(changed))
-    expect(page.locator("#rows-table tr[data-row]")).to_have_count(6)
+    expect(page.locator("#rows-table tr[data-row]")).to_have_count(12)
     shot(page, "run")
+    page.get_by_role("link", name="validation rows (for the gate)").click()
+    expect(page.locator("#rows-table tr[data-row]")).to_have_count(6)
+    expect(page.locator("#rows-table")).to_contain_text("(validation, for the gate)")
 
     page.get_by_role("link", name="changed predictions only").click()
     expect(page.locator("#rows-table tr[data-row]")).to_have_count(changed)

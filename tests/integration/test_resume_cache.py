@@ -38,7 +38,7 @@ def show(name: str) -> dict:
 def test_a_rerun_is_served_from_the_cache(cancer_csv: Path, tmp_path: Path) -> None:
     with QuotaServer(QuotaServerConfig(rpm=6000)) as srv:
         toml = config(tmp_path, srv, 6000)
-        args = ("correct", "-p", cancer_csv, "--limit", 20, "--config", toml, "--endpoint", "q", "-q")
+        args = ("correct", "-p", cancer_csv, "--limit", 20, "--config", toml, "--endpoint", "q", "--no-gate", "-q")
         assert run_cli(*args, "--name", "first").returncode == 0
         assert srv.stats()["received"] == 20
         assert run_cli(*args, "--name", "again").returncode == 0
@@ -64,6 +64,7 @@ def test_sigkill_at_half_then_resume(cancer_csv: Path, tmp_path: Path, llmcorr_h
         toml = config(tmp_path, srv, 600)
         proc = start_cli(
             "correct",
+            "--no-gate",
             "-p",
             cancer_csv,
             "--limit",
@@ -103,7 +104,19 @@ def test_cancel_from_another_terminal_then_resume(cancer_csv: Path, tmp_path: Pa
     with QuotaServer(QuotaServerConfig(rpm=300)) as srv:
         toml = config(tmp_path, srv, 300)
         proc = start_cli(
-            "correct", "-p", cancer_csv, "--limit", "60", "--config", toml, "--endpoint", "q", "--name", "stopme", "-q"
+            "correct",
+            "--no-gate",
+            "-p",
+            cancer_csv,
+            "--limit",
+            "60",
+            "--config",
+            toml,
+            "--endpoint",
+            "q",
+            "--name",
+            "stopme",
+            "-q",
         )
         wait_for_rows(llmcorr_home, "stopme", 5, proc)
         assert run_cli("runs", "cancel", "stopme").returncode == 0

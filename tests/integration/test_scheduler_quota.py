@@ -140,7 +140,7 @@ def write_toml(path: Path, a: QuotaServer, b: QuotaServer) -> Path:
 def test_estimate_then_correct_across_two_endpoints(cancer_csv: Path, tmp_path: Path, llmcorr_home: Path) -> None:
     with server(rpm=1200, api_key=KEY) as a, server(rpm=1200, api_key=KEY) as b:
         toml = write_toml(tmp_path / "llmcorr.toml", a, b)
-        common = ("-p", cancer_csv, "--limit", 40, "--config", toml, "--endpoint", "a", "--endpoint", "b")
+        common = ("-p", cancer_csv, "--limit", 40, "--no-gate", "--config", toml, "--endpoint", "a", "--endpoint", "b")
         est = run_cli("estimate", *common, env={"QUOTA_KEY": KEY})
         assert est.returncode == 0, est.stderr
         assert "requests" in est.stdout and "40" in est.stdout and "requests quota binds" in est.stdout

@@ -75,3 +75,13 @@ def test_fixed_gives_every_query_the_same_rows() -> None:
     first = list(knowledge.for_row("a", "x")["id"])
     assert len(first) == 5 and all(list(knowledge.for_row(s, s)["id"]) == first for s in "bcdef")
     assert list(Knowledge(_pool(), 5, "fixed", seed=2, problem="classification").for_row("a", "x")["id"]) != first
+
+
+def test_a_pool_row_never_sees_itself() -> None:
+    pool = _pool()
+    for strategy in ("random", "fixed", "knn", "stratified"):
+        knowledge = Knowledge(pool, 19, strategy, seed=0, problem="classification")
+        picked = knowledge.for_row("v3", str(pool.loc[3, "input"]))
+        assert "v3" not in set(picked["id"]) and len(picked) == 19, strategy
+    gate_gate = Knowledge(pool, 3, "knn", seed=0, problem="classification").for_row("v1", str(pool.loc[1, "input"]))
+    assert "v1" not in set(gate_gate["id"])

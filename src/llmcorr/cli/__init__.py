@@ -10,7 +10,7 @@ import typer
 from typer.exceptions import Abort, TyperException
 
 from ..errors import LlmcorrError, RunCancelled, UserError
-from . import correct, demo, prompt, run, runs, ui
+from . import correct, demo, prompt, report, run, runs, ui
 from ._common import err_console
 
 app = typer.Typer(
@@ -26,6 +26,7 @@ app.command("estimate", help="What `llmcorr correct` would spend with the same a
     correct.correct
 )
 app.command("run")(run.run)
+app.command("report")(report.report)
 app.add_typer(runs.app, name="runs")
 app.add_typer(prompt.app, name="prompt")
 app.command("ui")(ui.ui)

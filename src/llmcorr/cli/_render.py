@@ -37,7 +37,9 @@ def metrics_table(metrics: dict[str, Any], title: str = "base vs corrected (test
     table.add_column("base", justify="right")
     table.add_column("corrected", justify="right")
     table.add_column("change", justify="right")
+    table.add_column("change, 95% CI", justify="right")
     base, corrected = metrics.get("base", {}), metrics.get("corrected", {})
+    intervals = metrics.get("ci95", {}).get("delta", {})
     for key, label in _METRIC_NAMES.items():
         if key not in base:
             continue
@@ -48,11 +50,30 @@ def metrics_table(metrics: dict[str, Any], title: str = "base vs corrected (test
             better = delta < 0 if key in _LOWER_IS_BETTER else delta > 0
             colour = "green" if better else ("red" if delta else "")
             change = f"[{colour}]{delta:+.4f}[/]" if colour else f"{delta:+.4f}"
-        table.add_row(label, _fmt(b), _fmt(c), change)
+        ci = intervals.get(key)
+        table.add_row(label, _fmt(b), _fmt(c), change, f"[{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "")
     for key, value in metrics.get("flips", {}).items():
-        table.add_row(f"flips: {key.replace('_', ' ')}", "", str(value), "")
+        table.add_row(f"flips: {key.replace('_', ' ')}", "", str(value), "", "")
+    if metrics.get("mcnemar", {}).get("discordant"):
+        table.add_row("flips: McNemar p", "", f"{metrics['mcnemar']['p_value']:.3g}", "", "")
+    for side in ("base", "corrected"):
+        cal = metrics.get("calibration", {}).get(side)
+        if cal and side == "corrected":
+            b_cal = metrics["calibration"]["base"]
+            table.add_row(
+                "calibration: ECE", _fmt(b_cal["ece"]), _fmt(cal["ece"]), f"{cal['ece'] - b_cal['ece']:+.4f}", ""
+            )
     if "parsed" in metrics:
-        table.add_row("answers parsed", "", f"{metrics['parsed']}/{metrics.get('n', '?')}", "")
+        table.add_row("answers parsed", "", f"{metrics['parsed']}/{metrics.get('n', '?')}", "", "")
+    gate = metrics.get("gate")
+    if gate:
+        table.add_row(
+            "gate (chosen on validation)", "", gate["policy"], f"{gate.get('applied_on_test', 0)} applied", ""
+        )
+        ungated = metrics.get("ungated", {}).get("corrected", {})
+        for key, label in _METRIC_NAMES.items():
+            if key in ungated and isinstance(ungated[key], float):
+                table.add_row(f"  without the gate: {label}", "", _fmt(ungated[key]), "", "")
     return table
 
 

@@ -71,6 +71,13 @@ def correct(
         float, typer.Option(min=0, help="regression: relative change that asks for a double-check")
     ] = 0.5,
     samples: Annotated[int, typer.Option(min=1, help="self-consistency: answers per row, majority vote / mean")] = 1,
+    no_gate: Annotated[
+        bool, typer.Option("--no-gate", help="apply every correction (no validation-chosen gate)")
+    ] = False,
+    gate_rows: Annotated[
+        int | None,
+        typer.Option(min=1, help="validation rows the gate learns from (default: as many as test rows, >= 20)"),
+    ] = None,
     temperature: Annotated[
         float | None, typer.Option(min=0, help="sampling temperature (default 0; 0.7 with --samples > 1)")
     ] = None,
@@ -122,6 +129,8 @@ def correct(
         "change_threshold": change_threshold,
         "samples": samples,
         "temperature": temperature,
+        "gate": not no_gate,
+        "gate_rows": gate_rows,
         "limit": limit,
         "problem": cast(Literal["auto", "classification", "regression"], problem),
         "columns": parse_columns(column or []),

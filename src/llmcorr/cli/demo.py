@@ -16,7 +16,7 @@ from ._common import console, setup_logging
 from ._render import print_correction
 
 log = logging.getLogger("llmcorr")
-DEMO_LIMIT = 30  # the embedded model takes ~4 s a row on 2 cores: the whole test split would take ~8 minutes
+DEMO_LIMIT = 20  # test rows corrected by default, and as many validation rows for the gate: ~3 min on 2 cores
 
 
 def demo(
@@ -25,10 +25,16 @@ def demo(
     ] = "breast_cancer",
     shots: Annotated[int, typer.Option(min=0, help="knowledge rows shown per query")] = 3,
     limit: Annotated[
-        int, typer.Option(min=1, help=f"correct only the first N test rows (default {DEMO_LIMIT}: ~2 min on 2 cores)")
+        int,
+        typer.Option(
+            min=1, help=f"correct the first N test rows, and N validation rows for the gate (default {DEMO_LIMIT})"
+        ),
     ] = DEMO_LIMIT,
     seed: Annotated[int, typer.Option(help="seed for the split, the base model and knowledge selection")] = 0,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write corrected rows here")] = None,
+    no_gate: Annotated[
+        bool, typer.Option("--no-gate", help="apply every correction (no validation-chosen gate)")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Train a base model on a bundled dataset, correct its test predictions with the embedded LLM, print metrics."""
@@ -57,6 +63,8 @@ def demo(
         seed=seed,
         output=output,
         problem=info["problem"],
+        gate=not no_gate,
+        gate_rows=limit,
         config=config,
         progress=not quiet,
     )

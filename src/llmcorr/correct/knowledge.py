@@ -127,18 +127,25 @@ class Knowledge:
         return self.index.name if self.index is not None else None
 
     def for_row(self, sample_id: str, query_input: str) -> pd.DataFrame:
-        k, pool = self.k, self.pool
+        """The knowledge for one query row; a row of the pool itself (the gate corrects validation rows) never
+        sees itself."""
+        pool = self.pool
+        own = np.flatnonzero(pool["id"].astype(str).to_numpy() == sample_id)
+        keep = np.ones(len(pool), dtype=bool)
+        keep[own] = False
+        k = min(self.k, int(keep.sum()))
         if k <= 0:
             return pool.iloc[:0]
-        if k >= len(pool):
-            return pool
+        if k >= keep.sum():
+            return pool[keep]
         if self.index is not None:
             sims = self.index.similarity(query_input)
+            sims[~keep] = -np.inf
             top = np.argsort(-sims, kind="stable")[:k]
             return pool.iloc[top[::-1]]  # the most similar last, next to the query
         if self.right is not None:
             rng = np.random.default_rng(row_seed(self.seed, sample_id))
-            right, wrong = np.flatnonzero(self.right), np.flatnonzero(~self.right)
+            right, wrong = np.flatnonzero(self.right & keep), np.flatnonzero(~self.right & keep)
             n_wrong = min(len(wrong), max(1, k // 2) if len(wrong) else 0, k)
             n_right = min(len(right), k - n_wrong)
             n_wrong = min(len(wrong), k - n_right)  # fill from the other side when one runs short
@@ -146,6 +153,4 @@ class Knowledge:
                 [rng.choice(right, n_right, replace=False), rng.choice(wrong, n_wrong, replace=False)]
             )
             return pool.iloc[rng.permutation(picks)]
-        if self.strategy == "fixed":
-            return random_knowledge(pool, k, self.seed, "")
-        return random_knowledge(pool, k, self.seed, sample_id)
+        return random_knowledge(pool[keep], k, self.seed, "" if self.strategy == "fixed" else sample_id)

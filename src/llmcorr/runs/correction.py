@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -13,6 +13,7 @@ import pandas as pd
 
 from ..config import Config, EndpointConfig
 from ..correct import Corrector, Predictions, classification_metrics, load_predictions, regression_metrics
+from ..correct.gate import choose_gate
 from ..correct.rounds import LoopOptions
 from ..data import check_output_path, write_table
 from ..errors import UserError
@@ -49,40 +50,44 @@ class CorrectionResult:
 
 
 class _CorrectionJob:
-    def __init__(self, corrector: Corrector, test: pd.DataFrame) -> None:
+    """The rows a correct run asks about: the test rows (indices 0..n-1), then the validation rows the gate learns
+    from (indices n..n+m-1)."""
+
+    def __init__(self, corrector: Corrector, test: pd.DataFrame, valid: pd.DataFrame) -> None:
         self.corrector = corrector
         self.test = test
-        self._base = dict(zip(range(len(test)), test["prediction"].astype(float), strict=True))
-
-    def items(self) -> Iterator[WorkItem]:
-        for i in range(len(self.test)):
-            yield self.item(i)
+        self.valid = valid
+        self.rows = pd.concat([test, valid], ignore_index=True)
+        self._base = self.rows["prediction"].astype(float).tolist()
 
     def item(self, i: int) -> WorkItem:
-        row = self.test.iloc[i]
+        row = self.rows.iloc[i]
         inputs = {str(k): (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
         return WorkItem(index=i, sample_id=str(row["id"]), inputs=inputs, messages=self.corrector.messages(row))
 
     def base(self, index: int) -> float:
         return self._base[index]
 
-    def prefix_order(self) -> list[int]:
-        """Rows ordered so that consecutive prompts share the longest knowledge prefix (the same shots first), for
-        the embedded model's KV-cache reuse; ties keep the input order."""
-        keys = [tuple(self.corrector.knowledge_for(self.test.iloc[i])["id"].astype(str)) for i in range(len(self.test))]
-        return sorted(range(len(self.test)), key=lambda i: (keys[i], i))
+    def order(self, share_prefixes: bool) -> list[int]:
+        """Every row's index: in input order, or (`share_prefixes`, for the embedded model's KV cache) with rows
+        that show the same shots next to each other, so consecutive prompts share the longest prefix."""
+        if not share_prefixes:
+            return list(range(len(self.rows)))
+        keys = [tuple(self.corrector.knowledge_for(self.rows.iloc[i])["id"].astype(str)) for i in range(len(self.rows))]
+        return sorted(range(len(self.rows)), key=lambda i: (keys[i], i))
 
 
 ConfirmFn = Callable[[Estimate, Scheduler], bool]
 
 
-def result_table(test: pd.DataFrame, rows: list[dict[str, Any]], problem: str) -> pd.DataFrame:
-    """The test rows joined with what the store holds for them: corrections, responses, tokens."""
+def result_table(test: pd.DataFrame, rows: list[dict[str, Any]], problem: str, offset: int = 0) -> pd.DataFrame:
+    """The test rows (or, from `offset`, the validation rows) joined with what the store holds for them:
+    corrections, responses, tokens."""
     table = test.reset_index(drop=True).copy()
     by_index = {r["row_index"]: r for r in rows}
     corrected, labels, responses, parsed, errors, explanations, tokens = [], [], [], [], [], [], []
     for i, base in enumerate(table["prediction"].astype(float)):
-        r = by_index.get(i)
+        r = by_index.get(i + offset)
         out = (r or {}).get("output") or {}
         corrected.append(out.get("corrected_prediction", base))
         labels.append(out.get("corrected_label", int(base >= 0.5)))
@@ -107,6 +112,28 @@ def compute_metrics(table: pd.DataFrame, problem: str) -> dict[str, Any]:
     metrics = fn(table["label"], table["prediction"], table["corrected_prediction"])
     metrics["parsed"] = int(table["parsed"].sum())
     return metrics
+
+
+def gated(test: pd.DataFrame, valid: pd.DataFrame | None, problem: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The test table with the gate chosen on the validation rows applied, and the metrics: the gated correction's,
+    plus the gate (policy and validation evidence) and what the correction would have done ungated."""
+    if valid is None:
+        return test, compute_metrics(test, problem) if len(test) else {"n": 0}
+    gate = choose_gate(problem, valid["label"], valid["prediction"], valid["corrected_prediction"])
+    table = test.copy()
+    table["llm_prediction"] = table["corrected_prediction"]
+    applied = gate.applies(table["prediction"]) & (table["llm_prediction"] != table["prediction"])
+    table["corrected_prediction"] = gate.apply(table["prediction"], table["llm_prediction"])
+    table["gate_applied"] = applied
+    if problem == "classification":
+        table["corrected_label"] = (table["corrected_prediction"] >= 0.5).astype(int)
+    if not len(table):
+        return table, {"n": 0, "gate": gate.to_dict()}
+    metrics = compute_metrics(table, problem)
+    ungated = compute_metrics(test, problem)
+    metrics["gate"] = gate.to_dict() | {"applied_on_test": int(applied.sum())}
+    metrics["ungated"] = {"corrected": ungated["corrected"], "flips": ungated["flips"]}
+    return table, metrics
 
 
 @dataclass
@@ -144,6 +171,8 @@ def plan_correction(
     change_threshold: float = 0.5,
     samples: int = 1,
     temperature: float | None = None,
+    gate: bool = True,
+    gate_rows: int | None = None,
     endpoints: list[str] | None = None,
     provider: Provider | EndpointConfig | None = None,
     config: Config | None = None,
@@ -171,12 +200,15 @@ def plan_correction(
     test = table.split("test").reset_index(drop=True)
     if limit is not None:
         test = test.head(max(0, limit))
-    job = _CorrectionJob(corrector, test)
+    valid = table.split("valid").reset_index(drop=True)
+    # the gate learns from as many validation rows as there are test rows (at least 20), unless told otherwise
+    valid = valid.head(gate_rows if gate_rows is not None else max(len(test), 20)) if gate else valid.head(0)
+    job = _CorrectionJob(corrector, test, valid)
     scheduler = make_scheduler(config, endpoints, provider)
     if temperature is None:
         temperature = 0.7 if samples > 1 else 0.0  # several samples at temperature 0 would all be the same answer
     params = GenParams(max_tokens=max_tokens, temperature=temperature, seed=seed)
-    prompts = [job.item(i).messages for i in range(len(test))]
+    prompts = [job.item(i).messages for i in range(len(job.rows))]
     planned = estimate((p for p in prompts for _ in range(samples)), scheduler, max_tokens)
     spec = RunSpec(
         kind="correct",
@@ -201,6 +233,8 @@ def plan_correction(
             "knowledge_from": knowledge_from,
             "similarity": corrector.knowledge.similarity,
             "loop": loop.to_dict(),
+            "gate": gate,
+            "gate_rows": len(valid) if gate else 0,
         },
     )
     return CorrectionPlan(config, table, corrector, test, job, scheduler, params, planned, spec, loop)
@@ -227,10 +261,12 @@ async def correct_async(
     started = time.perf_counter()
     plan = plan_correction(predictions, output=output, **options)
     log.info(
-        "problem: %s; task: %r; %d test rows; %d shots (%s) from %d rows; endpoints: %s",
+        "problem: %s; task: %r; %d test rows (+%d validation rows for the gate); %d shots (%s) from %d rows; "
+        "endpoints: %s",
         plan.table.problem,
         plan.corrector.task,
         len(plan.test),
+        len(plan.job.valid),
         plan.corrector.shots,
         plan.corrector.knowledge.similarity or plan.corrector.knowledge.strategy,
         len(plan.corrector.pool),
@@ -243,9 +279,31 @@ async def correct_async(
             await plan.scheduler.aclose()
             raise UserError("run cancelled before it started; nothing was spent")
         spec = plan.spec.to_dict() | {"cache": cache}
-        run_id = store.create_run("correct", spec, len(plan.test), name=name, estimate=plan.estimate.to_dict())
+        rows_total = len(plan.job.rows)
+        run_id = store.create_run("correct", spec, rows_total, name=name, estimate=plan.estimate.to_dict())
         store.set_output_path(run_id, output)
         return await _run(plan, store, run_id, set(), output, progress, cache, started)
+
+
+def recorded_table(store: Store, record: RunRecord) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A recorded correct run's test rows as `--output` writes them (the gate applied) and its metrics, rebuilt
+    from the store alone (for reports)."""
+    if record.kind != "correct":
+        raise UserError(f"run {record.label} is a {record.kind} run; reports are for correct runs")
+    rows = store.rows(record.id)
+    problem = record.spec.get("options", {}).get("problem", "classification")
+    frames = {
+        split: pd.DataFrame([r["inputs"] for r in rows if (r["inputs"] or {}).get("split") == split])
+        for split in ("test", "valid")
+    }
+    test = result_table(frames["test"], rows, problem) if len(frames["test"]) else frames["test"]
+    valid = None
+    if record.spec.get("options", {}).get("gate") and len(frames["valid"]):
+        valid = result_table(frames["valid"], rows, problem, offset=len(frames["test"]))
+    if not len(test):
+        return test, record.metrics or {"n": 0}
+    table, metrics = gated(test, valid, problem)
+    return table, metrics
 
 
 def recorded_options(
@@ -279,6 +337,8 @@ def recorded_options(
         "knowledge": opts.get("knowledge", "random"),
         "knowledge_from": opts.get("knowledge_from", "valid"),
         **opts.get("loop", {}),
+        "gate": opts.get("gate", False),
+        "gate_rows": opts.get("gate_rows"),
         "provider": provider,
         "endpoints": [e.name for e in recorded] or None,
         "config": config.model_copy(update={"endpoints": recorded}) if recorded else config,
@@ -315,8 +375,8 @@ async def resume_async(
             "resuming %s: %d of %d rows kept, %d to run",
             record.label,
             len(done),
-            len(plan.test),
-            len(plan.test) - len(done),
+            len(plan.job.rows),
+            len(plan.job.rows) - len(done),
         )
         cache = bool(record.spec.get("cache", True))
         return await _run(plan, store, record.id, done, output, progress, cache, started)
@@ -352,17 +412,20 @@ async def _run(
 ) -> CorrectionResult:
     """Execute a recorded run's remaining rows, then finish it: completed, cancelled, interrupted or failed."""
     scheduler, test, table = plan.scheduler, plan.test, plan.table
-    local = all(e.config.kind == "local" for e in scheduler.endpoints)
-    order = plan.job.prefix_order() if local else range(len(test))  # one model, one KV cache: share prefixes
-    items = (plan.job.item(i) for i in order if i not in skip)
+    local = all(e.config.kind == "local" for e in scheduler.endpoints)  # one model, one KV cache: share prefixes
+    items = (plan.job.item(i) for i in plan.job.order(share_prefixes=local) if i not in skip)
     process = correction_rows(plan.job, CachedLLM(scheduler, store, cache), plan.params, plan.loop)
     hint = f"; resume with `llmcorr runs resume {run_id}`"
     async with recorded(store, run_id, scheduler, plan.config, "correct", hint=hint):
-        with row_progress(len(test) - len(skip), f"correcting {run_id}", progress, scheduler) as on_row:
+        with row_progress(len(plan.job.rows) - len(skip), f"correcting {run_id}", progress, scheduler) as on_row:
             width = scheduler.max_concurrency * 2
             await execute(items, process, store, run_id, width, on_row, request_timeout(scheduler))
-        result = result_table(test, store.rows(run_id), table.problem)
-        metrics = compute_metrics(result, table.problem) if len(result) else {"n": 0}
+        rows = store.rows(run_id)
+        result = result_table(test, rows, table.problem)
+        valid = (
+            result_table(plan.job.valid, rows, table.problem, offset=len(test)) if plan.spec.options["gate"] else None
+        )
+        result, metrics = gated(result, valid, table.problem)
     store.finish_run(run_id, "completed", metrics=metrics, usage=scheduler.stats())
     record = store.get_run(run_id)
     if output is not None:

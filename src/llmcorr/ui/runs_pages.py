@@ -10,6 +10,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from ..errors import NotFoundError, UserError
+from ..report import render_report
+from ..runs.correction import recorded_table
 from ..runs.experiments import (
     archive_run,
     delete_run,
@@ -74,7 +76,12 @@ def runs_json(store: StoreDep, status: str = "", tag: str = "", name: str = "", 
 
 
 def _run_context(store: Store, record: RunRecord, show: str) -> dict[str, Any]:
-    filters = {k: v for k, v in ROW_FILTERS.items() if k != "changed" or record.kind == "correct"}
+    gated = bool((record.metrics or {}).get("gate")) or bool(record.spec.get("options", {}).get("gate"))
+    filters = {
+        k: v
+        for k, v in ROW_FILTERS.items()
+        if (k != "changed" or record.kind == "correct") and (k != "gate" or (record.kind == "correct" and gated))
+    }
     show = show if show in filters else "all"
     rows = row_views(record, store.rows(record.id), show)
     return {
@@ -103,6 +110,14 @@ def run_page(
 def run_json(ref: str, store: StoreDep, show: str = "all") -> dict[str, Any]:
     context = _run_context(store, store.get_run(ref), show)
     return {"run": context["summary"], "rows": len(context["rows"]), "html": fragment("_run_live.html", **context)}
+
+
+@router.get("/runs/{ref}/report", response_class=HTMLResponse)
+def report_page(ref: str, store: StoreDep) -> HTMLResponse:
+    """The same self-contained report `llmcorr report` writes."""
+    record = store.get_run(ref)
+    table, metrics = recorded_table(store, record)
+    return HTMLResponse(render_report(record, table, metrics))
 
 
 @router.get("/runs/{ref}/rows/{n}", response_class=HTMLResponse)

@@ -15,8 +15,8 @@ from ..config import Config, EndpointConfig
 from ..errors import LlmcorrError, NotFoundError, UserError
 from ..prompts.preview import PromptPreview, parse_inputs, preview, prompty_from_text
 from ..prompts.prompty import load_prompty
+from ..report.charts import metric_bars, requests_over_time
 from ..store import RunRecord, Store
-from .charts import metric_bars, requests_over_time
 from .common import back_to, config_of, form_fields, fragment, open_store, page
 from .launch import check_request, start_run
 from .views import METRIC_NAMES, flip_rows, metric_rows, request_times, run_summary

@@ -7,11 +7,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ..correct.gate import Gate
 from ..store import RunRecord
 
 METRIC_NAMES = {"roc_auc": "ROC-AUC", "accuracy": "accuracy", "rmse": "RMSE", "mae": "MAE"}
 LOWER_IS_BETTER = {"rmse", "mae"}
-ROW_FILTERS = {"all": "all rows", "errors": "errors only", "changed": "changed predictions only"}
+ROW_FILTERS = {
+    "all": "all rows",
+    "errors": "errors only",
+    "changed": "changed predictions only",
+    "gate": "validation rows (for the gate)",
+}
 
 
 def _when(stamp: str | None) -> datetime | None:
@@ -112,11 +118,26 @@ def metric_rows(metrics: dict[str, Any] | None) -> list[MetricRow]:
 
 
 def flip_rows(metrics: dict[str, Any] | None) -> list[tuple[str, Any]]:
+    """The rows under the metrics: flips, McNemar's test, calibration, parsing, and the gate with its evidence."""
     if not metrics:
         return []
-    rows = [(k.replace("_", " "), v) for k, v in (metrics.get("flips") or {}).items()]
+    rows: list[tuple[str, Any]] = [
+        (f"flips: {k.replace('_', ' ')}", v) for k, v in (metrics.get("flips") or {}).items()
+    ]
+    if (metrics.get("mcnemar") or {}).get("discordant"):
+        rows.append(("flips: McNemar p", f"{metrics['mcnemar']['p_value']:.3g}"))
+    if metrics.get("calibration"):
+        cal = metrics["calibration"]
+        rows.append(("calibration ECE, base → corrected", f"{cal['base']['ece']:.4f} → {cal['corrected']['ece']:.4f}"))
     if "parsed" in metrics:
         rows.append(("answers parsed", f"{metrics['parsed']}/{metrics.get('n', '?')}"))
+    gate = metrics.get("gate")
+    if gate:
+        rows.append(("gate (chosen on validation)", f"{gate['policy']}; {gate.get('applied_on_test', 0)} applied"))
+        for key, label in METRIC_NAMES.items():
+            value = (metrics.get("ungated") or {}).get("corrected", {}).get(key)
+            if isinstance(value, float):
+                rows.append((f"without the gate: {label}", f"{value:.4f}"))
     return rows
 
 
@@ -155,23 +176,34 @@ class RowView:
     attempts: int
 
 
-def _correction(problem: str, inputs: dict[str, Any], output: dict[str, Any]) -> tuple[str, bool | None]:
+def _correction(
+    problem: str, inputs: dict[str, Any], output: dict[str, Any], gate: Gate | None
+) -> tuple[str, bool | None]:
+    """What the LLM did to the row's prediction; on a gated run, whether the gate let it through. Validation rows
+    (the gate's evidence) are marked and never count as changed predictions."""
     base = _number(inputs.get("prediction"))
     corrected = _number(output.get("corrected_prediction"))
     if base is None or corrected is None:
         return "", None
     if problem == "classification":
         before, after = int(base >= 0.5), int(output.get("corrected_label", corrected >= 0.5))
-        return f"{before} (p={base:.3g}) → {after}", before != after
-    return f"{base:.4g} → {corrected:.4g}", corrected != base
+        shown, changed = f"{before} (p={base:.3g}) → {after}", before != after
+    else:
+        shown, changed = f"{base:.4g} → {corrected:.4g}", corrected != base
+    if inputs.get("split") == "valid":
+        return shown + " (validation, for the gate)", None
+    if gate is not None and changed and not bool(gate.applies([base])[0]):
+        return shown + " (held back by the gate)", False
+    return shown, changed
 
 
-def row_view(kind: str, problem: str | None, row: dict[str, Any]) -> RowView:
+def row_view(kind: str, problem: str | None, row: dict[str, Any], gate: Gate | None = None) -> RowView:
     inputs, output = row.get("inputs") or {}, row.get("output") or {}
     changed: bool | None = None
     if kind == "correct":
         shown_in = _short(inputs.get("input", inputs))
-        shown_out, changed = _correction(problem or "classification", inputs, output) if output else ("", None)
+        problem = problem or "classification"
+        shown_out, changed = _correction(problem, inputs, output, gate) if output else ("", None)
     else:
         shown_in = _short(inputs)
         shown_out = _short(output.get("output") if set(output) == {"output"} else output) if output else ""
@@ -194,11 +226,15 @@ def row_view(kind: str, problem: str | None, row: dict[str, Any]) -> RowView:
 def row_views(record: RunRecord, rows: list[dict[str, Any]], show: str = "all") -> list[RowView]:
     """The run's rows as the table shows them; `show` is one of ROW_FILTERS."""
     problem = (record.spec.get("options") or {}).get("problem")
-    views = [row_view(record.kind, problem, r) for r in rows]
+    chosen = (record.metrics or {}).get("gate")
+    gate = Gate(problem or "classification", float(chosen["threshold"])) if chosen else None
+    views = [row_view(record.kind, problem, r, gate) for r in rows]
     if show == "errors":
         return [v for v in views if v.status != "ok"]
     if show == "changed":
         return [v for v in views if v.changed]
+    if show == "gate":
+        return [v for v in views if v.output.endswith("(validation, for the gate)")]
     return views
 
 

@@ -1,4 +1,4 @@
-"""Plots drawn on the server as inline SVG: no plotting library in the browser, nothing fetched."""
+"""Plots drawn as inline SVG, for the dashboard and the HTML report: no plotting library, nothing fetched."""
 
 from __future__ import annotations
 
@@ -127,5 +127,91 @@ def requests_over_time(series: list[tuple[str, list[float]]], title: str = "requ
         parts.append(f'<rect x="{left + plot_w + 12}" y="{ly}" width="10" height="10" fill="{colour}"/>')
         legend = f"{escape(_short(label, 14))} ({len(times)})"
         parts.append(f'<text x="{left + plot_w + 26}" y="{ly + 9}" class="tick">{legend}</text>')
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def _frame(width: int, height: int, name: str, title: str) -> list[str]:
+    return [
+        f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" width="{width}" height="{height}"'
+        f' xmlns="http://www.w3.org/2000/svg" data-chart="{escape(name)}">',
+        f"<title>{escape(title)}</title>",
+        f'<text x="48" y="16" class="chart-title">{escape(title)}</text>',
+    ]
+
+
+def _axes(
+    parts: list[str], lo: float, hi: float, box: tuple[float, float, float, float], x_label: str, y_label: str
+) -> None:
+    """Square axes from lo to hi on both sides, with grid lines, ticks and labels, inside box (left, top, w, h)."""
+    left, top, w, h = box
+    step = _nice_step(hi - lo)
+    t = math.ceil(lo / step) * step
+    while t <= hi + 1e-9:
+        x = left + w * (t - lo) / (hi - lo)
+        y = top + h * (1 - (t - lo) / (hi - lo))
+        parts.append(f'<line x1="{left}" x2="{left + w}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
+        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">{_fmt(t)}</text>')
+        parts.append(f'<text x="{x:.1f}" y="{top + h + 14}" text-anchor="middle" class="tick">{_fmt(t)}</text>')
+        t += step
+    parts.append(
+        f'<text x="{left + w / 2:.0f}" y="{top + h + 30}" text-anchor="middle" class="label">{escape(x_label)}</text>'
+    )
+    parts.append(
+        f'<text x="12" y="{top + h / 2:.0f}" text-anchor="middle" class="label" '
+        f'transform="rotate(-90 12 {top + h / 2:.0f})">{escape(y_label)}</text>'
+    )
+    parts.append(
+        f'<line x1="{left}" y1="{top + h}" x2="{left + w}" y2="{top}" stroke="#d1d5db" stroke-dasharray="4 3"/>'
+    )
+
+
+def reliability(curves: list[tuple[str, list[dict[str, float]]]], title: str = "calibration") -> Markup:
+    """Reliability curves: per probability bin, the mean predicted probability vs the observed positive rate (the
+    dashed diagonal is perfect calibration); a point's size follows its bin's rows."""
+    width, height, box = 380, 340, (48.0, 30.0, 300.0, 260.0)
+    parts = _frame(width, height, "calibration", title)
+    _axes(parts, 0.0, 1.0, box, "predicted probability", "observed positive rate")
+    left, top, w, h = box
+    for i, (label, curve) in enumerate(curves):
+        colour = BASE_COLOUR if i == 0 else PALETTE[(i - 1) % len(PALETTE)]
+        points = [(left + w * b["predicted"], top + h * (1 - b["observed"]), b["n"]) for b in curve]
+        if points:
+            path = " ".join(f"{x:.1f},{y:.1f}" for x, y, _ in points)
+            parts.append(
+                f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{path}"'
+                f' data-series="{escape(label)}"/>'
+            )
+        for x, y, n in points:
+            radius = 2 + min(6, math.sqrt(n))
+            parts.append(
+                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{radius:.1f}" fill="{colour}"><title>{n} rows</title></circle>'
+            )
+        parts.append(f'<rect x="{left + 8}" y="{top + 6 + i * 16}" width="10" height="10" fill="{colour}"/>')
+        parts.append(f'<text x="{left + 22}" y="{top + 15 + i * 16}" class="tick">{escape(label)}</text>')
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def scatter(labels: list[float], series: list[tuple[str, list[float]]], title: str = "prediction vs truth") -> Markup:
+    """Each series' predictions against the true values (regression); on the dashed diagonal a prediction is exact."""
+    width, height, box = 380, 340, (48.0, 30.0, 300.0, 260.0)
+    values = [v for _, ys in series for v in ys] + list(labels)
+    lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
+    pad = (hi - lo) * 0.05 or 1.0
+    lo, hi = lo - pad, hi + pad
+    parts = _frame(width, height, "scatter", title)
+    _axes(parts, lo, hi, box, "true value", "prediction")
+    left, top, w, h = box
+    for i, (label, ys) in enumerate(series):
+        colour = BASE_COLOUR if i == 0 else PALETTE[(i - 1) % len(PALETTE)]
+        for t, p in zip(labels, ys, strict=True):
+            x, y = left + w * (t - lo) / (hi - lo), top + h * (1 - (p - lo) / (hi - lo))
+            parts.append(
+                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{colour}" fill-opacity="0.7"'
+                f' data-series="{escape(label)}"/>'
+            )
+        parts.append(f'<rect x="{left + 8}" y="{top + 6 + i * 16}" width="10" height="10" fill="{colour}"/>')
+        parts.append(f'<text x="{left + 22}" y="{top + 15 + i * 16}" class="tick">{escape(label)}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))

@@ -1,0 +1,111 @@
+"""`render_report`: a correct run as a self-contained HTML page — the metrics with 95% intervals, the flips and
+McNemar's test, the gate and its validation evidence, the confusion change, calibration (classification) or a
+scatter of predictions (regression), and examples of flips with the LLM's explanation."""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+import jinja2
+import pandas as pd
+
+from ..store import RunRecord
+from .charts import reliability, scatter
+
+METRIC_NAMES = {"roc_auc": "ROC-AUC", "accuracy": "accuracy", "rmse": "RMSE", "mae": "MAE"}
+LOWER_IS_BETTER = {"rmse", "mae"}
+EXAMPLES = 5  # flips shown of each kind
+
+
+def _env() -> jinja2.Environment:
+    loader = jinja2.FileSystemLoader(str(resources.files("llmcorr.report") / "templates"))
+    return jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.ChainableUndefined)
+
+
+def _metric_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    ci = metrics.get("ci95", {})
+    rows = []
+    for key, label in METRIC_NAMES.items():
+        base = metrics.get("base", {}).get(key)
+        if base is None and key not in metrics.get("base", {}):
+            continue
+        corrected = metrics.get("corrected", {}).get(key)
+        change = corrected - base if isinstance(base, float) and isinstance(corrected, float) else None
+        better = None if not change else (change < 0 if key in LOWER_IS_BETTER else change > 0)
+        rows.append(
+            {
+                "label": label,
+                "base": base,
+                "corrected": corrected,
+                "change": change,
+                "better": better,
+                "base_ci": ci.get("base", {}).get(key),
+                "corrected_ci": ci.get("corrected", {}).get(key),
+                "change_ci": ci.get("delta", {}).get(key),
+            }
+        )
+    return rows
+
+
+def _confusion(table: pd.DataFrame, column: str) -> list[list[int]]:
+    y = table["label"].astype(float) >= 0.5
+    p = table[column].astype(float) >= 0.5
+    return [[int((~y & ~p).sum()), int((~y & p).sum())], [int((y & ~p).sum()), int((y & p).sum())]]
+
+
+def _examples(table: pd.DataFrame, problem: str) -> dict[str, list[dict[str, Any]]]:
+    base, corrected, label = (table[c].astype(float) for c in ("prediction", "corrected_prediction", "label"))
+    if problem == "classification":
+        base_right, corr_right = (base >= 0.5) == (label >= 0.5), (corrected >= 0.5) == (label >= 0.5)
+        kinds = {"wrong → right": ~base_right & corr_right, "right → wrong": base_right & ~corr_right}
+    else:
+        improved = (corrected - label).abs() < (base - label).abs()
+        worsened = (corrected - label).abs() > (base - label).abs()
+        kinds = {"improved": improved, "worsened": worsened}
+    out = {}
+    for name, mask in kinds.items():
+        out[name] = [
+            {
+                "id": row["id"],
+                "input": str(row["input"])[:300],
+                "base": float(row["prediction"]),
+                "corrected": float(row["corrected_prediction"]),
+                "label": float(row["label"]),
+                "explanation": row.get("explanation") or "",
+            }
+            for _, row in table[mask].head(EXAMPLES).iterrows()
+        ]
+    return out
+
+
+def render_report(record: RunRecord, table: pd.DataFrame, metrics: dict[str, Any]) -> str:
+    """The report of a correct run: `table` is its test rows as `llmcorr correct --output` writes them."""
+    problem = str(record.spec.get("options", {}).get("problem", "classification"))
+    plot = None
+    if problem == "classification" and metrics.get("calibration"):
+        cal = metrics["calibration"]
+        plot = reliability([("base", cal["base"]["curve"]), ("corrected", cal["corrected"]["curve"])])
+    elif problem == "regression" and len(table):
+        labels = table["label"].astype(float).tolist()
+        series = [("base", table["prediction"].astype(float).tolist())]
+        series.append(("corrected", table["corrected_prediction"].astype(float).tolist()))
+        plot = scatter(labels, series)
+    confusion = None
+    if problem == "classification" and len(table):
+        confusion = {"base": _confusion(table, "prediction"), "corrected": _confusion(table, "corrected_prediction")}
+    return (
+        _env()
+        .get_template("report.html")
+        .render(
+            record=record,
+            spec=record.spec,
+            options=record.spec.get("options", {}),
+            problem=problem,
+            metrics=metrics,
+            metric_rows=_metric_rows(metrics),
+            confusion=confusion,
+            plot=plot,
+            examples=_examples(table, problem) if len(table) else {},
+        )
+    )
