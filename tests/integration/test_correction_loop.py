@@ -154,3 +154,23 @@ def test_report_files_for_classification_and_regression(
     reg = (tmp_path / "reg.html").read_text()
     assert "RMSE" in reg and 'data-chart="scatter"' in reg and "validation RMSE" in reg
     assert run_cli("report", "nope").returncode == 2
+
+
+def test_molecules_demo_data_and_descriptions_in_the_prompt() -> None:
+    from llmcorr.correct.datasets import demo_predictions
+
+    table = demo_predictions("cmet")
+    assert len(table) == 1017 and set(table["split"]) == {"train", "valid", "test"}
+    assert table["input"].str.contains("c1").mean() > 0.9  # SMILES strings
+    test = table[table["split"] == "test"]
+    with ScriptedServer() as srv:
+        result = llmcorr.correct(
+            table, provider=endpoint(srv), limit=2, shots=2, describe_molecules=True, knowledge="knn", gate=False
+        )
+        prompt = srv.requests[0]["body"]["messages"]
+    assert "Description: " in prompt[-1]["content"] and "heavy atoms" in prompt[-1]["content"]
+    assert sum("Description: " in m["content"] for m in prompt) == 3  # two shots and the query
+    assert result.table["id"].tolist() == test["id"].head(2).tolist()
+    with llmcorr.Store(llmcorr.Config.load().store_path) as store:
+        spec = store.get_run(result.run_id).spec
+    assert spec["options"]["similarity"] == "tanimoto-morgan2" and spec["options"]["describe_molecules"] is True

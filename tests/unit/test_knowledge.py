@@ -85,3 +85,11 @@ def test_a_pool_row_never_sees_itself() -> None:
         assert "v3" not in set(picked["id"]) and len(picked) == 19, strategy
     gate_gate = Knowledge(pool, 3, "knn", seed=0, problem="classification").for_row("v1", str(pool.loc[1, "input"]))
     assert "v1" not in set(gate_gate["id"])
+
+
+def test_molecule_descriptions() -> None:
+    from llmcorr.correct.molecules import describe
+
+    text = describe("c1ccccc1O")  # phenol
+    assert text is not None and text.startswith("7 heavy atoms, 1 rings (1 aromatic)") and "1 H-bond donors" in text
+    assert describe("not a molecule") is None

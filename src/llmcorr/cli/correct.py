@@ -78,6 +78,10 @@ def correct(
         int | None,
         typer.Option(min=1, help="validation rows the gate learns from (default: as many as test rows, >= 20)"),
     ] = None,
+    describe_molecules: Annotated[
+        bool,
+        typer.Option("--describe-molecules", help="inputs are SMILES: add RDKit descriptions (the paper's D variants)"),
+    ] = False,
     temperature: Annotated[
         float | None, typer.Option(min=0, help="sampling temperature (default 0; 0.7 with --samples > 1)")
     ] = None,
@@ -130,6 +134,7 @@ def correct(
         "samples": samples,
         "temperature": temperature,
         "gate": not no_gate,
+        "describe_molecules": describe_molecules,
         "gate_rows": gate_rows,
         "limit": limit,
         "problem": cast(Literal["auto", "classification", "regression"], problem),

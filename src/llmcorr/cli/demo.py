@@ -21,7 +21,10 @@ DEMO_LIMIT = 20  # test rows corrected by default, and as many validation rows f
 
 def demo(
     dataset: Annotated[
-        str, typer.Option(help="breast_cancer (classification) or diabetes (regression)")
+        str,
+        typer.Option(
+            help="breast_cancer (classification), diabetes (regression) or cmet (molecules: c-Met inhibitors, SMILES)"
+        ),
     ] = "breast_cancer",
     shots: Annotated[int, typer.Option(min=0, help="knowledge rows shown per query")] = 3,
     limit: Annotated[
@@ -32,6 +35,9 @@ def demo(
     ] = DEMO_LIMIT,
     seed: Annotated[int, typer.Option(help="seed for the split, the base model and knowledge selection")] = 0,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write corrected rows here")] = None,
+    describe_molecules: Annotated[
+        bool, typer.Option("--describe-molecules", help="cmet: add RDKit descriptions of each molecule")
+    ] = False,
     no_gate: Annotated[
         bool, typer.Option("--no-gate", help="apply every correction (no validation-chosen gate)")
     ] = False,
@@ -64,6 +70,7 @@ def demo(
         output=output,
         problem=info["problem"],
         gate=not no_gate,
+        describe_molecules=describe_molecules,
         gate_rows=limit,
         config=config,
         progress=not quiet,

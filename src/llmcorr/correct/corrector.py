@@ -14,6 +14,7 @@ from ..prompts import PromptTemplate, load_template
 from ..providers.base import Message
 from .data import Predictions, Problem
 from .knowledge import STRATEGIES, Knowledge
+from .molecules import describe, require_rdkit
 from .parse import Parsed, parse_label, parse_number
 
 DEFAULT_TASKS: dict[str, str] = {
@@ -55,6 +56,7 @@ class Corrector:
         template: str | Path | None = None,
         knowledge: str = "random",
         knowledge_from: str = "valid",
+        describe_molecules: bool = False,
     ) -> None:
         self.predictions = predictions
         self.problem = predictions.problem
@@ -76,10 +78,15 @@ class Corrector:
         else:
             raise UserError(f"shots: expected a number >= 0 or 'all', got {shots!r}")
         self.knowledge = Knowledge(self.pool, self.shots, knowledge, seed, self.problem)
+        self.describe_molecules = describe_molecules
+        if describe_molecules:
+            require_rdkit()
 
     def _row_vars(self, row: pd.Series, with_answer: bool) -> dict[str, Any]:
         prediction = float(row["prediction"])
         out: dict[str, Any] = {"id": row["id"], "input": row["input"], "prediction": prediction}
+        if self.describe_molecules:
+            out["description"] = describe(str(row["input"]))
         if self.problem == "classification":
             out["predicted"] = "True" if prediction >= 0.5 else "False"
             if with_answer:

@@ -173,6 +173,7 @@ def plan_correction(
     temperature: float | None = None,
     gate: bool = True,
     gate_rows: int | None = None,
+    describe_molecules: bool = False,
     endpoints: list[str] | None = None,
     provider: Provider | EndpointConfig | None = None,
     config: Config | None = None,
@@ -196,6 +197,7 @@ def plan_correction(
         template=template,
         knowledge=knowledge,
         knowledge_from=knowledge_from,
+        describe_molecules=describe_molecules,
     )
     test = table.split("test").reset_index(drop=True)
     if limit is not None:
@@ -235,6 +237,7 @@ def plan_correction(
             "loop": loop.to_dict(),
             "gate": gate,
             "gate_rows": len(valid) if gate else 0,
+            "describe_molecules": describe_molecules,
         },
     )
     return CorrectionPlan(config, table, corrector, test, job, scheduler, params, planned, spec, loop)
@@ -339,6 +342,7 @@ def recorded_options(
         **opts.get("loop", {}),
         "gate": opts.get("gate", False),
         "gate_rows": opts.get("gate_rows"),
+        "describe_molecules": opts.get("describe_molecules", False),
         "provider": provider,
         "endpoints": [e.name for e in recorded] or None,
         "config": config.model_copy(update={"endpoints": recorded}) if recorded else config,
