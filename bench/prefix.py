@@ -17,13 +17,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
+
 from llmcorr import Config, correct
 from llmcorr.correct.datasets import demo_predictions
 from llmcorr.providers.local import LocalProvider
 
 
 def one_mode(
-    table: object, shots: int, rows: int, reuse: bool, knowledge: str, home: Path
+    table: pd.DataFrame, shots: int, rows: int, reuse: bool, knowledge: str, home: Path
 ) -> tuple[float, list[str], int]:
     """Rows/s, the answers in row order, and the prompt tokens of one mode."""
     config = Config(home=home)
