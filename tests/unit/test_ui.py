@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from llmcorr.cli.ui import is_loopback
+from llmcorr.report.charts import _ticks, metric_bars, requests_over_time
 from llmcorr.store import RunRecord
-from llmcorr.ui.charts import _ticks, metric_bars, requests_over_time
 from llmcorr.ui.views import request_times, row_views, run_cost, trace_tree
 
 MS = 1_000_000
