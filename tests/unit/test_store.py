@@ -135,3 +135,14 @@ def test_runs_with_output_compares_resolved_paths(tmp_path: Path, monkeypatch: p
         assert store.get_run(a).output_path == str(tmp_path / "out.csv")
         assert sorted(store.runs_with_output("out.csv")) == sorted([a, b])
         assert store.runs_with_output(tmp_path / "other.csv") == []
+
+
+def test_like_wildcards_in_names_and_id_prefixes_are_literal(tmp_path: Path) -> None:
+    with Store(tmp_path / "s.db") as store:
+        a = store.create_run("correct", {}, 1, name="try_1")
+        store.create_run("correct", {}, 1, name="tryX1")
+        assert [r.name for r in store.list_runs(name="try_")] == ["try_1"]  # _ is not "any character"
+        assert store.list_runs(name="%") == []
+        with pytest.raises(NotFoundError, match="no run with id or name '%'"):
+            store.get_run("%")  # not "every run whose id starts with anything"
+        assert store.get_run(a[:6]).id == a

@@ -17,6 +17,7 @@ from ..correct.gate import choose_gate
 from ..correct.rounds import LoopOptions
 from ..data import check_output_path, write_table
 from ..errors import UserError
+from ..prompts import load_template
 from ..providers import Provider
 from ..providers.base import GenParams
 from ..scheduler import Scheduler
@@ -401,6 +402,8 @@ async def rerun_async(
     with Store(config.store_path) as store:
         record = store.get_run(run)
     data, options = recorded_options(record, config, predictions, provider)
+    if load_template(options["template"]).sha256 != record.spec["template_sha256"]:
+        raise UserError(f"run {record.label}: the prompt template {record.spec['template']} has changed")
     return await correct_async(data, name=name, output=output, progress=progress, **options)
 
 

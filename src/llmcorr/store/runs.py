@@ -111,6 +111,11 @@ def _span(row: sqlite3.Row) -> dict[str, Any]:
     return d
 
 
+def _like_prefix(text: str) -> str:
+    """A LIKE pattern matching strings that start with `text`, its own % and _ taken literally."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -301,7 +306,9 @@ class Store:
         """A run by id, name, or unique id prefix."""
         row = self.conn.execute("SELECT * FROM runs WHERE id = ? OR name = ?", (ref, ref)).fetchone()
         if row is None and ref:
-            matches = self.conn.execute("SELECT * FROM runs WHERE id LIKE ? LIMIT 2", (ref + "%",)).fetchall()
+            matches = self.conn.execute(
+                "SELECT * FROM runs WHERE id LIKE ? ESCAPE '\\' LIMIT 2", (_like_prefix(ref),)
+            ).fetchall()
             if len(matches) == 1:
                 row = matches[0]
             elif len(matches) > 1:
@@ -335,8 +342,8 @@ class Store:
             where.append("EXISTS (SELECT 1 FROM json_each(runs.tags_json) WHERE json_each.value = ?)")
             args.append(tag)
         if name:
-            where.append("(instr(lower(COALESCE(name, '')), lower(?)) > 0 OR id LIKE ?)")
-            args.extend([name, name + "%"])
+            where.append("(instr(lower(COALESCE(name, '')), lower(?)) > 0 OR id LIKE ? ESCAPE '\\')")
+            args.extend([name, _like_prefix(name)])
         if archived is not None:
             where.append("archived = ?")
             args.append(int(archived))
