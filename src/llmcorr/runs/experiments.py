@@ -144,12 +144,20 @@ def metric_values(metrics: dict[str, Any] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     metrics = dict(metrics or {})
     base, corrected = metrics.pop("base", None), metrics.pop("corrected", None)
+    intervals = metrics.pop("ci95", None) or {}
     if isinstance(base, dict) and isinstance(corrected, dict):
         for key in dict.fromkeys([*base, *corrected]):
             out[f"{key} base"] = base.get(key)
             out[f"{key} corrected"] = corrected.get(key)
+            ci = intervals.get("delta", {}).get(key)
+            if ci:
+                out[f"{key} change, 95% CI"] = f"[{ci[0]:+.4f}, {ci[1]:+.4f}]"
     elif base is not None or corrected is not None:
         metrics |= {"base": base, "corrected": corrected}
+    calibration = metrics.pop("calibration", None)
+    if isinstance(calibration, dict):  # the scores, not the reliability curves
+        for side, values in calibration.items():
+            out |= {f"calibration {side} {k}": v for k, v in values.items() if k != "curve"}
     _flatten(metrics, "", out)
     return out
 
