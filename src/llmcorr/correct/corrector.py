@@ -100,8 +100,10 @@ class Corrector:
     def knowledge_for(self, row: pd.Series) -> pd.DataFrame:
         return self.knowledge.for_row(str(row["id"]), str(row["input"]))
 
-    def messages(self, row: pd.Series) -> list[Message]:
-        knowledge = [self._row_vars(k, with_answer=True) for _, k in self.knowledge_for(row).iterrows()]
+    def messages(self, row: pd.Series, knowledge_rows: pd.DataFrame | None = None) -> list[Message]:
+        """The prompt for a query row, with its knowledge (chosen here unless `knowledge_rows` is given)."""
+        chosen = self.knowledge_for(row) if knowledge_rows is None else knowledge_rows
+        knowledge = [self._row_vars(k, with_answer=True) for _, k in chosen.iterrows()]
         return self.template.render(task=self.task, knowledge=knowledge, query=self._row_vars(row, False))
 
     def interpret(self, base: float, text: str) -> Correction:

@@ -60,11 +60,19 @@ class _CorrectionJob:
         self.valid = valid
         self.rows = pd.concat([test, valid], ignore_index=True)
         self._base = self.rows["prediction"].astype(float).tolist()
+        self._items: dict[int, WorkItem] = {}  # rendered once: the estimate and the run share them
+        self._shots: dict[int, tuple[str, ...]] = {}  # the ids of each row's knowledge rows
 
     def item(self, i: int) -> WorkItem:
-        row = self.rows.iloc[i]
-        inputs = {str(k): (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
-        return WorkItem(index=i, sample_id=str(row["id"]), inputs=inputs, messages=self.corrector.messages(row))
+        cached = self._items.get(i)
+        if cached is None:
+            row = self.rows.iloc[i]
+            knowledge = self.corrector.knowledge_for(row)
+            self._shots[i] = tuple(knowledge["id"].astype(str))
+            inputs = {str(k): (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+            messages = self.corrector.messages(row, knowledge)
+            cached = self._items[i] = WorkItem(index=i, sample_id=str(row["id"]), inputs=inputs, messages=messages)
+        return cached
 
     def base(self, index: int) -> float:
         return self._base[index]
@@ -72,10 +80,12 @@ class _CorrectionJob:
     def order(self, share_prefixes: bool) -> list[int]:
         """Every row's index: in input order, or (`share_prefixes`, for the embedded model's KV cache) with rows
         that show the same shots next to each other, so consecutive prompts share the longest prefix."""
+        indices = list(range(len(self.rows)))
         if not share_prefixes:
-            return list(range(len(self.rows)))
-        keys = [tuple(self.corrector.knowledge_for(self.rows.iloc[i])["id"].astype(str)) for i in range(len(self.rows))]
-        return sorted(range(len(self.rows)), key=lambda i: (keys[i], i))
+            return indices
+        for i in indices:
+            self.item(i)
+        return sorted(indices, key=lambda i: (self._shots[i], i))
 
 
 ConfirmFn = Callable[[Estimate, Scheduler], bool]
