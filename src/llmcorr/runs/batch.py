@@ -337,9 +337,7 @@ async def run_batch_async(
             source, reuse = _reusable(plan, store, resume_from)
             spec["options"]["resumed_from"] = source.id
             log.info("reusing %d of %d rows from run %s", len(reuse), len(plan.items), source.label)
-        estimate_json = plan.estimate.to_dict() if plan.estimate is not None else None
-        run_id = store.create_run(plan.kind, spec, len(plan.items), name=name, estimate=estimate_json)
-        store.set_output_path(run_id, output)
+        run_id = _create_run(store, plan, spec, name, output)
         writer = RowWriter(output)
         for row in reuse.values():
             store.add_row(run_id, row)
@@ -387,6 +385,30 @@ def recorded_plan(
     return plan
 
 
+def _create_run(
+    store: Store, plan: BatchPlan, spec: dict[str, Any], name: str | None, output: str | Path | None
+) -> str:
+    """Record a new run of the plan (its estimate and output file too); returns its id."""
+    estimate_json = plan.estimate.to_dict() if plan.estimate is not None else None
+    run_id = store.create_run(plan.kind, spec, len(plan.items), name=name, estimate=estimate_json)
+    store.set_output_path(run_id, output)
+    return run_id
+
+
+def _recorded(
+    run: str,
+    config: Config | None,
+    data: str | Path | Any | None,
+    flow: str | Path | Callable[..., Any] | None,
+    output: str | Path | None,
+) -> tuple[Config, RunRecord, BatchPlan]:
+    """The config, the recorded run and the plan that re-creates it (see `recorded_plan`)."""
+    config = config or Config.load()
+    with Store(config.store_path) as store:
+        record = store.get_run(run)
+    return config, record, recorded_plan(record, config, data, flow, output)
+
+
 async def resume_batch_async(
     run: str,
     *,
@@ -398,10 +420,7 @@ async def resume_batch_async(
 ) -> RunResult:
     """Continue a stopped prompt or flow run: finished rows kept (no token spent on them again), the rest run."""
     started = time.perf_counter()
-    config = config or Config.load()
-    with Store(config.store_path) as store:
-        record = store.get_run(run)
-    plan = recorded_plan(record, config, data, flow, output)
+    config, record, plan = _recorded(run, config, data, flow, output)
     with Store(config.store_path) as store:
         done = store.reopen_run(record.id)
         if output is not None:
@@ -432,14 +451,8 @@ async def rerun_batch_async(
 ) -> RunResult:
     """A recorded prompt or flow run again, as a new run from its spec: free where its answers are cached."""
     started = time.perf_counter()
-    config = config or Config.load()
-    with Store(config.store_path) as store:
-        record = store.get_run(run)
-    plan = recorded_plan(record, config, data, flow, output)
+    config, record, plan = _recorded(run, config, data, flow, output)
     with Store(config.store_path) as store:
         store.check_name_free(name)
-        spec = plan.spec.to_dict() | {"cache": True, "rerun_of": record.id}
-        estimate_json = plan.estimate.to_dict() if plan.estimate is not None else None
-        run_id = store.create_run(plan.kind, spec, len(plan.items), name=name, estimate=estimate_json)
-        store.set_output_path(run_id, output)
+        run_id = _create_run(store, plan, plan.spec.to_dict() | {"cache": True, "rerun_of": record.id}, name, output)
         return await _execute(plan, store, run_id, set(), RowWriter(output), progress, True, started)
