@@ -39,9 +39,11 @@ lint: install-dev
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
-# the dashboard's browser tests drive Debian's Chromium: installed here when missing (CI runs as root)
+# the dashboard's browser tests drive Debian's Chromium, the store's tests a throwaway PostgreSQL server: both
+# installed here when missing (CI runs as root; not root: the PostgreSQL tests skip, saying how to install it)
 test: lint
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql)
 	$(BIN)/pytest
 
 # quota benchmark: llmcorr's scheduler vs peers on the quota emulator (~16 min; creates bench/.venv-peers* once)

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from llmcorr.correct.datasets import demo_predictions
+from tests.pg import postgres_server, postgres_url  # noqa: F401 (fixtures: a real PostgreSQL server, tests/pg.py)
 
 BIN = Path(sys.executable).parent
 LLMCORR = str(BIN / "llmcorr")
@@ -21,7 +22,7 @@ def llmcorr_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     home = tmp_path / "home"
     monkeypatch.setenv("LLMCORR_HOME", str(home))
     for var in list(os.environ):
-        if var.startswith("OPENAI_") or var == "LLMCORR_LOCAL_MODEL":
+        if var.startswith("OPENAI_") or var in ("LLMCORR_LOCAL_MODEL", "LLMCORR_STORE"):
             monkeypatch.delenv(var)
     yield home
 

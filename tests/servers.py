@@ -1,11 +1,13 @@
 """A scripted OpenAI-compatible chat-completions server on 127.0.0.1, for what a real server won't do on demand
 (429s with Retry-After, 5xx bursts, malformed bodies). It answers each request with the next scripted reply and
-records what it received."""
+records what it received; with `delay_s` each answer takes that long, and `peak_in_flight` is the most requests it
+held at once."""
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -36,8 +38,11 @@ def ok(text: str, prompt_tokens: int = 12, completion_tokens: int = 4) -> Reply:
 
 
 class ScriptedServer:
-    def __init__(self, default: Reply | None = None) -> None:
+    def __init__(self, default: Reply | None = None, delay_s: float = 0.0) -> None:
         self.script: deque[Reply] = deque()
+        self.delay_s = delay_s
+        self.in_flight = self.peak_in_flight = 0
+        self._count = threading.Lock()
         self.default = default or ok("Prediction: True; Explanation: scripted")
         self.requests: list[dict[str, Any]] = []
         server = self
@@ -50,6 +55,12 @@ class ScriptedServer:
                 length = int(self.headers.get("content-length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
                 server.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                with server._count:
+                    server.in_flight += 1
+                    server.peak_in_flight = max(server.peak_in_flight, server.in_flight)
+                time.sleep(server.delay_s)
+                with server._count:  # before answering: the client's next request may follow the answer at once
+                    server.in_flight -= 1
                 reply = server.script.popleft() if server.script else server.default
                 raw = reply.body if isinstance(reply.body, str) else json.dumps(reply.body or {})
                 data = raw.encode()

@@ -5,10 +5,11 @@
 
 ```toml
 default = ["east"]                   # optional, before any [[endpoints]]: what a run uses when --endpoint names none
+store_url = "postgresql://me@db.example:5432/llmcorr"  # optional: a team's shared store (or LLMCORR_STORE)
 
 [[endpoints]]
 name = "east"                        # referred to by --endpoint east
-kind = "openai"                      # openai (any OpenAI-compatible server) | azure | local
+kind = "openai"                      # openai (any OpenAI-compatible server) | azure | local | vllm | ollama | llamacpp
 base_url = "http://127.0.0.1:8101/v1"
 model = "gpt-4o-mini"
 api_key = "${env:EAST_KEY}"          # read from the environment at run time; keys never live in files or the store
@@ -32,11 +33,20 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
+from .store.db import POSTGRES_SCHEMES, StoreURL
 
 HOME_ENV = "LLMCORR_HOME"
+STORE_ENV = "LLMCORR_STORE"
 CONFIG_FILE = "llmcorr.toml"
 OPENAI_URL = "https://api.openai.com/v1"
 AZURE_WINDOW_S = 10.0
+# Model servers on this machine, by kind: OpenAI-compatible, no key unless configured, no quota (max_concurrency
+# is their throttle). The URL each listens on by default; `base_url` overrides it.
+SERVER_URLS = {
+    "vllm": "http://127.0.0.1:8000/v1",  # vllm serve MODEL
+    "ollama": "http://127.0.0.1:11434/v1",  # ollama serve
+    "llamacpp": "http://127.0.0.1:8080/v1",  # llama-server -m MODEL.gguf --port 8080
+}
 _ENV_REF = re.compile(r"^\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}$")
 
 
@@ -50,7 +60,7 @@ class EndpointConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = "default"
-    kind: Literal["local", "openai", "azure"] = "local"
+    kind: Literal["local", "openai", "azure", "vllm", "ollama", "llamacpp"] = "local"
     model: str | None = None
     model_path: Path | None = None
     base_url: str | None = None
@@ -76,9 +86,17 @@ class EndpointConfig(BaseModel):
             data["api_key_env"] = ref.group(1)
         return data
 
+    @model_validator(mode="before")
+    @classmethod
+    def _server_url(cls, data: Any) -> Any:
+        """A model server's kind implies where it listens, so the run record holds the URL that was used."""
+        if isinstance(data, dict) and data.get("kind") in SERVER_URLS and not data.get("base_url"):
+            data = {**data, "base_url": SERVER_URLS[data["kind"]]}
+        return data
+
     @model_validator(mode="after")
     def _check(self) -> EndpointConfig:
-        if self.kind in ("openai", "azure") and not self.model:
+        if self.kind != "local" and not self.model:
             raise ValueError(f"the {self.kind} endpoint needs a model name (model = …, or --model)")
         if self.kind == "azure" and not self.base_url:
             raise ValueError("the azure endpoint needs base_url (…/openai/deployments/NAME)")
@@ -133,6 +151,12 @@ class Config(BaseModel):
         description="also export spans over OTLP/HTTP to this collector URL",
     )
     source: str | None = Field(default=None, description="the llmcorr.toml it came from")
+    store_url: str | None = Field(
+        default_factory=lambda: os.environ.get(STORE_ENV) or None,
+        validate_default=True,
+        repr=False,  # it may hold a password: shown only as Config.store_path, which leaves it out
+        description="a shared PostgreSQL store (postgresql://user@host:port/db) instead of home/llmcorr.db",
+    )
 
     @field_validator("endpoints")
     @classmethod
@@ -142,6 +166,13 @@ class Config(BaseModel):
         if dup:
             raise ValueError(f"two endpoints are named {dup!r}")
         return endpoints
+
+    @field_validator("store_url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(POSTGRES_SCHEMES):  # never echoed: it may hold a password
+            raise ValueError("expected a PostgreSQL URL, postgresql://user@host:port/db (store_url or LLMCORR_STORE)")
+        return value
 
     @field_validator("default", mode="before")
     @classmethod
@@ -157,8 +188,10 @@ class Config(BaseModel):
         return self
 
     @property
-    def store_path(self) -> Path:
-        return self.home / "llmcorr.db"
+    def store_path(self) -> Path | StoreURL:
+        """Where the run store lives: the PostgreSQL database of `store_url` (or LLMCORR_STORE), else
+        home/llmcorr.db. `Store(config.store_path)` opens either; printed, a URL leaves out its password."""
+        return StoreURL(self.store_url) if self.store_url else self.home / "llmcorr.db"
 
     def endpoint(self, name: str) -> EndpointConfig:
         for endpoint in self.endpoints:

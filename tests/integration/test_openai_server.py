@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -28,10 +29,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@contextmanager
+def llama_cpp_server(log: Path, api_key: str | None = None) -> Iterator[str]:
+    """llama-cpp-python's OpenAI-compatible server on a free 127.0.0.1 port, serving the embedded model as
+    "smollm2" (and requiring `api_key` when given); yields its base URL."""
     port = free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
+    key_args = ["--api_key", api_key] if api_key else []
     with log.open("w") as fh:
         proc = subprocess.Popen(
             [
@@ -48,20 +51,20 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 "4096",
                 "--model_alias",
                 "smollm2",
-                "--api_key",
-                KEY,
+                *key_args,
             ],
             stdout=fh,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
     base = f"http://127.0.0.1:{port}/v1"
+    headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
     try:
         deadline = time.monotonic() + 120
         while True:
             assert proc.poll() is None, log.read_text()[-2000:]
             try:
-                if httpx.get(f"{base}/models", headers={"authorization": f"Bearer {KEY}"}, timeout=2).is_success:
+                if httpx.get(f"{base}/models", headers=headers, timeout=2).is_success:
                     break
             except httpx.TransportError:
                 pass
@@ -71,6 +74,12 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with llama_cpp_server(tmp_path_factory.mktemp("server") / "server.log", api_key=KEY) as base:
+        yield base
 
 
 def test_correct_through_an_openai_compatible_server(

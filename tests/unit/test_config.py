@@ -79,7 +79,7 @@ def test_bad_toml_is_one_clear_line(tmp_path: Path, edit: tuple[str, str], messa
     ("overrides", "message"),
     [
         ({"provider": {"kind": "openai"}}, "bad config: provider: the openai endpoint needs a model name"),
-        ({"provider": {"kind": "cloud"}}, "bad config: provider.kind: Input should be 'local', 'openai' or 'azure'"),
+        ({"provider": {"kind": "cloud"}}, "bad config: provider.kind: Input should be 'local', 'openai', 'azure'"),
         ({"provider": {"max_concurrency": 0}}, "bad config: provider.max_concurrency"),
         ({"provider": {"api_key": "sk-x"}}, 'bad config: provider: api_key must be "${env:VAR}"'),
     ],
@@ -106,3 +106,55 @@ def test_default_endpoints_from_toml(tmp_path: Path) -> None:
     path.write_text('default = ["nope"]\n\n' + endpoint)
     with pytest.raises(ConfigError, match="no endpoint is named 'nope'"):
         Config.load(path)
+
+
+@pytest.mark.parametrize(
+    ("kind", "url", "provider_class"),
+    [
+        ("vllm", "http://127.0.0.1:8000/v1", "VLLMProvider"),
+        ("ollama", "http://127.0.0.1:11434/v1", "OllamaProvider"),
+        ("llamacpp", "http://127.0.0.1:8080/v1", "LlamaCppServerProvider"),
+    ],
+)
+def test_a_local_server_kind_means_its_localhost_url_and_no_key(
+    tmp_path: Path, kind: str, url: str, provider_class: str
+) -> None:
+    from llmcorr.providers import make_provider
+
+    path = tmp_path / "llmcorr.toml"
+    path.write_text(f'[[endpoints]]\nname = "here"\nkind = "{kind}"\nmodel = "m"\nmax_concurrency = 2\n')
+    endpoint = Config.load(path).endpoint("here")
+    assert (endpoint.kind, endpoint.base_url, endpoint.key_env) == (kind, url, None)
+    assert endpoint.model_dump()["base_url"] == url  # what the run record keeps
+    provider = make_provider(endpoint)
+    assert type(provider).__name__ == provider_class and provider.kind == kind
+    assert provider.describe()["base_url"] == url and provider.max_concurrency == 2
+
+    path.write_text(
+        f'[[endpoints]]\nname = "gpu"\nkind = "{kind}"\nmodel = "m"\nbase_url = "http://10.0.0.7:9000/v1"\n'
+        'api_key = "${env:GPU_KEY}"\n'
+    )
+    moved = Config.load(path).endpoint("gpu")
+    assert (moved.base_url, moved.key_env) == ("http://10.0.0.7:9000/v1", "GPU_KEY")  # both can be given
+
+
+def test_a_local_server_needs_a_model_name() -> None:
+    with pytest.raises(ConfigError, match="bad config: provider: the ollama endpoint needs a model name"):
+        Config.load(provider={"kind": "ollama"})
+
+
+def test_the_store_url_comes_from_the_environment_or_the_toml_and_prints_without_its_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLMCORR_STORE", "postgresql://ann:s3cret@db.example:5433/team?sslmode=require")
+    config = Config.load()
+    assert str(config.store_path) == "postgresql://ann@db.example:5433/team"
+    assert "s3cret" not in repr(config) + repr(config.store_path) + f"{config.store_path}"
+    path = tmp_path / "llmcorr.toml"
+    path.write_text('store_url = "postgres://bob@10.0.0.2/runs"\n')
+    assert str(Config.load(path).store_path) == "postgres://bob@10.0.0.2/runs"  # the file's setting wins
+    monkeypatch.delenv("LLMCORR_STORE")
+    assert Config.load().store_path == Config.load().home / "llmcorr.db"
+    monkeypatch.setenv("LLMCORR_STORE", "/tmp/other.db")
+    with pytest.raises(ConfigError, match=r"^bad config: store_url: expected a PostgreSQL URL"):
+        Config.load()

@@ -12,6 +12,12 @@ from llmcorr.store import RowRecord, Store
 from llmcorr.store.migrations import MIGRATIONS, migrate
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def where(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """A blank store: a SQLite file, or a database of its own on a real PostgreSQL server (tests/pg.py)."""
+    return tmp_path / "s.db" if request.param == "sqlite" else str(request.getfixturevalue("postgres_url"))
+
+
 def test_blank_store_is_migrated_once(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     Store(path).close()
@@ -22,8 +28,8 @@ def test_blank_store_is_migrated_once(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_rows_commit_with_totals(tmp_path: Path) -> None:
-    with Store(tmp_path / "s.db") as store:
+def test_rows_commit_with_totals(where: Path | str) -> None:
+    with Store(where) as store:
         run_id = store.create_run("correct", {"k": 1}, rows_total=2, name="first")
         store.add_row(
             run_id,
@@ -31,11 +37,12 @@ def test_rows_commit_with_totals(tmp_path: Path) -> None:
                 0, "a", {"x": 1}, "ok", response="Prediction: True", output={"v": 1}, input_tokens=10, output_tokens=3
             ),
         )
-        store.add_row(run_id, RowRecord(1, "b", {"x": 2}, "error", error="HTTP 500"))
+        store.add_row(run_id, RowRecord(1, "b", {"x": 2}, "error", error="HTTP 500", response="odd\x00answer"))
         run = store.get_run("first")
         assert (run.id, run.rows_done, run.rows_failed, run.input_tokens, run.output_tokens) == (run_id, 2, 1, 10, 3)
         rows = store.rows(run_id)
         assert rows[0]["output"] == {"v": 1} and rows[1]["error"] == "HTTP 500"
+        assert rows[1]["response"] == ("odd\x00answer" if isinstance(where, Path) else "odd\ufffdanswer")  # PG: no NUL
         assert store.row_status_counts(run_id) == {"error": 1, "ok": 1}
         with pytest.raises(sqlite3.IntegrityError):  # a row is written once
             store.add_row(run_id, RowRecord(0, "a", {}, "ok"))
@@ -44,27 +51,29 @@ def test_rows_commit_with_totals(tmp_path: Path) -> None:
         assert store.get_run(run_id[:6]).metrics == {"n": 2}
 
 
-def test_names_are_unique_and_lookups_fail_clearly(tmp_path: Path) -> None:
-    with Store(tmp_path / "s.db") as store:
+def test_names_are_unique_and_lookups_fail_clearly(where: Path | str) -> None:
+    with Store(where) as store:
         store.create_run("correct", {}, 0, name="dup")
         with pytest.raises(UserError, match="already exists"):
             store.check_name_free("dup")
         with pytest.raises(UserError, match="already exists"):
             store.create_run("correct", {}, 0, name="dup")
+        with pytest.raises(UserError, match="already exists; choose another name"):
+            store.rename_run(store.create_run("correct", {}, 0, name="other"), "dup")
         with pytest.raises(NotFoundError, match="no run with id or name 'nope'"):
             store.get_run("nope")
 
 
-def test_delete_cascades_to_rows(tmp_path: Path) -> None:
-    with Store(tmp_path / "s.db") as store:
+def test_delete_cascades_to_rows(where: Path | str) -> None:
+    with Store(where) as store:
         run_id = store.create_run("correct", {}, 1)
         store.add_row(run_id, RowRecord(0, "a", {}, "ok"))
         store.delete_run(run_id)
         assert store.conn.execute("SELECT COUNT(*) FROM rows").fetchone()[0] == 0
 
 
-def test_run_of_a_dead_process_is_interrupted(tmp_path: Path) -> None:
-    path = tmp_path / "s.db"
+def test_run_of_a_dead_process_is_interrupted(where: Path | str) -> None:
+    path = where
     code = (
         "import sys; from llmcorr.store import Store; s = Store(sys.argv[1]);"
         "print(s.create_run('correct', {}, 5, name='victim'))"
@@ -109,8 +118,8 @@ def _span(run_id: str, span_id: str, row: int | None, start_ns: int, end_ns: int
     return (span_id, "t" * 32, None, run_id, row, "row", f"row {row}", start_ns, end_ns, "ok", None, '{"k": 1}')
 
 
-def test_spans_written_after_a_cursor_are_found_whatever_their_end_time(tmp_path: Path) -> None:
-    with Store(tmp_path / "s.db") as store:
+def test_spans_written_after_a_cursor_are_found_whatever_their_end_time(where: Path | str) -> None:
+    with Store(where) as store:
         run_id, other = store.create_run("prompt", {}, 2), store.create_run("prompt", {}, 1)
         store.add_spans([_span(run_id, "a", 0, 10, 50), _span(other, "x", 0, 1, 2)])
         spans, cursor = store.spans_written_after(run_id)
@@ -125,9 +134,11 @@ def test_spans_written_after_a_cursor_are_found_whatever_their_end_time(tmp_path
         assert [s["span_id"] for s in store.spans_written_after(run_id, row_index=1)[0]] == ["c", "b"]
 
 
-def test_runs_with_output_compares_resolved_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_runs_with_output_compares_resolved_paths(
+    where: Path | str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
-    with Store(tmp_path / "s.db") as store:
+    with Store(where) as store:
         a, b, c = (store.create_run("prompt", {}, 1) for _ in range(3))
         store.set_output_path(a, "out.csv")  # relative: stored resolved
         store.set_output_path(b, tmp_path / "out.csv")
@@ -137,8 +148,8 @@ def test_runs_with_output_compares_resolved_paths(tmp_path: Path, monkeypatch: p
         assert store.runs_with_output(tmp_path / "other.csv") == []
 
 
-def test_like_wildcards_in_names_and_id_prefixes_are_literal(tmp_path: Path) -> None:
-    with Store(tmp_path / "s.db") as store:
+def test_like_wildcards_in_names_and_id_prefixes_are_literal(where: Path | str) -> None:
+    with Store(where) as store:
         a = store.create_run("correct", {}, 1, name="try_1")
         store.create_run("correct", {}, 1, name="tryX1")
         assert [r.name for r in store.list_runs(name="try_")] == ["try_1"]  # _ is not "any character"
@@ -146,3 +157,24 @@ def test_like_wildcards_in_names_and_id_prefixes_are_literal(tmp_path: Path) -> 
         with pytest.raises(NotFoundError, match="no run with id or name '%'"):
             store.get_run("%")  # not "every run whose id starts with anything"
         assert store.get_run(a[:6]).id == a
+
+
+def test_a_span_written_again_replaces_the_first_and_counts_as_new(where: Path | str) -> None:
+    with Store(where) as store:
+        run_id = store.create_run("prompt", {}, 1)
+        store.add_spans([_span(run_id, "a", 0, 10, 20)])
+        _, cursor = store.spans_written_after(run_id)
+        store.add_spans([_span(run_id, "a", 0, 10, 40)])  # the same span again (an exporter's retry): replaced
+        assert [(s["span_id"], s["end_ns"]) for s in store.spans(run_id)] == [("a", 40)]
+        assert [s["end_ns"] for s in store.spans_written_after(run_id, cursor)[0]] == [40]  # a follower sees it
+
+
+def test_tags_and_name_search_match_exactly_what_they_say(where: Path | str) -> None:
+    with Store(where) as store:
+        a, b = store.create_run("prompt", {}, 1, name="Alpha run"), store.create_run("prompt", {}, 1, name="beta")
+        store.tag_run(a, add=["base", 'x"y'])
+        store.tag_run(b, add=["baseline"])
+        assert [r.id for r in store.list_runs(tag="base")] == [a]  # a whole tag, not a part of one
+        assert [r.id for r in store.list_runs(tag='x"y')] == [a] and store.list_runs(tag="y") == []
+        assert [r.id for r in store.list_runs(name="PHA R")] == [a]  # part of a name, any case
+        assert store.list_runs(tag="Base") == []  # tags are case-sensitive

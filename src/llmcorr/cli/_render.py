@@ -89,6 +89,8 @@ def run_table(record: RunRecord, wall_s: float | None = None) -> Table:
         kind = "" if e.get("name") == e.get("kind") else f"{e.get('kind')} "
         table.add_row("endpoint", f"{e.get('name')}: {kind}{e.get('model')}" + (f" ({quota})" if quota else ""))
     table.add_row("data", str(record.spec.get("data", "?")))
+    if record.spec.get("options", {}).get("executor"):
+        table.add_row("executor", str(record.spec["options"]["executor"]))
     table.add_row("rows", f"{record.rows_done}/{record.rows_total} done, {record.rows_failed} failed")
     table.add_row(
         "tokens",
@@ -290,4 +292,4 @@ def print_result(config: Config, result: CorrectionResult | RunResult, output: P
         if result.metrics:
             console.print_json(json.dumps(result.metrics))
     if output is not None:
-        console.print(f"wrote {len(result.table)} rows to {output}")
+        console.print(f"wrote {result.rows if isinstance(result, RunResult) else len(result.table)} rows to {output}")

@@ -44,6 +44,12 @@ def run(
     otlp: OtlpOpt = None,
     no_trace: NoTraceOpt = False,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="call the LLM even when the answer is cached")] = False,
+    executor: Annotated[
+        str, typer.Option(help="local (this process), or ray: the rows spread over a Ray cluster (needs the ray extra)")
+    ] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option(help="the Ray cluster to use (auto, ray://HOST:10001…); default: a local instance")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Run a prompt file or a Python flow over a data file; each row's columns are its inputs."""
@@ -69,6 +75,8 @@ def run(
             config=config,
             cache=not no_cache,
             progress=not quiet,
+            executor=executor,
+            ray_address=ray_address,
         )
     )
     print_result(config, result, output)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 import secrets
 import socket
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -80,7 +79,7 @@ def ui(
         if token:
             console.print("(it asks for your --token: open the address with ?token=… once)")
     console.print(
-        f"store: {Path(config.store_path)} · Ctrl-C stops the dashboard (runs it started go on)",
+        f"store: {config.store_path} · Ctrl-C stops the dashboard (runs it started go on)",
         markup=False,
         highlight=False,
         soft_wrap=True,

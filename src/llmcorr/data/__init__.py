@@ -1,5 +1,16 @@
-"""Data in and out: tables from files or DataFrames, outputs written as a run goes."""
+"""Data in and out: tables from files or DataFrames (whole, or streamed row by row), outputs written as a run goes."""
 
 from .io import SUFFIXES, RowWriter, Where, as_frame, check_output_path, read_table, write_table
+from .stream import Table, open_table
 
-__all__ = ["SUFFIXES", "RowWriter", "Where", "as_frame", "check_output_path", "read_table", "write_table"]
+__all__ = [
+    "SUFFIXES",
+    "RowWriter",
+    "Table",
+    "Where",
+    "as_frame",
+    "check_output_path",
+    "open_table",
+    "read_table",
+    "write_table",
+]

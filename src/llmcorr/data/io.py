@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -55,7 +56,7 @@ def read_table(path: Path) -> tuple[pd.DataFrame, Where]:
         raise DataError(f"{path}: unknown file type {path.suffix!r} (expected .csv, .tsv, .jsonl or .parquet)")
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    try:
+    with read_errors(path, fmt):
         if fmt in ("csv", "tsv"):
             frame = pd.read_csv(
                 path, sep="\t" if fmt == "tsv" else ",", dtype=str, keep_default_na=False, encoding="utf-8"
@@ -66,6 +67,13 @@ def read_table(path: Path) -> tuple[pd.DataFrame, Where]:
             return frame, lambda i: f"line {lines[i]}"
         frame = pd.read_parquet(path)
         return frame, lambda i: f"row {i + 1}"
+
+
+@contextmanager
+def read_errors(path: Path, fmt: str) -> Iterator[None]:
+    """Turn what pandas, pyarrow and the codecs raise on a bad file into one `DataError` line."""
+    try:
+        yield
     except DataError:
         raise
     except UnicodeDecodeError as exc:
@@ -168,3 +176,33 @@ class RowWriter:
     def finish(self, table: pd.DataFrame) -> Path | None:
         self.close()
         return write_table(table, self.path) if self.path is not None else None
+
+    def finish_rows(self, records: Iterable[dict[str, Any]], columns: list[str]) -> Path | None:
+        """Replace the file with `records` (in input order), streamed: CSV/TSV/JSONL never hold the table in
+        memory; Parquet is built in memory, then written."""
+        self.close()
+        if self.path is None:
+            for _ in records:
+                pass
+            return None
+        if self.fmt == "parquet":  # nested values as JSON text, as in CSV: a column may mix them with strings
+            rows = [{c: _csv_cell(r.get(c)) for c in columns} for r in records]
+            return write_table(pd.DataFrame.from_records(rows, columns=columns), self.path)
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        with tmp.open("w", encoding="utf-8", newline="") as fh:
+            if self.fmt == "jsonl":
+                for record in records:
+                    fh.write(json.dumps({k: _cell(v) for k, v in record.items()}, ensure_ascii=False, default=str))
+                    fh.write("\n")
+            else:
+                out = csv.writer(fh, delimiter="\t" if self.fmt == "tsv" else ",", lineterminator="\n")
+                out.writerow(columns)
+                for record in records:
+                    out.writerow([_csv_cell(record.get(c)) for c in columns])
+        tmp.replace(self.path)
+        return self.path
+
+
+def _csv_cell(value: Any) -> Any:
+    value = _cell(value)
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else value

@@ -6,6 +6,7 @@ from ..config import OPENAI_URL, EndpointConfig
 from .base import Completion, GenParams, Message, Provider, RateLimitInfo
 from .local import LocalProvider, embedded_model_path
 from .openai import AzureOpenAIProvider, OpenAIProvider
+from .servers import SERVER_PROVIDERS
 
 DEFAULT_HTTP_CONCURRENCY = 8
 
@@ -25,7 +26,7 @@ def make_provider(config: EndpointConfig) -> Provider:
             timeout_s=config.timeout_s,
             api_version=config.api_version,
         )
-    return OpenAIProvider(
+    return SERVER_PROVIDERS.get(config.kind, OpenAIProvider)(  # vllm, ollama, llamacpp: localhost defaults
         model=config.model or "",
         base_url=base_url,
         api_key_env=config.key_env,

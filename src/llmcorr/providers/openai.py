@@ -6,13 +6,16 @@ part of `describe()`, error messages or anything the store or logs see.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import time
+import urllib.request
+from collections.abc import Mapping
 from typing import Any
 
-import httpx
+import aiohttp
 
 from ..errors import ConfigError, FatalProviderError, QuotaExhaustedError, RateLimitError, TransientError
 from .base import Completion, GenParams, Message, Provider, RateLimitInfo
@@ -20,9 +23,9 @@ from .base import Completion, GenParams, Message, Provider, RateLimitInfo
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(headers: Mapping[str, str]) -> float | None:
     for header in ("retry-after-ms", "retry-after"):
-        value = response.headers.get(header)
+        value = headers.get(header)
         if value is None:
             continue
         try:
@@ -59,7 +62,7 @@ def _int(value: str | None) -> int | None:
         return None
 
 
-def parse_ratelimit(headers: httpx.Headers) -> RateLimitInfo | None:
+def parse_ratelimit(headers: Mapping[str, str]) -> RateLimitInfo | None:
     """The x-ratelimit-* headers OpenAI (and Azure, vLLM gateways…) send, or None if there are none."""
     info = RateLimitInfo(
         limit_requests=_int(headers.get("x-ratelimit-limit-requests")),
@@ -72,9 +75,24 @@ def parse_ratelimit(headers: httpx.Headers) -> RateLimitInfo | None:
     return None if info.empty else info
 
 
-def _server_message(response: httpx.Response) -> str:
+class _Response:
+    """What the provider keeps of an HTTP response: status, headers (case-insensitive), body."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+
+def _server_message(response: _Response) -> str:
     try:
-        body = response.json()
+        body = json.loads(response.body)
     except (json.JSONDecodeError, UnicodeDecodeError):
         return response.text[:200].strip()
     if isinstance(body, dict):
@@ -86,6 +104,16 @@ def _server_message(response: httpx.Response) -> str:
         if "detail" in body:
             return str(body["detail"])[:200]
     return ""
+
+
+def _env_proxy(url: str) -> str | None:
+    """The proxy the environment (HTTPS_PROXY, HTTP_PROXY, NO_PROXY…) names for `url`, looked up once per client:
+    aiohttp's `trust_env` would look it up (and read ~/.netrc) on a thread for every request."""
+    scheme, _, rest = url.partition("://")
+    host = rest.split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
+    if urllib.request.proxy_bypass(host):
+        return None
+    return urllib.request.getproxies().get(scheme)
 
 
 class OpenAIProvider(Provider):
@@ -110,7 +138,9 @@ class OpenAIProvider(Provider):
         self.api_key_env = api_key_env
         self.max_concurrency = max_concurrency
         self.timeout_s = timeout_s
-        self._client: httpx.AsyncClient | None = None
+        self._client: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._proxy: str | None = None
 
     @property
     def model(self) -> str:
@@ -137,12 +167,18 @@ class OpenAIProvider(Provider):
     def _url(self) -> str:
         return f"{self.base_url}/chat/completions"
 
-    def _get_client(self) -> httpx.AsyncClient:
-        if self._client is None:
+    def _get_client(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client.closed or self._loop is not loop:
             # no pool limit: the scheduler's concurrency gate decides how many requests are in flight, and a pool
             # queue below it would delay requests the quota already admitted
-            limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
-            self._client = httpx.AsyncClient(timeout=self.timeout_s, limits=limits)
+            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30)
+            timeout = aiohttp.ClientTimeout(total=self.timeout_s)
+            self._client = aiohttp.ClientSession(
+                connector=connector, timeout=timeout, skip_auto_headers=("User-Agent",)
+            )
+            self._loop = loop
+            self._proxy = _env_proxy(self._url())
         return self._client
 
     async def complete(self, messages: list[Message], params: GenParams) -> Completion:
@@ -157,19 +193,21 @@ class OpenAIProvider(Provider):
         if params.stop:
             payload["stop"] = list(params.stop)
         url = self._url()
+        data = json.dumps(payload, ensure_ascii=False).encode()
         start = time.perf_counter()
         try:
-            response = await self._get_client().post(url, json=payload, headers=self._headers())
-        except httpx.TimeoutException as exc:
+            async with self._get_client().post(url, data=data, headers=self._headers(), proxy=self._proxy) as r:
+                response = _Response(r.status, r.headers, await r.read())
+        except TimeoutError as exc:
             raise TransientError(f"{url}: timed out after {self.timeout_s:g}s") from exc
-        except httpx.TransportError as exc:
+        except aiohttp.ClientError as exc:
             raise TransientError(f"{url}: {type(exc).__name__}") from exc
         latency_ms = (time.perf_counter() - start) * 1000
         self._raise_for_status(url, response)
         return self._parse(url, response, latency_ms)
 
-    def _raise_for_status(self, url: str, response: httpx.Response) -> None:
-        status = response.status_code
+    def _raise_for_status(self, url: str, response: _Response) -> None:
+        status = response.status
         if status < 400:
             return
         message = _server_message(response)
@@ -178,17 +216,19 @@ class OpenAIProvider(Provider):
             lowered = message.lower()
             if "insufficient_quota" in response.text or ("quota" in lowered and "day" in lowered):
                 raise QuotaExhaustedError(text)  # a daily/billing quota: retrying cannot help
-            raise RateLimitError(text, retry_after=_retry_after(response), ratelimit=parse_ratelimit(response.headers))
+            raise RateLimitError(
+                text, retry_after=_retry_after(response.headers), ratelimit=parse_ratelimit(response.headers)
+            )
         if status >= 500 or status == 408:
             raise TransientError(text)
         raise FatalProviderError(text)
 
-    def _parse(self, url: str, response: httpx.Response, latency_ms: float) -> Completion:
+    def _parse(self, url: str, response: _Response, latency_ms: float) -> Completion:
         try:
-            body = response.json()
+            body = json.loads(response.body)
             choice = body["choices"][0]
             text = choice["message"].get("content") or ""
-        except (json.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise TransientError(f"{url}: malformed response ({type(exc).__name__})") from exc
         usage = body.get("usage") or {}
         return Completion(
@@ -203,8 +243,9 @@ class OpenAIProvider(Provider):
 
     async def aclose(self) -> None:
         if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+            client, self._client = self._client, None
+            if not client.closed and self._loop is asyncio.get_running_loop():
+                await client.close()
 
 
 class AzureOpenAIProvider(OpenAIProvider):

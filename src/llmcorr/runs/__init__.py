@@ -42,7 +42,8 @@ def run(flow: Any, data: Any = None, **options: Any) -> RunResult:
     path or a DataFrame (pandas, polars). Options: init (class arguments), mapping ({arg: "${data.column}"} or
     "${run.outputs.key}" with upstream=RUN_ID), upstream, output (written as rows finish), name, limit, max_tokens
     (256), temperature (0), seed, concurrency, endpoints, provider, config, cache (True), resume_from (a run whose
-    finished rows are reused, no token spent), progress (False).
+    finished rows are reused, no token spent), progress (False), executor ("local", or "ray": the rows spread over a
+    Ray cluster, `pip install 'llmcorr[ray]'`), ray_address (default: start a local Ray instance).
     Inside a Python flow, `llmcorr.chat(...)` (sync) or `await llmcorr.achat(...)` asks the run's LLM.
     """
     return run_sync(run_batch_async(flow, data, **options))

@@ -7,6 +7,7 @@ the processor for prompts (a job supplies the messages and interprets the answer
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from contextlib import asynccontextmanager
@@ -21,7 +22,7 @@ from ..providers import Provider
 from ..providers.base import GenParams, Message
 from ..scheduler import Scheduler, build_endpoints
 from ..store import RowRecord, Store
-from ..tracing import row_span, run_tracing
+from ..tracing import flush_spans, row_span, run_tracing
 from .llm import CachedLLM
 
 
@@ -79,6 +80,10 @@ def prompt_rows(job: Job, llm: CachedLLM, params: GenParams) -> Process:
     return process
 
 
+FLUSH_S = 0.05  # finished rows are committed together at most this long after the first of them finished
+FLUSH_ROWS = 512  # ... or as soon as this many are waiting
+
+
 async def execute(
     items: Iterable[WorkItem],
     process: Process,
@@ -88,55 +93,49 @@ async def execute(
     on_row: ProgressFn | None = None,
     drain_timeout_s: float = 120.0,
 ) -> None:
-    """Process every item, up to `concurrency` at once, committing each row as it finishes.
+    """Process every item, up to `concurrency` at once, committing finished rows as they come.
+
+    `concurrency` workers take items from the one iterator as they free up (items are read lazily: a generator over
+    a large file is never held in memory). Finished rows are committed in batches — one transaction for all the
+    rows that finished within FLUSH_S — so a fast endpoint does not turn into a storm of commits.
 
     A row that fails on its own is the processor's to record as an error row. An exception that escapes it (a fatal
     provider error: bad key, exhausted quota, unloadable model) stops the run; so does `llmcorr runs cancel` (seen
     within CANCEL_POLL_S), with `RunCancelled`. Either way, the work already started is waited for (up to
     `drain_timeout_s`) and its rows kept.
     """
-    in_flight: set[asyncio.Task[RowRecord]] = set()
-    limit = max(1, concurrency)
+    source = iter(items)
+    finished: list[RowRecord] = []
+    failures: list[BaseException] = []
+    arrived = asyncio.Event()
+    stopping = False
 
-    def commit(done: set[asyncio.Task[RowRecord]]) -> BaseException | None:
-        """Commit each finished row; return the first failure, if any."""
-        failure: BaseException | None = None
-        for task in sorted(done, key=lambda t: t.get_name()):
-            if task.exception() is not None:
-                failure = failure or task.exception()
-                continue
-            row = task.result()
-            store.add_row(run_id, row)
-            if on_row is not None:
+    async def worker() -> None:
+        nonlocal stopping
+        try:
+            while not stopping:
+                item = next(source, None)
+                if item is None:
+                    return
+                finished.append(await traced(item))
+                if len(finished) == 1 or len(finished) >= FLUSH_ROWS:
+                    arrived.set()
+        except Exception as exc:  # a fatal error (or the items' source failing): no more items for anyone
+            failures.append(exc)
+            stopping = True
+        finally:
+            arrived.set()
+
+    def flush() -> None:
+        if not finished:
+            return
+        batch = finished[:]
+        finished.clear()
+        store.add_rows(run_id, batch)
+        flush_spans()
+        if on_row is not None:
+            for row in batch:
                 on_row(row)
-        return failure
-
-    last_poll = time.monotonic()
-
-    def cancelled() -> BaseException | None:
-        nonlocal last_poll
-        if time.monotonic() - last_poll < CANCEL_POLL_S:
-            return None
-        last_poll = time.monotonic()
-        return RunCancelled(f"run {run_id} was cancelled") if store.cancel_requested(run_id) else None
-
-    async def drain(until_below: int) -> None:
-        """Wait for tasks until fewer than `until_below` are in flight, committing each finished row."""
-        while True:
-            failure = cancelled()
-            if failure is None and not (len(in_flight) >= until_below and in_flight):
-                return
-            if failure is None:
-                done, _ = await asyncio.wait(in_flight, timeout=CANCEL_POLL_S, return_when=asyncio.FIRST_COMPLETED)
-                in_flight.difference_update(done)
-                failure = commit(done)
-            if failure is not None:
-                # stop: but the requests already sent were paid for, so wait for their answers and keep them
-                if in_flight:
-                    finished, _ = await asyncio.wait(in_flight, timeout=drain_timeout_s)
-                    in_flight.difference_update(finished)
-                    commit(finished)
-                raise failure
 
     async def traced(item: WorkItem) -> RowRecord:
         with row_span(item.index, item.sample_id) as span:
@@ -154,16 +153,45 @@ async def execute(
                     span.set_status(Status(StatusCode.ERROR, row.error))
             return row
 
+    workers = {asyncio.create_task(worker()) for _ in range(max(1, concurrency))}
+    failure: BaseException | None = None
+    last_poll = time.monotonic()
     try:
-        for item in items:
-            await drain(limit)
-            in_flight.add(asyncio.create_task(traced(item)))
-        await drain(1)
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(arrived.wait(), CANCEL_POLL_S)
+            workers = {w for w in workers if not w.done()}
+            if finished and len(finished) < FLUSH_ROWS and workers and not failures:
+                await asyncio.sleep(FLUSH_S)  # let the rows finishing now join this commit
+            arrived.clear()
+            flush()
+            workers = {w for w in workers if not w.done()}
+            if failures:
+                failure = failures[0]
+                break
+            if not workers:
+                break
+            if time.monotonic() - last_poll >= CANCEL_POLL_S:
+                last_poll = time.monotonic()
+                if store.cancel_requested(run_id):
+                    failure = RunCancelled(f"run {run_id} was cancelled")
+                    break
+        if failure is not None:
+            # stop: but the requests already sent were paid for, so wait for their answers and keep them
+            stopping = True
+            if workers:
+                _, workers = await asyncio.wait(workers, timeout=drain_timeout_s)
+            flush()
+            raise failure
+        flush()
     finally:
-        for task in in_flight:
+        stopping = True
+        for task in workers:
             task.cancel()
-        if in_flight:
-            await asyncio.gather(*in_flight, return_exceptions=True)
+        if workers:
+            await asyncio.gather(*workers, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            flush()  # rows that finished while the run was being stopped
 
 
 def make_scheduler(

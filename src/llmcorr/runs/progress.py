@@ -22,6 +22,8 @@ from ..scheduler import Scheduler
 from ..store import RowRecord
 from .engine import ProgressFn
 
+REFRESH_S = 0.1
+
 
 def endpoint_usage(scheduler: Scheduler) -> str:
     """`east 41k/60k tok/min · west 12/s` — each endpoint's pace against its binding quota."""
@@ -61,21 +63,28 @@ def row_progress(
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task(description, total=total, tokens=0, errors=0, rate=0.0, limited="", usage="")
 
+        shown = 0  # rows the bar shows: it is updated at most REFRESH_S apart (rows can finish 1,000s a second)
+        last = 0.0
+
         def on_row(row: RowRecord) -> None:
-            nonlocal tokens, errors, done
+            nonlocal tokens, errors, done, shown, last
             done += 1
             tokens += row.input_tokens + row.output_tokens
             errors += row.status == "error"
-            rate = done / max(1e-9, time.monotonic() - started)
+            now = time.monotonic()
+            if now - last < REFRESH_S and done < total:
+                return
+            last = now
             limited = scheduler.rate_limited if scheduler else 0
             bar.update(
                 task,
-                advance=1,
+                advance=done - shown,
                 tokens=tokens,
                 errors=errors,
-                rate=rate,
+                rate=done / max(1e-9, now - started),
                 limited=f"· {limited} × 429" if limited else "",
                 usage=endpoint_usage(scheduler) if scheduler else "",
             )
+            shown = done
 
         yield on_row

@@ -150,9 +150,9 @@ class Scheduler:
                     continue
                 endpoint = self.endpoints[i]
                 prompt, charge = charges[i]
-                endpoint.quota.reserve(charge, now)
+                seq = await endpoint.acquire(charge, now)  # a quota kept elsewhere (a Ray run) waits here
                 endpoint.gate.active += 1
-                return endpoint, endpoint.admitted(charge), prompt, charge
+                return endpoint, seq, prompt, charge
 
     async def _release(self, endpoint: Endpoint) -> None:
         endpoint.gate.active -= 1

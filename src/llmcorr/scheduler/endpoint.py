@@ -207,6 +207,13 @@ class Endpoint:
     def estimate_prompt(self, prompt_tokens: int) -> int:
         return math.ceil(prompt_tokens * self.calibration)
 
+    async def acquire(self, charge: float, now: float) -> int:
+        """Reserve `charge` on the quota and number the request. Here the reservation is immediate (the scheduler
+        only calls this when the quota admits it); a quota kept by another process (scheduler/remote.py) is
+        waited for."""
+        self.quota.reserve(charge, now)
+        return self.admitted(charge)
+
     def admitted(self, charge: float) -> int:
         self._seq += 1
         self._sent.append((self._seq, charge))

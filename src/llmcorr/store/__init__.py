@@ -1,6 +1,6 @@
-"""The run store (SQLite). A sink: everything may write to it; it calls nothing upward."""
+"""The run store: a SQLite file, or a team's PostgreSQL database. A sink: it calls nothing upward."""
 
-from .db import connect
+from .db import StoreURL, connect
 from .runs import RowRecord, RunRecord, Store
 
-__all__ = ["RowRecord", "RunRecord", "Store", "connect"]
+__all__ = ["RowRecord", "RunRecord", "Store", "StoreURL", "connect"]

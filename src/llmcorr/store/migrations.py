@@ -1,16 +1,25 @@
 """Schema migrations: a numbered list of functions, recorded by name, applied whenever the store opens.
 
 Never edit a merged migration; add a new one. Every column says what it means.
+The same list runs on SQLite and on PostgreSQL: `_script` gives PostgreSQL the 64-bit types SQLite's INTEGER and REAL
+are, and where a migration's SQL must differ it keeps a small dialect branch in itself (never a second list).
 """
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-Migration = Callable[[sqlite3.Connection], None]
+if TYPE_CHECKING:
+    from .db import Connection
+
+Migration = Callable[["Connection"], None]
 MIGRATIONS: list[Migration] = []
+# The same DDL on both stores: SQLite's INTEGER holds 64 bits and its REAL 8 bytes, PostgreSQL's 4 of each
+POSTGRES_TYPES = {"INTEGER": "BIGINT", "REAL": "DOUBLE PRECISION"}
 
 
 def migration(fn: Migration) -> Migration:
@@ -19,7 +28,7 @@ def migration(fn: Migration) -> Migration:
 
 
 @migration
-def m001_runs_and_rows(conn: sqlite3.Connection) -> None:
+def m001_runs_and_rows(conn: Connection) -> None:
     _script(
         conn,
         """
@@ -64,7 +73,7 @@ def m001_runs_and_rows(conn: sqlite3.Connection) -> None:
 
 
 @migration
-def m002_endpoint_usage(conn: sqlite3.Connection) -> None:
+def m002_endpoint_usage(conn: Connection) -> None:
     _script(
         conn,
         """
@@ -77,7 +86,7 @@ def m002_endpoint_usage(conn: sqlite3.Connection) -> None:
 
 
 @migration
-def m003_cache_and_cancel(conn: sqlite3.Connection) -> None:
+def m003_cache_and_cancel(conn: Connection) -> None:
     _script(
         conn,
         """
@@ -98,7 +107,7 @@ def m003_cache_and_cancel(conn: sqlite3.Connection) -> None:
 
 
 @migration
-def m004_spans_tags_archive(conn: sqlite3.Connection) -> None:
+def m004_spans_tags_archive(conn: Connection) -> None:
     _script(
         conn,
         """
@@ -123,23 +132,39 @@ def m004_spans_tags_archive(conn: sqlite3.Connection) -> None:
         ALTER TABLE runs ADD COLUMN output_path TEXT;  -- the file the run wrote its rows to (--output)
         """,
     )
+    if _postgres(conn):  # SQLite numbers every row (rowid, growing with each write); PostgreSQL needs a column for it
+        conn.execute("ALTER TABLE spans ADD COLUMN rowid BIGSERIAL")
 
 
-def _script(conn: sqlite3.Connection, sql: str) -> None:
+def _script(conn: Connection, sql: str) -> None:
     """Run several statements inside the caller's transaction (`executescript` would commit it first)."""
     statement = ""
     for line in sql.splitlines(keepends=True):
         statement += line
         if sqlite3.complete_statement(statement):
-            conn.execute(statement)
+            conn.execute(_postgres_types(statement) if _postgres(conn) else statement)
             statement = ""
     if statement.strip():
         raise ValueError(f"incomplete SQL statement in migration: {statement.strip()[:60]}")
 
 
-def migrate(conn: sqlite3.Connection) -> list[str]:
+def _postgres(conn: Connection) -> bool:
+    return getattr(conn, "dialect", "sqlite") == "postgresql"
+
+
+def _postgres_types(sql: str) -> str:
+    return re.sub(r"\b(INTEGER|REAL)\b", lambda m: POSTGRES_TYPES[m.group(1)], sql)
+
+
+def migrate(conn: Connection) -> list[str]:
     """Apply every migration not yet recorded; return the names applied now."""
-    conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_utc TEXT NOT NULL)")
+    bookkeeping = "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_utc TEXT NOT NULL)"
+    if _postgres(conn):  # there, IF NOT EXISTS can still collide with another process's create: take the write lock
+        with conn:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(bookkeeping)
+    else:
+        conn.execute(bookkeeping)
     done = {row[0] for row in conn.execute("SELECT name FROM _migrations")}
     applied = []
     for fn in MIGRATIONS:

@@ -1,4 +1,4 @@
-"""Runs and their rows in the SQLite store. A sink: it calls nothing upward."""
+"""Runs and their rows in the store (a SQLite file, or PostgreSQL: see db.py). A sink: it calls nothing upward."""
 
 from __future__ import annotations
 
@@ -7,15 +7,18 @@ import os
 import socket
 import sqlite3
 import uuid
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ..errors import NotFoundError, UserError
-from .db import connect
+from .db import StoreURL, connect, dialect, store_location
 
+ROWS_PAGE = 2000  # rows read per query when a run's rows are streamed
+CACHE_BUFFER = 1024  # answers held for the next commit at most
 STATUSES = ("running", "completed", "failed", "interrupted", "cancelled")
 SORTS = {
     "created": "created_utc",
@@ -24,6 +27,12 @@ SORTS = {
     "tokens": "input_tokens + output_tokens",
     "rows": "rows_done",
     "kind": "kind",
+}
+
+# a run carrying a tag (its tags_json list holds it): the one expression the two SQL dialects cannot share
+TAG_IN_LIST = {
+    "sqlite": "EXISTS (SELECT 1 FROM json_each(runs.tags_json) WHERE json_each.value = ?)",
+    "postgresql": "runs.tags_json::jsonb @> jsonb_build_array(?::text)",
 }
 
 
@@ -107,6 +116,7 @@ class RowRecord:
 def _span(row: sqlite3.Row) -> dict[str, Any]:
     d = dict(row)
     d.pop("_seq", None)
+    d.pop("rowid", None)  # PostgreSQL's stand-in for SQLite's hidden rowid
     d["attributes"] = json.loads(d.pop("attributes_json"))
     return d
 
@@ -129,13 +139,18 @@ def _pid_alive(pid: int) -> bool:
 class Store:
     """The run store at `path`. Opening it marks runs whose process died as `interrupted`."""
 
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
+    def __init__(self, path: Path | str | StoreURL) -> None:
+        self.path = store_location(path)  # a file, or a PostgreSQL URL (which prints without its password)
         self.conn = connect(self.path)
+        self._cache_pending: dict[str, tuple[Any, ...]] = {}  # answers waiting for the next commit, by key
+        self._cache_hits: Counter[str] = Counter()
         self.recover_interrupted()
 
     def close(self) -> None:
-        self.conn.close()
+        try:
+            self.flush_cache()
+        finally:
+            self.conn.close()
 
     def __enter__(self) -> Store:
         return self
@@ -181,36 +196,53 @@ class Store:
 
     def add_row(self, run_id: str, row: RowRecord) -> None:
         """Commit one finished row and the run's running totals in a single transaction."""
+        self.add_rows(run_id, [row])
+
+    def add_rows(self, run_id: str, rows: Sequence[RowRecord]) -> None:
+        """Commit finished rows and the run's running totals in a single transaction (one WAL write for many)."""
+        if not rows:
+            return
+        now = utc_now()
         with self.conn:
             self.conn.execute("BEGIN IMMEDIATE")
-            self.conn.execute(
+            self.conn.executemany(
                 "INSERT INTO rows (run_id, row_index, sample_id, inputs_json, prompt_json, response, output_json,"
                 " status, error, input_tokens, output_tokens, duration_ms, attempts, endpoint, cached, created_utc)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    run_id,
-                    row.row_index,
-                    row.sample_id,
-                    json.dumps(row.inputs, default=str),
-                    json.dumps(row.prompt) if row.prompt is not None else None,
-                    row.response,
-                    json.dumps(row.output) if row.output is not None else None,
-                    row.status,
-                    row.error,
-                    row.input_tokens,
-                    row.output_tokens,
-                    row.duration_ms,
-                    row.attempts,
-                    row.endpoint,
-                    int(row.cached),
-                    utc_now(),
-                ),
+                [
+                    (
+                        run_id,
+                        row.row_index,
+                        row.sample_id,
+                        json.dumps(row.inputs, default=str),
+                        json.dumps(row.prompt) if row.prompt is not None else None,
+                        row.response,
+                        json.dumps(row.output) if row.output is not None else None,
+                        row.status,
+                        row.error,
+                        row.input_tokens,
+                        row.output_tokens,
+                        row.duration_ms,
+                        row.attempts,
+                        row.endpoint,
+                        int(row.cached),
+                        now,
+                    )
+                    for row in rows
+                ],
             )
             self.conn.execute(
-                "UPDATE runs SET rows_done = rows_done + 1, rows_failed = rows_failed + ?,"
+                "UPDATE runs SET rows_done = rows_done + ?, rows_failed = rows_failed + ?,"
                 " input_tokens = input_tokens + ?, output_tokens = output_tokens + ? WHERE id = ?",
-                (int(row.status == "error"), row.input_tokens, row.output_tokens, run_id),
+                (
+                    len(rows),
+                    sum(row.status == "error" for row in rows),
+                    sum(row.input_tokens for row in rows),
+                    sum(row.output_tokens for row in rows),
+                    run_id,
+                ),
             )
+            self._write_cache()
 
     def finish_run(
         self,
@@ -222,6 +254,7 @@ class Store:
     ) -> None:
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
+        self.flush_cache()
         rate_limited = sum(int(u.get("rate_limited", 0)) for u in (usage or {}).values())
         self.conn.execute(
             "UPDATE runs SET status = ?, finished_utc = ?, metrics_json = ?, error = ?, pid = NULL,"
@@ -238,21 +271,44 @@ class Store:
         )
 
     def cached_response(self, keys: list[str]) -> tuple[str, str] | None:
-        """(key, response) of the first of `keys` the cache holds; counts the hit."""
+        """(key, response) of the first of `keys` the cache holds (answers not yet committed included); counts the
+        hit."""
         for key in keys:
+            pending = self._cache_pending.get(key)
+            if pending is not None:
+                self._cache_hits[key] += 1
+                return key, pending[2]
             row = self.conn.execute("SELECT response FROM cache WHERE key = ?", (key,)).fetchone()
             if row is not None:
-                self.conn.execute("UPDATE cache SET hits = hits + 1 WHERE key = ?", (key,))
+                self._cache_hits[key] += 1
                 return key, row["response"]
         return None
 
     def cache_put(self, key: str, model: str, response: str, input_tokens: int, output_tokens: int) -> None:
-        """Remember an answer (first writer wins: the same key always means the same request)."""
-        self.conn.execute(
-            "INSERT OR IGNORE INTO cache (key, model, response, input_tokens, output_tokens, created_utc)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (key, model, response, input_tokens, output_tokens, utc_now()),
-        )
+        """Remember an answer (first writer wins: the same key always means the same request). It is committed with
+        the next rows (`add_rows`), so a row and the answers it was made from reach the store together."""
+        self._cache_pending.setdefault(key, (key, model, response, input_tokens, output_tokens, utc_now()))
+        if len(self._cache_pending) >= CACHE_BUFFER:
+            self.flush_cache()
+
+    def flush_cache(self) -> None:
+        """Commit the answers and hit counts not yet written."""
+        if self._cache_pending or self._cache_hits:
+            with self.conn:
+                self.conn.execute("BEGIN IMMEDIATE")
+                self._write_cache()
+
+    def _write_cache(self) -> None:
+        pending, self._cache_pending = self._cache_pending, {}
+        hits, self._cache_hits = self._cache_hits, Counter()
+        if pending:
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO cache (key, model, response, input_tokens, output_tokens, created_utc)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                list(pending.values()),
+            )
+        if hits:
+            self.conn.executemany("UPDATE cache SET hits = hits + ? WHERE key = ?", [(n, k) for k, n in hits.items()])
 
     def request_cancel(self, run_id: str) -> None:
         """Ask a running run (in any process) to stop cleanly; it notices within about a second."""
@@ -339,11 +395,11 @@ class Store:
             where.append("status = ?")
             args.append(status)
         if tag:
-            where.append("EXISTS (SELECT 1 FROM json_each(runs.tags_json) WHERE json_each.value = ?)")
+            where.append(TAG_IN_LIST[dialect(self.conn)])
             args.append(tag)
         if name:
-            where.append("(instr(lower(COALESCE(name, '')), lower(?)) > 0 OR id LIKE ? ESCAPE '\\')")
-            args.extend([name, _like_prefix(name)])
+            where.append("(lower(COALESCE(name, '')) LIKE lower(?) ESCAPE '\\' OR id LIKE ? ESCAPE '\\')")
+            args.extend(["%" + _like_prefix(name), _like_prefix(name)])
         if archived is not None:
             where.append("archived = ?")
             args.append(int(archived))
@@ -431,14 +487,27 @@ class Store:
 
     def rows(self, run_id: str) -> list[dict[str, Any]]:
         """The run's committed rows in input order, JSON columns decoded."""
-        out = []
-        for r in self.conn.execute("SELECT * FROM rows WHERE run_id = ? ORDER BY row_index", (run_id,)):
-            d = dict(r)
-            for col in ("inputs_json", "prompt_json", "output_json"):
-                raw = d.pop(col)
-                d[col.removesuffix("_json")] = json.loads(raw) if raw is not None else None
-            out.append(d)
-        return out
+        return list(self.iter_rows(run_id))
+
+    def iter_rows(self, run_id: str, columns: str = "*", page: int = ROWS_PAGE) -> Iterator[dict[str, Any]]:
+        """The run's committed rows in input order, JSON columns decoded, read a page at a time (memory stays flat
+        however many rows the run has; writes in between are fine). `columns`: the SQL column list to read."""
+        after = -1
+        while True:
+            batch = self.conn.execute(
+                f"SELECT {columns}, row_index FROM rows WHERE run_id = ? AND row_index > ? ORDER BY row_index LIMIT ?",
+                (run_id, after, page),
+            ).fetchall()
+            for r in batch:
+                d = dict(r)
+                for col in ("inputs_json", "prompt_json", "output_json"):
+                    if col in d:
+                        raw = d.pop(col)
+                        d[col.removesuffix("_json")] = json.loads(raw) if raw is not None else None
+                yield d
+            if len(batch) < page:
+                return
+            after = batch[-1]["row_index"]
 
     def row_status_counts(self, run_id: str) -> dict[str, int]:
         return {

@@ -15,6 +15,7 @@ store, this package is a sink: it calls nothing upward.
 from .spans import (
     RunTracer,
     current_tracer,
+    flush_spans,
     llm_span,
     row_span,
     run_tracing,
@@ -22,4 +23,4 @@ from .spans import (
     trace,
 )
 
-__all__ = ["RunTracer", "current_tracer", "llm_span", "row_span", "run_tracing", "step_span", "trace"]
+__all__ = ["RunTracer", "current_tracer", "flush_spans", "llm_span", "row_span", "run_tracing", "step_span", "trace"]
