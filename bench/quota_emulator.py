@@ -81,6 +81,8 @@ class QuotaServerConfig:
     """Port on 127.0.0.1; 0 picks a free one."""
     request_log_limit: int = 200_000
     """Request log entries kept (the newest); older ones are dropped and counted."""
+    log_messages: bool = False
+    """Keep each admitted request's messages in its log entry (for tests that check which prompts were paid for)."""
     max_body_bytes: int = 8 * 1024 * 1024
     """Larger request bodies get 413."""
     idle_timeout_s: float = 300.0
@@ -295,7 +297,9 @@ class Emulator:
         if not verdict.admitted:
             return Outcome(self._rate_limited(verdict, chat, charge, rid, start, tokens))
         self.stats.admitted(start, prompt, charge)
-        self.stats.record(start, 200, "admitted", chat.request_id, **tokens, charged=charge)
+        entry = self.stats.record(start, 200, "admitted", chat.request_id, **tokens, charged=charge)
+        if self.config.log_messages:
+            entry["messages"] = chat.messages
         headers = [("x-request-id", rid), *self._limit_headers(start)]
         return await self._serve(chat, prompt, headers, start)
 

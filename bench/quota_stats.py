@@ -50,12 +50,14 @@ class Stats:
         bucket[3] += requests
         bucket[4] += tokens
 
-    def record(self, now: float, status: int, outcome: str, request_id: str | None, **tokens: int) -> None:
-        """One request log entry: t, status, outcome, request_id, prompt_tokens, max_tokens, charged."""
+    def record(self, now: float, status: int, outcome: str, request_id: str | None, **tokens: int) -> dict[str, Any]:
+        """One request log entry: t, status, outcome, request_id, prompt_tokens, max_tokens, charged; returned, for
+        the caller to add to."""
         self.logged += 1
         entry: dict[str, Any] = {"t": round(now - self.origin, 6), "status": status, "outcome": outcome}
         entry.update({"prompt_tokens": 0, "max_tokens": 0, "charged": 0, **tokens, "request_id": request_id})
         self.log.append(entry)
+        return entry
 
     def snapshot(self, now: float, include_log: bool = False) -> dict[str, Any]:
         c = self.counts

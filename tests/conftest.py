@@ -22,7 +22,7 @@ def llmcorr_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     home = tmp_path / "home"
     monkeypatch.setenv("LLMCORR_HOME", str(home))
     for var in list(os.environ):
-        if var.startswith("OPENAI_") or var in ("LLMCORR_LOCAL_MODEL", "LLMCORR_STORE"):
+        if var.startswith("OPENAI_") or var in ("LLMCORR_LOCAL_MODEL", "LLMCORR_STORE", "LLMCORR_SECRETS"):
             monkeypatch.delenv(var)
     yield home
 

@@ -12,7 +12,7 @@ name = "east"                        # referred to by --endpoint east
 kind = "openai"                      # openai (any OpenAI-compatible server) | azure | local | vllm | ollama | llamacpp
 base_url = "http://127.0.0.1:8101/v1"
 model = "gpt-4o-mini"
-api_key = "${env:EAST_KEY}"          # read from the environment at run time; keys never live in files or the store
+api_key = "${env:EAST_KEY}"          # the environment's EAST_KEY, else secrets.env's (llmcorr.keys); never stored
 rpm = 600                            # requests per minute (optional)
 tpm = 60000                          # tokens per minute (optional)
 # optional: max_concurrency, quota_group, price_in / price_out (per 1M tokens), timeout_s, window_s, api_version
@@ -29,10 +29,12 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
+from .keys import key_value, secrets_path
 from .store.db import POSTGRES_SCHEMES, StoreURL
 
 HOME_ENV = "LLMCORR_HOME"
@@ -48,6 +50,21 @@ SERVER_URLS = {
     "llamacpp": "http://127.0.0.1:8080/v1",  # llama-server -m MODEL.gguf --port 8080
 }
 _ENV_REF = re.compile(r"^\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}$")
+
+
+def http_url(value: str | None, hint: str = "") -> str | None:
+    """A URL a request can go to, checked when the config loads rather than when the first request fails."""
+    if value is None:
+        return value
+    bad = f"expected an http:// or https:// URL with a host{hint}, got {value[:80]!r}"
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in 0..65535
+    except ValueError:
+        raise ValueError(bad) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or not value.isprintable() or " " in value:
+        raise ValueError(bad)
+    return value
 
 
 def default_home() -> Path:
@@ -66,14 +83,19 @@ class EndpointConfig(BaseModel):
     base_url: str | None = None
     api_key_env: str | None = None
     api_version: str = "2024-10-21"
-    rpm: float | None = Field(default=None, gt=0, description="requests per minute")
-    tpm: float | None = Field(default=None, gt=0, description="tokens per minute")
+    # allow_inf_nan=False: `rpm = inf` in TOML is a typo'd quota, not "unlimited" (leave the key out for that)
+    rpm: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="requests per minute")
+    tpm: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="tokens per minute")
     max_concurrency: int | None = Field(default=None, ge=1, le=4096)
     quota_group: str | None = None
-    price_in: float | None = Field(default=None, ge=0, description="price per 1M prompt tokens")
-    price_out: float | None = Field(default=None, ge=0, description="price per 1M completion tokens")
-    timeout_s: float = Field(default=120.0, gt=0)
-    window_s: float | None = Field(default=None, gt=0, description="the server's enforcement window (Azure: 10 s)")
+    price_in: float | None = Field(default=None, ge=0, allow_inf_nan=False, description="price per 1M prompt tokens")
+    price_out: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False, description="price per 1M completion tokens"
+    )
+    timeout_s: float = Field(default=120.0, gt=0, allow_inf_nan=False)
+    window_s: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False, description="the server's enforcement window (Azure: 10 s)"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -82,7 +104,10 @@ class EndpointConfig(BaseModel):
             data = dict(data)
             ref = _ENV_REF.match(str(data.pop("api_key")))
             if not ref:
-                raise ValueError('api_key must be "${env:VAR}": keys are read from the environment, never from files')
+                raise ValueError(
+                    'api_key must be "${env:VAR}": keys are read from the environment or the secrets file, '
+                    "never from llmcorr.toml"
+                )
             data["api_key_env"] = ref.group(1)
         return data
 
@@ -93,6 +118,11 @@ class EndpointConfig(BaseModel):
         if isinstance(data, dict) and data.get("kind") in SERVER_URLS and not data.get("base_url"):
             data = {**data, "base_url": SERVER_URLS[data["kind"]]}
         return data
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        return http_url(value)
 
     @model_validator(mode="after")
     def _check(self) -> EndpointConfig:
@@ -123,8 +153,11 @@ class EndpointConfig(BaseModel):
 
     def check_key(self) -> None:
         """A configured key variable must be set before any work starts."""
-        if self.key_env and not os.environ.get(self.key_env):
-            raise ConfigError(f"endpoint {self.name}: environment variable {self.key_env} is not set (the API key)")
+        if self.key_env and not key_value(self.key_env):
+            raise ConfigError(
+                f"endpoint {self.name}: environment variable {self.key_env} is not set (the API key); set it, or add "
+                f"{self.key_env}=… to {secrets_path()} (chmod 600)"
+            )
 
     def cost(self, input_tokens: float, output_tokens: float) -> float | None:
         if self.price_in is None and self.price_out is None:
@@ -173,6 +206,11 @@ class Config(BaseModel):
         if value is not None and not value.startswith(POSTGRES_SCHEMES):  # never echoed: it may hold a password
             raise ValueError("expected a PostgreSQL URL, postgresql://user@host:port/db (store_url or LLMCORR_STORE)")
         return value
+
+    @field_validator("otlp")
+    @classmethod
+    def _otlp_url(cls, value: str | None) -> str | None:
+        return http_url(value, " (otlp, --otlp or OTEL_EXPORTER_OTLP_ENDPOINT)")
 
     @field_validator("default", mode="before")
     @classmethod
@@ -234,6 +272,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # an integer of more digits than Python converts, nesting too deep
+        raise ConfigError(f"{path}: not valid TOML: {type(exc).__name__}: {str(exc)[:120]}") from None
 
 
 def _one_line(exc: ValidationError, source: str | None, values: dict[str, Any]) -> str:

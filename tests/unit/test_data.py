@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -7,6 +8,7 @@ import pytest
 
 from llmcorr.correct.data import load_predictions
 from llmcorr.data import RowWriter, as_frame, check_output_path, write_table
+from llmcorr.data.io import WRITE_EVERY_S
 from llmcorr.errors import DataError
 
 ROWS = [
@@ -148,10 +150,14 @@ def test_row_writer_appends_as_rows_finish_then_orders(tmp_path: Path) -> None:
     for suffix in (".jsonl", ".csv"):
         path = tmp_path / f"rows{suffix}"
         writer = RowWriter(path)
-        writer.write(2, {"word": "c", "output": {"n": 1}})
-        writer.write(0, {"word": "a", "output": None})
+        writer.write(2, {"word": "c", "output": {"n": 1}})  # the first line is appended at once
+        writer.write(0, {"word": "a", "output": None})  # the next ones at most WRITE_EVERY_S later, as whole lines
+        header = 0 if suffix == ".jsonl" else 1
+        assert len(path.read_text().splitlines()) == header + 1
+        time.sleep(WRITE_EVERY_S)
+        writer.write(1, {"word": "b", "output": None})
         partial = path.read_text().splitlines()
-        assert len(partial) == (2 if suffix == ".jsonl" else 3)  # visible before the run ends
+        assert len(partial) == header + 3 and path.read_text().endswith("\n")  # visible before the run ends
         assert ('"row": 3' in partial[0]) if suffix == ".jsonl" else partial[1].startswith("3,c,")
         writer.finish(pd.DataFrame({"word": ["a", "b", "c"]}))
         assert path.read_text().split() == (

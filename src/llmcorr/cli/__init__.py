@@ -36,19 +36,24 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt  # a run in progress records itself as interrupted on the way out
 
 
+def _one_line(exc: Exception) -> str:
+    """An error as one line, whatever it quotes (a column name or a value may hold a newline)."""
+    return " ".join(str(exc).splitlines())
+
+
 def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _terminate)
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="llmcorr", standalone_mode=False)
     except UserError as exc:
-        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        err_console.print(f"error: {_one_line(exc)}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except RunCancelled as exc:
         err_console.print(f"cancelled: {exc}; its finished rows are kept", markup=False, highlight=False)
         sys.exit(130)
     except LlmcorrError as exc:  # an endpoint failed for good (bad key, exhausted quota): say so, no traceback
-        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        err_console.print(f"error: {_one_line(exc)}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(1)
     except TyperException as exc:  # usage errors: typer prints them its own way, exit code 2
         show = getattr(exc, "show", None)

@@ -13,7 +13,7 @@ from ..errors import UserError
 from ..prompts.preview import parse_inputs
 from ..prompts.preview import preview as preview_prompt
 from ..prompts.prompty import load_prompty
-from ..runs.batch import parse_mapping
+from ..runs.batch import parse_mapping, row_inputs
 from ._common import ConfigOpt, EndpointOpt, console, load_config, parse_map_options
 
 app = typer.Typer(help="Prompt files: preview what would be sent.", no_args_is_help=True)
@@ -35,17 +35,18 @@ def preview(
     """Render the prompt with the file's sample (or --inputs / --data --row) and show the messages."""
     prompty = load_prompty(prompt_file)
     values = dict(prompty.sample) if data is None else {}
+    where: str | None = None  # the data row the inputs came from, for errors
     if data is not None:
-        frame, _ = read_table(data)
+        frame, at = read_table(data)
         if row > len(frame):
             raise UserError(f"--row {row}: {data} has {len(frame)} rows")
-        values.update({str(k): v for k, v in frame.iloc[row - 1].items()})
-        columns = parse_mapping(parse_map_options(map_ or []), list(values))
-        values.update({name: values[column] for name, column in columns.items()})
+        columns = parse_mapping(parse_map_options(map_ or []), list(map(str, frame.columns)))
+        values.update(row_inputs(frame.iloc[row - 1].to_dict(), columns))  # as `llmcorr run` takes the row
+        where = f"{data}: {at(row - 1)}"
     if inputs is not None:
         values.update(parse_inputs(inputs))
     config = load_config(path=config_path)
-    shown = preview_prompt(prompty, values, config.select(endpoint)[0])
+    shown = preview_prompt(prompty, values, config.select(endpoint)[0], where)
     for m in shown.messages:
         console.print(Panel(m.content, title=m.role, title_align="left", border_style=_COLOURS[m.role]))
     console.print(shown.summary())

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from ..data import as_frame
+from ..data.io import show, show_names
 from ..errors import DataError
 
 Problem = Literal["classification", "regression"]
@@ -77,14 +78,13 @@ def load_predictions(
     raw, where, source = as_frame(data)
 
     missing = [
-        f"{role!r}" if col == role else f"{col!r} (for {role})"
+        f"{role!r}" if col == role else f"{show(col)} (for {role})"
         for role, col in mapping.items()
         if col not in raw.columns
     ]
     if missing:
-        found = ", ".join(map(str, raw.columns[:12])) or "none"
         raise DataError(
-            f"{source}: missing column {', '.join(missing)}; found: {found}. "
+            f"{source}: missing column {', '.join(missing)}; found: {show_names(raw.columns)}. "
             "Rename it or map it with --column ROLE=NAME"
         )
     if raw.empty:
@@ -100,15 +100,17 @@ def load_predictions(
                 raise DataError(f"{at}, column {mapping[role]!r}: empty value (expected {role})")
         sid = str(sid)
         if sid in seen:
-            raise DataError(f"{at}, column {mapping['id']!r}: duplicate id {sid!r} (first seen at {where(seen[sid])})")
+            raise DataError(
+                f"{at}, column {mapping['id']!r}: duplicate id {show(sid)} (first seen at {where(seen[sid])})"
+            )
         seen[sid] = i
         p = _number(pred)
         if p is None or not math.isfinite(p):
-            raise DataError(f"{at}, column {mapping['prediction']!r}: expected a finite number, got {pred!r}")
+            raise DataError(f"{at}, column {mapping['prediction']!r}: expected a finite number, got {show(pred)}")
         s = SPLITS.get(str(split).strip().lower())
         if s is None:
             raise DataError(
-                f"{at}, column {mapping['split']!r}: unknown split {split!r} (expected train, valid or test)"
+                f"{at}, column {mapping['split']!r}: unknown split {show(split)} (expected train, valid or test)"
             )
         ids.append(sid)
         inputs.append(str(text))
@@ -124,7 +126,9 @@ def load_predictions(
         if problem == "classification":
             lab = _label01(label)
             if lab is None:
-                raise DataError(f"{at}, column {mapping['label']!r}: expected 0 or 1 for classification, got {label!r}")
+                raise DataError(
+                    f"{at}, column {mapping['label']!r}: expected 0 or 1 for classification, got {show(label)}"
+                )
             if not 0.0 <= preds[i] <= 1.0:
                 raise DataError(
                     f"{at}, column {mapping['prediction']!r}: expected a probability in [0, 1] for classification, "
@@ -134,7 +138,7 @@ def load_predictions(
         else:
             num = _number(label)
             if num is None or not math.isfinite(num):
-                raise DataError(f"{at}, column {mapping['label']!r}: expected a finite number, got {label!r}")
+                raise DataError(f"{at}, column {mapping['label']!r}: expected a finite number, got {show(label)}")
             parsed_labels.append(num)
 
     out = raw.copy()

@@ -9,7 +9,10 @@ run goes, then rewrites it in input order when the run ends.
 from __future__ import annotations
 
 import csv
+import io
 import json
+import re
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +23,7 @@ import pandas as pd
 from ..errors import DataError
 
 Where = Callable[[int], str]
+WRITE_EVERY_S = 0.1  # a growing output file gets its new lines at most this far apart
 
 SUFFIXES = {
     ".csv": "csv",
@@ -31,21 +35,35 @@ SUFFIXES = {
 }
 
 
+_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")  # a \ud800-\udfff escape: half of a pair, or a lone one
+
+
+def jsonl_row(path: Path, lineno: int, line: str) -> dict[str, Any]:
+    """One JSONL line as a row; anything else is one `DataError` line naming it."""
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: line {lineno}: not valid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise DataError(f"{path}: line {lineno}: JSON nested too deeply") from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}: line {lineno}: expected a JSON object, got {type(obj).__name__}")
+    if _SURROGATE.search(line):  # a pair decodes to one character; a lone half cannot be sent, stored or counted
+        try:
+            json.dumps(obj, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise DataError(f"{path}: line {lineno}: a \\u escape is half of a UTF-16 surrogate pair") from None
+    return obj
+
+
 def _read_jsonl(path: Path) -> tuple[pd.DataFrame, list[int]]:
     records: list[dict[str, Any]] = []
     lines: list[int] = []
-    with path.open("r", encoding="utf-8") as fh:
+    with path.open("r", encoding="utf-8-sig") as fh:  # -sig: a leading byte-order mark is not part of line 1
         for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}: line {lineno}: not valid JSON ({exc.msg})") from None
-            if not isinstance(obj, dict):
-                raise DataError(f"{path}: line {lineno}: expected a JSON object, got {type(obj).__name__}")
-            records.append(obj)
-            lines.append(lineno)
+            if line.strip():
+                records.append(jsonl_row(path, lineno, line))
+                lines.append(lineno)
     return pd.DataFrame.from_records(records), lines
 
 
@@ -61,12 +79,35 @@ def read_table(path: Path) -> tuple[pd.DataFrame, Where]:
             frame = pd.read_csv(
                 path, sep="\t" if fmt == "tsv" else ",", dtype=str, keep_default_na=False, encoding="utf-8"
             )
+            check_no_implicit_index(path, fmt, frame)
             return frame, lambda i: f"row {i + 1} (line {i + 2})"
         if fmt == "jsonl":
             frame, lines = _read_jsonl(path)
             return frame, lambda i: f"line {lines[i]}"
+        import pyarrow.parquet as pq
+
+        check_unique_columns(path, pq.read_schema(path).names)
         frame = pd.read_parquet(path)
         return frame, lambda i: f"row {i + 1}"
+
+
+def check_unique_columns(path: Path, names: list[str]) -> None:
+    """Parquet lets two columns share a name; a row (a dict of cells by column) cannot hold both."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise DataError(f"{path}: two columns are named {show(name)}")
+        seen.add(name)
+
+
+def check_no_implicit_index(path: Path, fmt: str, frame: pd.DataFrame) -> None:
+    """pandas reads a first data line with k fields more than the header as "the first k columns are the index" and
+    shifts every column by k (a separator at the end of each data line does it): refuse it instead."""
+    if not isinstance(frame.index, pd.RangeIndex):
+        raise DataError(
+            f"{path}: cannot parse {fmt.upper()}: the first data line has more fields than the header's "
+            f"{len(frame.columns)} (a separator at the end of the line?)"
+        )
 
 
 @contextmanager
@@ -76,8 +117,8 @@ def read_errors(path: Path, fmt: str) -> Iterator[None]:
         yield
     except DataError:
         raise
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text{_first_non_utf8(path, fmt)}: save it as UTF-8") from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty") from None
     except pd.errors.ParserError as exc:
@@ -88,6 +129,43 @@ def read_errors(path: Path, fmt: str) -> Iterator[None]:
         raise DataError(f"{path}: cannot read as {fmt}: {detail}") from None
     except Exception as exc:  # pyarrow raises its own types for corrupt Parquet
         raise DataError(f"{path}: cannot read as {fmt}: {type(exc).__name__}: {str(exc)[:160]}") from None
+
+
+def _first_non_utf8(path: Path, fmt: str) -> str:
+    """` (line N, byte B)` of a text file's first byte that is not UTF-8. The codec's own offset counts from the
+    start of the block it was given, not of the file; a newline never falls inside a UTF-8 sequence, so line by
+    line finds it exactly."""
+    if fmt == "parquet":
+        return ""
+    offset = 0
+    with path.open("rb") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return f" (line {lineno}, byte {offset + exc.start})"
+            offset += len(line)
+    return ""
+
+
+def show(value: object, limit: int = 80) -> str:
+    """A value quoted in an error message: its repr (one line), cut to `limit` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
+
+
+def show_names(names: Iterable[object], limit: int = 12) -> str:
+    """Column names listed in an error message: bare when plain, quoted when not (a comma, a newline, a byte-order
+    mark), each short, at most `limit` of them."""
+    shown: list[str] = []
+    for i, name in enumerate(names):
+        if i == limit:
+            shown.append("…")
+            break
+        text = str(name)
+        plain = text.isprintable() and "," not in text and 0 < len(text) <= 40 and text.strip() == text
+        shown.append(text if plain else show(text, 40))
+    return ", ".join(shown) or "none"
 
 
 def check_output_path(path: str | Path) -> Path:
@@ -138,8 +216,9 @@ def _cell(value: Any) -> Any:
 class RowWriter:
     """Write a run's rows to `path` as they finish, then the whole table in input order at the end.
 
-    CSV/TSV/JSONL outputs grow one line per finished row (completion order, with a `row` column), so a long run can be
-    watched — and a crash loses nothing the store does not also hold. Parquet cannot be appended to: it is written
+    CSV/TSV/JSONL outputs grow a line per finished row (completion order, with a `row` column; appended at most
+    WRITE_EVERY_S apart, whole lines only), so a long run can be watched — and a crash loses nothing the store does not
+    also hold. Parquet cannot be appended to: it is written
     once, at the end. `finish(table)` replaces the file atomically with the ordered table.
     """
 
@@ -147,28 +226,42 @@ class RowWriter:
         self.path = check_output_path(path) if path is not None else None
         self.fmt = SUFFIXES[self.path.suffix.lower()] if self.path is not None else None
         self._fh: IO[str] | None = None
+        self._buf = io.StringIO()  # whole lines waiting to be written: the file only ever gets complete lines
         self._csv: Any = None
         self._fields: list[str] | None = None
+        self._flushed = 0.0
 
     def write(self, index: int, record: dict[str, Any]) -> None:
         if self.path is None or self.fmt == "parquet":
             return
         record = {"row": index + 1, **{k: _cell(v) for k, v in record.items()}}
-        if self._fh is None:
-            self._fh = self.path.open("w", encoding="utf-8", newline="")
         if self.fmt == "jsonl":
-            self._fh.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+            self._buf.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
         else:
             if self._csv is None:
                 self._fields = list(record)
                 self._csv = csv.DictWriter(
-                    self._fh, self._fields, delimiter="\t" if self.fmt == "tsv" else ",", extrasaction="ignore"
+                    self._buf, self._fields, delimiter="\t" if self.fmt == "tsv" else ",", extrasaction="ignore"
                 )
                 self._csv.writeheader()
             self._csv.writerow({k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in record.items()})
+        if time.monotonic() - self._flushed >= WRITE_EVERY_S:
+            self.flush()
+
+    def flush(self) -> None:
+        """Append the lines written since the last flush to the file (one write for all of them)."""
+        if self.path is None or not self._buf.tell():
+            return
+        if self._fh is None:
+            self._fh = self.path.open("w", encoding="utf-8", newline="")
+        self._fh.write(self._buf.getvalue())
         self._fh.flush()
+        self._buf.seek(0)
+        self._buf.truncate()
+        self._flushed = time.monotonic()
 
     def close(self) -> None:
+        self.flush()
         if self._fh is not None:
             self._fh.close()
             self._fh = None

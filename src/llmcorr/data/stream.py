@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import DataError
-from .io import SUFFIXES, read_errors
+from .io import SUFFIXES, check_no_implicit_index, check_unique_columns, jsonl_row, read_errors
 
 CHUNK_ROWS = 4096
 
@@ -78,7 +78,7 @@ class Table:
                 for chunk in chunks:
                     yield from chunk.to_dict("records")
         elif self.fmt == "jsonl":
-            with self.path.open("r", encoding="utf-8") as fh:
+            with self.path.open("r", encoding="utf-8-sig") as fh:
                 for line in fh:
                     if line.strip():
                         yield json.loads(line)
@@ -112,17 +112,11 @@ def _csv_chunks(path: Path, fmt: str) -> Iterator[Any]:
 def _check_jsonl(path: Path) -> tuple[list[str], int, array[int]]:
     columns: dict[str, None] = {}
     lines: array[int] = array("q")
-    with path.open("r", encoding="utf-8") as fh:
+    with path.open("r", encoding="utf-8-sig") as fh:  # -sig: a leading byte-order mark is not part of line 1
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}: line {lineno}: not valid JSON ({exc.msg})") from None
-            if not isinstance(obj, dict):
-                raise DataError(f"{path}: line {lineno}: expected a JSON object, got {type(obj).__name__}")
-            for key in obj:
+            for key in jsonl_row(path, lineno, line):
                 columns.setdefault(str(key), None)
             lines.append(lineno)
     return list(columns), len(lines), lines
@@ -134,6 +128,7 @@ def _check_file(path: Path, fmt: str) -> Table:
         rows, columns = 0, list[str]()
         with _csv_chunks(path, fmt) as chunks:
             for chunk in chunks:
+                check_no_implicit_index(path, fmt, chunk)
                 columns = columns or list(map(str, chunk.columns))
                 rows += len(chunk)
         if not columns:  # a header and no rows: pandas yields no chunk
@@ -147,6 +142,7 @@ def _check_file(path: Path, fmt: str) -> Table:
     with pq.ParquetFile(path) as pf:
         for _ in pf.iter_batches(batch_size=CHUNK_ROWS):  # every page decodes: a corrupt one fails now
             pass
+        check_unique_columns(path, list(pf.schema_arrow.names))
         return Table(source, list(pf.schema_arrow.names), pf.metadata.num_rows, path=path, fmt=fmt)
 
 

@@ -42,10 +42,12 @@ def endpoint_counter(endpoint: EndpointConfig) -> TokenCounter:
     return build_endpoints([endpoint])[0].counter
 
 
-def preview(prompty: Prompty, inputs: dict[str, Any], endpoint: EndpointConfig) -> PromptPreview:
+def preview(
+    prompty: Prompty, inputs: dict[str, Any], endpoint: EndpointConfig, where: str | None = None
+) -> PromptPreview:
     """Render `prompty` with `inputs` (declared defaults fill the rest) and count it at `endpoint`; nothing is sent.
-    A template that does not render raises TemplateError naming file:line."""
-    messages = prompty.render(inputs)
+    A template that does not render raises TemplateError naming file:line (and `where`, a data file's row)."""
+    messages = prompty.render(inputs, where)
     params = prompty.gen_params()
     tokens = chat_prompt_tokens(messages, endpoint_counter(endpoint))
     return PromptPreview(messages, tokens, params.max_tokens, endpoint.name, endpoint.cost(tokens, params.max_tokens))

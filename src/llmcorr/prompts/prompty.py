@@ -9,6 +9,7 @@ parameters), inputs (with types and defaults), sample — followed by a Jinja bo
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from ..data.io import show
 from ..errors import TemplateError
 from ..providers.base import GenParams, Message
 from .render import PromptTemplate, compile_template, read_source
@@ -26,12 +28,23 @@ _FRONT = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.DOTAL
 SAMPLING_KEYS = ("max_tokens", "temperature", "seed", "stop")
 
 
-def _resolve_env(value: Any, key: str = "") -> Any:
-    """${env:VAR} → the variable's value; for keys, ${env:VAR} → {"env": VAR} (the key stays in the env)."""
-    if isinstance(value, dict):
-        return {k: _resolve_env(v, str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_resolve_env(v, key) for v in value]
+def _resolve_env(value: Any, key: str = "", done: dict[tuple[int, bool], Any] | None = None) -> Any:
+    """${env:VAR} → the variable's value; for keys, ${env:VAR} → {"env": VAR} (the key stays in the env).
+
+    A YAML alias is one object however often it is referred to; `done` resolves it once, so aliases of aliases (a
+    "billion laughs" file) cost what the file's text does, not what its expansion would."""
+    if isinstance(value, dict | list):
+        done = {} if done is None else done
+        seen = (id(value), "key" in key.lower())
+        if seen in done:
+            return done[seen]
+        if isinstance(value, dict):
+            resolved: dict[Any, Any] = done.setdefault(seen, {})  # registered first: an alias may refer to itself
+            resolved.update((k, _resolve_env(v, str(k), done)) for k, v in value.items())
+            return resolved
+        items: list[Any] = done.setdefault(seen, [])
+        items.extend(_resolve_env(v, key, done) for v in value)
+        return items
     if isinstance(value, str) and (match := _ENV_REF.match(value.strip())):
         if "key" in key.lower():
             return {"env": match.group(1)}
@@ -82,8 +95,15 @@ class Prompty:
                 raise TemplateError(f"{self.path}: {where}: input {name!r} is missing (declared: {declared})")
         return values
 
-    def render(self, inputs: dict[str, Any], where: str = "inputs") -> list[Message]:
-        return self.template.render(**self.resolve_inputs(inputs, where))
+    def render(self, inputs: dict[str, Any], where: str | None = None) -> list[Message]:
+        """The messages for `inputs`; `where` names them (a data file's row) in errors."""
+        values = self.resolve_inputs(inputs, where or "inputs")
+        try:
+            return self.template.render(**values)
+        except TemplateError as exc:
+            if where is None:
+                raise
+            raise TemplateError(f"{exc} ({where})") from None  # the row whose values it failed on
 
 
 def load_prompty(path: str | Path) -> Prompty:
@@ -98,21 +118,23 @@ def parse_prompty(text: str, path: Path) -> Prompty:
     if not match:
         raise TemplateError(f"{path}:1: expected YAML front matter between '---' lines")
     try:
-        front = yaml.safe_load(match.group(1)) or {}
+        front = _resolve_env(yaml.safe_load(match.group(1)) or {})
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 2 if mark is not None else 1  # +1 for the opening '---', +1 for 1-based lines
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise TemplateError(f"{path}:{line}: front matter is not valid YAML: {problem}") from None
+    except (ValueError, RecursionError) as exc:  # a date such as 2024-13-45, or nesting deeper than PyYAML goes
+        raise TemplateError(f"{path}: front matter is not valid YAML: {type(exc).__name__}: {exc}") from None
     if not isinstance(front, dict):
         raise TemplateError(f"{path}:2: front matter must be a mapping of keys to values")
-    front = _resolve_env(front)
     body = text[match.end() :]
     offset = text[: match.end()].count("\n")
     model = front.get("model") or {}
     inputs = front.get("inputs") or {}
     if not isinstance(model, dict) or not isinstance(inputs, dict):
         raise TemplateError(f"{path}: 'model' and 'inputs' must be mappings")
+    _check_parameters(model.get("parameters"), path)
     return Prompty(
         path=path,
         name=str(front.get("name") or path.stem),
@@ -125,6 +147,58 @@ def parse_prompty(text: str, path: Path) -> Prompty:
     )
 
 
+def _integer(value: Any) -> int | None:
+    """A whole number, also written as text (a ${env:VAR} value); not a bool, not 1.5."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:  # not a whole number, or more digits than Python converts
+            return None
+    return None
+
+
+def _real(value: Any) -> float | None:
+    """A finite number, also written as text; not a bool."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _check_parameters(params: Any, path: Path) -> None:
+    """`model.parameters`' sampling values, checked when the file loads: a bad one is one line naming it, never a
+    traceback or a request the server refuses."""
+    if params is None:
+        return
+    if not isinstance(params, dict):
+        raise TemplateError(f"{path}: 'model.parameters' must be a mapping")
+
+    def bad(key: str, expected: str) -> TemplateError:
+        return TemplateError(f"{path}: model.parameters.{key}: expected {expected}, got {show(params[key])}")
+
+    max_tokens = _integer(params.get("max_tokens", 1))
+    if max_tokens is None or max_tokens < 1:
+        raise bad("max_tokens", "a whole number >= 1")
+    temperature = _real(params.get("temperature", 0))
+    if temperature is None or temperature < 0:
+        raise bad("temperature", "a number >= 0")
+    if params.get("seed") is not None and _integer(params["seed"]) is None:
+        raise bad("seed", "a whole number")
+    stop = params.get("stop")
+    strings = isinstance(stop, list) and all(isinstance(s, str) for s in stop)
+    if not (stop is None or isinstance(stop, str) or strings):
+        raise bad("stop", "a string or a list of strings")
+
+
 def _sample(sample: Any, path: Path) -> dict[str, Any]:
     """`sample:` is a mapping, or the name of a JSON file beside the prompty."""
     if sample is None:
@@ -135,8 +209,8 @@ def _sample(sample: Any, path: Path) -> dict[str, Any]:
         file = path.parent / sample.removeprefix("${file:").removesuffix("}")
         try:
             loaded = json.loads(file.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise TemplateError(f"{path}: sample file {file}: {exc}") from None
+        except (OSError, ValueError, RecursionError) as exc:  # ValueError: not JSON, not UTF-8, a NUL in the name
+            raise TemplateError(f"{path}: sample file {show(str(file))}: {type(exc).__name__}: {exc}") from None
         if isinstance(loaded, dict):
             return loaded
     raise TemplateError(f"{path}: 'sample' must be a mapping or a JSON file name")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ..errors import TemplateError
@@ -22,8 +23,16 @@ from ..providers.base import Message, Role
 _ROLE_LINE = re.compile(r"^\s*(system|user|assistant)\s*:\s*$", re.IGNORECASE)
 
 
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox, stricter in one way: reaching for an unsafe attribute (`__class__`, `__globals__`,
+    a type's `mro`…) is an error at once, not an undefined value a template could pass along unnoticed."""
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> jinja2.Undefined:
+        raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe")
+
+
 def _environment(search_path: Path) -> ImmutableSandboxedEnvironment:
-    return ImmutableSandboxedEnvironment(
+    return _Sandbox(
         loader=jinja2.FileSystemLoader(str(search_path.resolve())),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
@@ -82,15 +91,26 @@ class PromptTemplate:
         except jinja2.TemplateError as exc:
             where = _error_location(exc, self.path, self.line_offset)
             raise TemplateError(f"{where}: {exc.message or type(exc).__name__}") from None
+        except Exception as exc:  # the template's own expressions: 1/0, range(10**9), a macro that calls itself…
+            where = _error_location(exc, self.path, self.line_offset)
+            raise TemplateError(f"{where}: {_reason(exc)}") from None
         return parse_messages(text, where=str(self.path))
 
 
-def _error_location(exc: jinja2.TemplateError, path: Path, line_offset: int = 0) -> str:
+def _reason(exc: BaseException) -> str:
+    """An exception as one short line: its type and the first line of its message."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:200]}" if lines else type(exc).__name__
+
+
+def _error_location(exc: BaseException, path: Path, line_offset: int = 0) -> str:
     """file:line of the template line that failed (Jinja rewrites tracebacks to point at template files)."""
     own = str(path.resolve())
 
     def located(filename: str, lineno: int) -> str:
-        return f"{filename}:{lineno + (line_offset if filename in (own, str(path)) else 0)}"
+        if filename in (own, str(path)):
+            return f"{path}:{lineno + line_offset}"  # the file as the user named it
+        return f"{filename}:{lineno}"
 
     lineno = getattr(exc, "lineno", None)
     if lineno is not None:
@@ -100,7 +120,8 @@ def _error_location(exc: jinja2.TemplateError, path: Path, line_offset: int = 0)
     tb = exc.__traceback__
     while tb is not None:
         filename = tb.tb_frame.f_code.co_filename
-        if filename.startswith(folder):
+        # a template's frame as Jinja rewrote it, not Python code that happens to live under the same folder
+        if filename.startswith(folder) and "__jinja_exception__" in tb.tb_frame.f_globals:
             where = located(filename, tb.tb_lineno)
         tb = tb.tb_next
     return where
@@ -113,6 +134,10 @@ def compile_template(source: str, path: Path, line_offset: int = 0) -> PromptTem
         code = env.compile(source, name=path.name, filename=str(path.resolve()))
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"{path}:{(exc.lineno or 0) + line_offset}: {exc.message}") from None
+    except Exception as exc:  # nested deeper than Jinja's parser or Python's compiler go (RecursionError…)
+        # a SyntaxError's own line is one of the Python code Jinja generated: meaningless here
+        reason = f"{type(exc).__name__}: {exc.msg}" if isinstance(exc, SyntaxError) else _reason(exc)
+        raise TemplateError(f"{path}: cannot compile the template (nested too deeply?): {reason}") from None
     template = env.template_class.from_code(env, code, env.make_globals(None))
     return PromptTemplate(path=path, source=source, template=template, line_offset=line_offset)
 
@@ -125,6 +150,8 @@ def read_source(path: Path, what: str = "template") -> str:
         raise TemplateError(f"{path}: no such {what} file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise TemplateError(f"{path}: cannot read {what}: {exc}") from None
+    except ValueError:  # a NUL byte in the name
+        raise TemplateError(f"{str(path)!r}: not a file name (it holds a NUL byte)") from None
 
 
 def load_template(path: str | Path) -> PromptTemplate:

@@ -1,14 +1,15 @@
 """Any OpenAI-compatible chat-completions endpoint: OpenAI, Azure OpenAI (v1 API), vLLM, Ollama, llama.cpp's server.
 
-The API key is read from an environment variable at request time and kept only in the request header; it is never
-part of `describe()`, error messages or anything the store or logs see.
+The API key is read at request time (its environment variable, else the secrets file: `llmcorr.keys`) and kept only
+in the request header; it is never part of `describe()`. Servers echo keys in errors ("Incorrect API key provided:
+sk-…"): all text taken from a response or a client exception is scrubbed of the key (and of `sk-…` tokens) here,
+before it can reach an error row, a log, a span or the store.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import time
 import urllib.request
@@ -18,6 +19,7 @@ from typing import Any
 import aiohttp
 
 from ..errors import ConfigError, FatalProviderError, QuotaExhaustedError, RateLimitError, TransientError
+from ..keys import MIN_SCRUBBED, REDACTED, key_value, redact
 from .base import Completion, GenParams, Message, Provider, RateLimitInfo
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -90,20 +92,26 @@ class _Response:
         return self.body.decode("utf-8", "replace")
 
 
-def _server_message(response: _Response) -> str:
+def _server_message(response: _Response, key: str | None = None) -> str:
+    """The server's words about an error, without the key, at most 200 characters."""
     try:
         body = json.loads(response.body)
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return response.text[:200].strip()
+        return _scrubbed(response.text, key).strip()
     if isinstance(body, dict):
         error = body.get("error")
         if isinstance(error, dict):
-            return str(error.get("message", ""))[:200]
+            return _scrubbed(str(error.get("message", "")), key)
         if error is not None:
-            return str(error)[:200]
+            return _scrubbed(str(error), key)
         if "detail" in body:
-            return str(body["detail"])[:200]
+            return _scrubbed(str(body["detail"]), key)
     return ""
+
+
+def _scrubbed(text: str, key: str | None, limit: int = 200) -> str:
+    """`text` without the key, cut to `limit` after scrubbing: a key across the cut leaves no prefix behind."""
+    return redact(text[: limit + len(key or "") + 64], key)[:limit]
 
 
 def _env_proxy(url: str) -> str | None:
@@ -154,9 +162,11 @@ class OpenAIProvider(Provider):
             "api_key_env": self.api_key_env,
         }
 
-    def _headers(self) -> dict[str, str]:
+    def _key(self) -> str | None:
+        return key_value(self.api_key_env) if self.api_key_env else None
+
+    def _headers(self, key: str | None) -> dict[str, str]:
         headers = {"content-type": "application/json"}
-        key = os.environ.get(self.api_key_env) if self.api_key_env else None
         if key:
             headers.update(self._auth_header(key))
         return headers
@@ -194,23 +204,25 @@ class OpenAIProvider(Provider):
             payload["stop"] = list(params.stop)
         url = self._url()
         data = json.dumps(payload, ensure_ascii=False).encode()
+        key = self._key()
         start = time.perf_counter()
         try:
-            async with self._get_client().post(url, data=data, headers=self._headers(), proxy=self._proxy) as r:
+            async with self._get_client().post(url, data=data, headers=self._headers(key), proxy=self._proxy) as r:
                 response = _Response(r.status, r.headers, await r.read())
         except TimeoutError as exc:
             raise TransientError(f"{url}: timed out after {self.timeout_s:g}s") from exc
-        except aiohttp.ClientError as exc:
-            raise TransientError(f"{url}: {type(exc).__name__}") from exc
+        except aiohttp.ClientError as exc:  # a reset, a dropped or refused connection, a cut-off body
+            detail = _scrubbed((str(exc).strip().splitlines() or [""])[0], key)
+            raise TransientError(f"{url}: {type(exc).__name__}" + (f": {detail}" if detail else "")) from exc
         latency_ms = (time.perf_counter() - start) * 1000
-        self._raise_for_status(url, response)
-        return self._parse(url, response, latency_ms)
+        self._raise_for_status(url, response, key)
+        return self._parse(url, response, latency_ms, key)
 
-    def _raise_for_status(self, url: str, response: _Response) -> None:
+    def _raise_for_status(self, url: str, response: _Response, key: str | None = None) -> None:
         status = response.status
         if status < 400:
             return
-        message = _server_message(response)
+        message = _server_message(response, key)
         text = f"{url}: HTTP {status}" + (f": {message}" if message else "")
         if status == 429:
             lowered = message.lower()
@@ -223,18 +235,28 @@ class OpenAIProvider(Provider):
             raise TransientError(text)
         raise FatalProviderError(text)
 
-    def _parse(self, url: str, response: _Response, latency_ms: float) -> Completion:
+    def _parse(self, url: str, response: _Response, latency_ms: float, key: str | None = None) -> Completion:
         try:
             body = json.loads(response.body)
+        except ValueError as exc:
+            raise TransientError(f"{url}: malformed response: not JSON ({len(response.body)} bytes)") from exc
+        try:
             choice = body["choices"][0]
             text = choice["message"].get("content") or ""
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise TransientError(f"{url}: malformed response ({type(exc).__name__})") from exc
-        usage = body.get("usage") or {}
+            usage = body.get("usage") or {}
+            input_tokens = int(usage.get("prompt_tokens") or 0)
+            output_tokens = int(usage.get("completion_tokens") or 0)
+        except IndexError as exc:
+            raise TransientError(f"{url}: malformed response: empty choices") from exc
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            what = _scrubbed(f"{type(exc).__name__}: {exc}", key)
+            raise TransientError(f"{url}: malformed response: unexpected JSON ({what})") from exc
+        if key and len(key) >= MIN_SCRUBBED and key in text:  # a server that answers with the key it was sent
+            text = text.replace(key, REDACTED)
         return Completion(
             text=text,
-            input_tokens=int(usage.get("prompt_tokens") or 0),
-            output_tokens=int(usage.get("completion_tokens") or 0),
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
             latency_ms=latency_ms,
             model=str(body.get("model") or self.model),
             finish_reason=choice.get("finish_reason"),

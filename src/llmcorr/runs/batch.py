@@ -24,6 +24,7 @@ import pandas as pd
 
 from ..config import Config, EndpointConfig
 from ..data import RowWriter, Table, as_frame, check_output_path, open_table
+from ..data.io import show_names
 from ..errors import DataError, UserError
 from ..prompts.prompty import load_prompty
 from ..providers import Provider
@@ -88,7 +89,7 @@ def parse_mapping(items: Mapping[str, str], columns: list[str]) -> dict[str, str
                 c for c in columns if (c.startswith(source + ".") if source != "data" else not c.startswith("run."))
             ]
             what = "the data has no column" if source == "data" else "the run has no"
-            raise DataError(f"--map {name}: {what} {key!r} (there: {', '.join(have) or 'nothing'})")
+            raise DataError(f"--map {name}: {what} {key!r} (there: {show_names(have) if have else 'nothing'})")
         mapping[name] = column
     return mapping
 
@@ -545,8 +546,12 @@ async def resume_batch_async(
     progress: bool = False,
     config: Config | None = None,
 ) -> RunResult:
-    """Continue a stopped prompt or flow run: finished rows kept (no token spent on them again), the rest run."""
+    """Continue a stopped prompt or flow run: finished rows kept (no token spent on them again), the rest run. The
+    output goes to `output`, else to the file the run was writing (rewritten in input order at the end)."""
     started = time.perf_counter()
+    if output is None:
+        with Store((config or Config.load()).store_path) as store:
+            output = store.get_run(run).output_path
     config, record, plan = _recorded(run, config, data, flow, output)
     with Store(config.store_path) as store:
         done = store.reopen_run(record.id)

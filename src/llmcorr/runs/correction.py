@@ -69,7 +69,7 @@ class _CorrectionJob:
             row = self.rows.iloc[i]
             knowledge = self.corrector.knowledge_for(row)
             self._shots[i] = tuple(knowledge["id"].astype(str))
-            inputs = {str(k): (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+            inputs = {str(k): _plain(v) for k, v in row.items()}
             messages = self.corrector.messages(row, knowledge)
             cached = self._items[i] = WorkItem(index=i, sample_id=str(row["id"]), inputs=inputs, messages=messages)
         return cached
@@ -86,6 +86,13 @@ class _CorrectionJob:
         for i in indices:
             self.item(i)
         return sorted(indices, key=lambda i: (self._shots[i], i))
+
+
+def _plain(value: Any) -> Any:
+    """A cell as a plain Python value: a NumPy scalar's value, a NumPy array's list (a Parquet list column)."""
+    if getattr(value, "ndim", 0):
+        return value.tolist()
+    return value.item() if hasattr(value, "item") else value
 
 
 ConfirmFn = Callable[[Estimate, Scheduler], bool]

@@ -200,6 +200,8 @@ def _source_sha256(target: Any) -> str:
 def jsonable(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
+    if getattr(value, "ndim", 0):  # a NumPy array (a Parquet list column read by pandas): its items
+        return jsonable(value.tolist())
     if hasattr(value, "item"):
         return value.item()
     if isinstance(value, dict):

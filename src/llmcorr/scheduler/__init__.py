@@ -5,6 +5,16 @@ A request is charged what the server will charge (prompt tokens + max_tokens, on
 endpoint that can admit it earliest — with several endpoints, capacity is spread by quota — then waits for its
 reservation, takes a concurrency slot and is sent. Rate limits and transient failures are retried with bounded,
 jittered exponential backoff honouring Retry-After; fatal errors are raised at once.
+
+Every wait is bounded, so no row waits forever: a request fails after `max_attempts` failed tries (5xx, timeouts,
+dropped connections, malformed answers) or `max_rate_limited` 429s, whichever comes first; the backoff between tries
+is at most `max_delay_s` (plus jitter), each try at most the endpoint's `timeout_s`. 429s have their own, larger
+budget because they are the server pacing us, not failing: a storm (a quota set higher than the server's, another
+client spending the same quota) costs time, not rows. A 429 whose
+Retry-After is longer than `max_retry_after_s` (5 minutes) is not pacing but a quota spent for hours (a per-day or
+per-hour limit, a billing stop): waiting would look like a hang and retrying would only meet more 429s, so that
+endpoint is treated like one whose daily quota is spent — the run goes on at the other endpoints, or stops cleanly
+with every finished row kept, to be resumed (`llmcorr runs resume`) when the quota is back.
 """
 
 from __future__ import annotations
@@ -30,14 +40,16 @@ MAX_POLL_S = 0.25  # the head re-checks at least this often: headers and 429s ch
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    max_attempts: int = 6
+    max_attempts: int = 6  # failed tries per request (5xx, timeout, reset, malformed answer); 429s not counted
     base_delay_s: float = 0.5
     max_delay_s: float = 30.0
+    max_rate_limited: int = 20  # 429s per request, each waited out (Retry-After), before it fails
+    max_retry_after_s: float = 300.0  # a longer Retry-After means the quota is spent for now (module docstring)
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait before attempt `attempt + 1` (attempt counts from 1)."""
         backoff = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))
-        wait = max(backoff, retry_after or 0.0)
+        wait = max(backoff, min(retry_after or 0.0, self.max_retry_after_s))
         return wait * (1 + random.random() * 0.25)  # jitter so waiters do not return in lockstep
 
 
@@ -161,7 +173,7 @@ class Scheduler:
 
     async def complete(self, messages: list[Message], params: GenParams) -> Scheduled:
         charges = self._charges(messages, params)
-        attempt = refused = 0
+        attempt = refused = failed = 0
         while True:
             attempt += 1
             endpoint, seq, prompt, charge = await self._admit(charges)
@@ -169,13 +181,23 @@ class Scheduler:
             try:
                 completion = await endpoint.provider.complete(messages, params)
             except RateLimitError as exc:
+                if (exc.retry_after or 0.0) > self.retry.max_retry_after_s:
+                    endpoint.on_error(seq)  # no pause: nothing more is sent here in this run
+                    spent = QuotaExhaustedError(
+                        f"{exc} (Retry-After {exc.retry_after:.0f}s is more than the"
+                        f" {self.retry.max_retry_after_s:.0f}s a run waits: the quota is spent for now)"
+                    )
+                    endpoint.exhausted = spent
+                    if any(e.exhausted is None for e in self.endpoints):
+                        continue  # another endpoint still has quota: go there
+                    raise spent from exc
                 endpoint.on_rate_limited(seq, charge, exc.retry_after)
                 refused += 1
                 error: Exception = exc
-                retry_after = exc.retry_after
             except TransientError as exc:
                 endpoint.on_error(seq)
-                error, retry_after = exc, None
+                failed += 1
+                error = exc
             except FatalProviderError as exc:
                 endpoint.on_error(seq)
                 if isinstance(exc, QuotaExhaustedError):
@@ -188,12 +210,12 @@ class Scheduler:
                 return Scheduled(completion, attempt, endpoint.name, refused)
             finally:
                 await self._release(endpoint)
-            if attempt >= self.retry.max_attempts:
+            if failed >= self.retry.max_attempts or refused >= self.retry.max_rate_limited:
                 raise error
             self.retried += 1
             if isinstance(error, RateLimitError):
                 continue  # the quota group is paused until Retry-After; the head of the line waits it out
-            wait = self.retry.delay(attempt, retry_after)
+            wait = self.retry.delay(failed)
             log.debug("%s: retrying after %.1fs (attempt %d): %s", endpoint.name, wait, attempt, error)
             await asyncio.sleep(wait)
 

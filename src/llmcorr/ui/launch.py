@@ -44,6 +44,8 @@ def check_request(prompt: str, data: str, endpoint: str, name: str, limit: str, 
     """The form's fields, checked; paths are taken from the server's working directory."""
     if not prompt.strip() or not data.strip():
         raise UserError("a prompt file and a data file are both needed")
+    if "\x00" in prompt + data:
+        raise UserError("a file name cannot hold a NUL byte")
     prompt_path, data_path = Path(prompt.strip()).expanduser().resolve(), Path(data.strip()).expanduser().resolve()
     if prompt_path.suffix != ".prompty":
         raise UserError(f"{prompt.strip()}: expected a .prompty file")
