@@ -9,7 +9,8 @@ store_url = "postgresql://me@db.example:5432/llmcorr"  # optional: a team's shar
 
 [[endpoints]]
 name = "east"                        # referred to by --endpoint east
-kind = "openai"                      # openai (any OpenAI-compatible server) | azure | local | vllm | ollama | llamacpp
+kind = "openai"                      # openai (any OpenAI-compatible server; the default with a base_url) | azure |
+                                     # local (the embedded model; no base_url) | vllm | ollama | llamacpp
 base_url = "http://127.0.0.1:8101/v1"
 model = "gpt-4o-mini"
 api_key = "${env:EAST_KEY}"          # the environment's EAST_KEY, else secrets.env's (llmcorr.keys); never stored
@@ -28,7 +29,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -49,6 +50,8 @@ SERVER_URLS = {
     "ollama": "http://127.0.0.1:11434/v1",  # ollama serve
     "llamacpp": "http://127.0.0.1:8080/v1",  # llama-server -m MODEL.gguf --port 8080
 }
+Kind = Literal["local", "openai", "azure", "vllm", "ollama", "llamacpp"]
+KINDS: tuple[str, ...] = get_args(Kind)
 _ENV_REF = re.compile(r"^\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}$")
 
 
@@ -77,7 +80,7 @@ class EndpointConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = "default"
-    kind: Literal["local", "openai", "azure", "vllm", "ollama", "llamacpp"] = "local"
+    kind: Kind = "local"
     model: str | None = None
     model_path: Path | None = None
     base_url: str | None = None
@@ -113,9 +116,20 @@ class EndpointConfig(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _server_url(cls, data: Any) -> Any:
-        """A model server's kind implies where it listens, so the run record holds the URL that was used."""
-        if isinstance(data, dict) and data.get("kind") in SERVER_URLS and not data.get("base_url"):
+    def _kind_and_url(cls, data: Any) -> Any:
+        """A `base_url` without a `kind` is an OpenAI-compatible server (never the embedded model); a model server's
+        kind implies where it listens, so the run record holds the URL that was used."""
+        if not isinstance(data, dict):
+            return data
+        if data.get("kind") is None:
+            if data.get("base_url"):
+                data = {**data, "kind": "openai"}
+            elif data.get("model") and not data.get("model_path"):
+                raise ValueError(
+                    'a model without kind or base_url: set base_url (an OpenAI-compatible server), or kind = "openai" '
+                    '(api.openai.com) or "azure"; the embedded model takes model_path'
+                )
+        if data.get("kind") in SERVER_URLS and not data.get("base_url"):
             data = {**data, "base_url": SERVER_URLS[data["kind"]]}
         return data
 
@@ -126,6 +140,11 @@ class EndpointConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> EndpointConfig:
+        if self.kind == "local" and self.base_url:
+            raise ValueError(
+                'kind = "local" runs the embedded llama.cpp model and takes no base_url: for a server at that URL set '
+                'kind = "openai" (or leave kind out)'
+            )
         if self.kind != "local" and not self.model:
             raise ValueError(f"the {self.kind} endpoint needs a model name (model = …, or --model)")
         if self.kind == "azure" and not self.base_url:

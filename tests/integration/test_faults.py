@@ -273,7 +273,8 @@ def test_a_retry_after_an_hour_away_stops_the_run_instead_of_hanging(tmp_path: P
 def test_a_fault_on_every_try_makes_error_rows_that_resume_answers(fault: str, fault_runs: dict[str, FaultRun]) -> None:
     run = fault_runs[fault]
     code, out, err = run.wait()
-    assert code == 0, err  # the run went on: a row's failure is the row's
+    assert code == 1, err  # the run went on (a row's failure is the row's), and its exit code says rows failed
+    assert f"{FAULT_ROWS} of {FAULT_ROWS} rows failed" in err and f"llmcorr runs resume {fault}" in err
     assert_clean(run.path, out, err)
     stats = run.server.stats()
     assert stats["received"] == stats["faults"][fault] == FAULT_ROWS * TRIES  # bounded: six tries a row, no more

@@ -83,10 +83,13 @@ def test_async_class_flow_with_init_and_aggregate(flows: Path, words: Path) -> N
 
 def test_a_failing_row_is_recorded_and_the_run_goes_on(flows: Path, words: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.csv"
-    assert run_cli("run", f"{flows}:picky", "--data", words, "-o", out, "--name", "picky", "-q").returncode == 0
+    r = run_cli("run", f"{flows}:picky", "--data", words, "-o", out, "--name", "picky", "-q")
+    assert r.returncode == 1, r.stderr  # the run goes on; its exit code says a row failed
     table = pd.read_csv(out)
     assert list(table["output"].fillna("")) == ["ACID", "", "SALT"]
-    assert table["error"][1] == "ValueError: no bases here"
+    raised_at = flows.read_text().splitlines().index('        raise ValueError("no bases here")') + 1
+    assert table["error"][1].startswith("ValueError: no bases here (")  # type, message and where, in the user's file
+    assert table["error"][1].endswith(f"{flows.name}:{raised_at})")
     assert runs()["picky"]["rows_failed"] == 1
 
 

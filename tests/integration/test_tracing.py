@@ -142,7 +142,7 @@ def test_otlp_export_to_a_collector(workdir: Path, collector: _Collector) -> Non
     with QuotaServer(QuotaServerConfig(rpm=6000)) as srv:
         (workdir / "llmcorr.toml").write_text(quota_toml(srv.base_url))
         r = run_cli("run", "traced:define", "--data", "words.csv", "--otlp", collector.url, "-q")
-        assert r.returncode == 0, r.stderr
+        assert r.returncode == 1, r.stderr  # the "bad" row fails (by design); the spans go out all the same
     assert collector.requests and all(p == "/v1/traces" for p, _, _ in collector.requests)
     assert all(ct == "application/x-protobuf" for _, ct, _ in collector.requests)
     spans = collector.spans()

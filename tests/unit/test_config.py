@@ -158,3 +158,48 @@ def test_the_store_url_comes_from_the_environment_or_the_toml_and_prints_without
     monkeypatch.setenv("LLMCORR_STORE", "/tmp/other.db")
     with pytest.raises(ConfigError, match=r"^bad config: store_url: expected a PostgreSQL URL"):
         Config.load()
+
+
+def test_a_base_url_without_a_kind_is_an_openai_compatible_server(tmp_path: Path) -> None:
+    path = tmp_path / "llmcorr.toml"
+    path.write_text('[[endpoints]]\nname = "east"\nbase_url = "http://127.0.0.1:8101/v1"\nmodel = "gpt-4o-mini"\n')
+    east = Config.load(path).endpoint("east")
+    assert (east.kind, east.base_url, east.model) == ("openai", "http://127.0.0.1:8101/v1", "gpt-4o-mini")
+    assert Config.load(provider={"base_url": "http://127.0.0.1:9/v1", "model": "m"}).provider.kind == "openai"
+    assert Config.load().provider.kind == "local"  # nothing said: the embedded model
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "message"),
+    [
+        (
+            'kind = "local"\nbase_url = "http://127.0.0.1:8101/v1"',
+            'endpoints[0] (e): kind = "local" runs the embedded llama.cpp model and takes no base_url',
+        ),
+        ('model = "gpt-4o-mini"', "endpoints[0] (e): a model without kind or base_url"),
+    ],
+)
+def test_an_endpoint_that_would_silently_run_the_embedded_model_is_a_config_error(
+    tmp_path: Path, endpoint: str, message: str
+) -> None:
+    path = tmp_path / "llmcorr.toml"
+    path.write_text(f'[[endpoints]]\nname = "e"\n{endpoint}\n')
+    with pytest.raises(ConfigError) as info:
+        Config.load(path)
+    assert str(info.value).startswith(f"bad config: {path}: ") and message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_base_url_flag_means_an_openai_server_and_model_alone_is_refused(tmp_path: Path) -> None:
+    from llmcorr.cli._common import load_config
+    from llmcorr.errors import UserError
+
+    path = tmp_path / "llmcorr.toml"  # a default endpoint the flags must win over
+    path.write_text(
+        'default = "q"\n[[endpoints]]\nname = "q"\nkind = "openai"\nbase_url = "http://h:1/v1"\nmodel = "m"\n'
+    )
+    config = load_config(base_url="http://127.0.0.1:9/v1", model="served", path=path)
+    (chosen,) = config.select(None)
+    assert (chosen.kind, chosen.base_url, chosen.model) == ("openai", "http://127.0.0.1:9/v1", "served")
+    with pytest.raises(UserError, match=r"^--model names a model on a server: add --base-url"):
+        load_config(model="gpt-4o-mini", path=path)

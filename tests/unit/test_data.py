@@ -182,3 +182,52 @@ def test_as_frame_takes_paths_and_dataframe_likes(tmp_path: Path) -> None:
     assert list(frame["q"]) == ["x"] and where(0) == "row 1 (line 2)" and source == str(path)
     with pytest.raises(DataError, match="expected a file path or a DataFrame, got int"):
         as_frame(3)
+
+
+def iris_like(labels: list[object], predictions: list[object]) -> pd.DataFrame:
+    splits = ["train", "valid", "test"]
+    return pd.DataFrame(
+        {
+            "id": [f"r{i}" for i in range(len(labels))],
+            "input": [f"petal={i}" for i in range(len(labels))],
+            "prediction": predictions,
+            "label": labels,
+            "split": [splits[i % 3] for i in range(len(labels))],
+        }
+    )
+
+
+INTEGER_CLASSES = [0, 1, 2, 2, 0, 1, 1, 2, 0]
+
+
+@pytest.mark.parametrize("problem", ["auto", "classification"])
+def test_three_integer_classes_are_refused_as_multiclass(tmp_path: Path, problem: str) -> None:
+    path = tmp_path / "iris.csv"
+    iris_like(INTEGER_CLASSES, [0, 1, 2, 1, 0, 1, 2, 2, 0]).to_csv(path, index=False)
+    with pytest.raises(DataError) as info:
+        load_predictions(path, problem=problem)  # type: ignore[arg-type]
+    message = str(info.value)
+    assert message.startswith(f"{path}: row 3 (line 4), column 'label': expected 0 or 1 for classification, got ")
+    assert "one of 3 classes (0, 1, 2): multiclass correction is not supported yet" in message
+    assert "binary classification and regression" in message and "--problem regression" in message
+    assert "\n" not in message
+
+
+def test_text_labels_of_three_classes_are_refused_as_multiclass() -> None:
+    names = ["setosa", "versicolor", "virginica"]
+    frame = iris_like([names[c] for c in INTEGER_CLASSES], [0.2] * len(INTEGER_CLASSES))
+    with pytest.raises(DataError, match=r"one of 3 classes \('setosa', 'versicolor', 'virginica'\): multiclass"):
+        load_predictions(frame)
+
+
+def test_problem_regression_overrides_the_inference_for_integer_labels() -> None:
+    table = load_predictions(iris_like(INTEGER_CLASSES, [0, 1, 2, 1, 0, 1, 2, 2, 0]), problem="regression")
+    assert table.problem == "regression" and list(table.frame["label"]) == [float(c) for c in INTEGER_CLASSES]
+
+
+def test_integer_targets_with_a_regressors_predictions_stay_regression() -> None:
+    counts = [3, 7, 12, 5, 9, 4, 8, 11, 6]
+    table = load_predictions(iris_like(counts, [c + 0.4 for c in counts]))
+    assert table.problem == "regression"
+    binary = load_predictions(iris_like([0, 1] * 4 + [1], [0, 1] * 4 + [1]))  # hard 0/1 predictions
+    assert binary.problem == "classification"

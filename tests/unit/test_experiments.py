@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from llmcorr.errors import NotFoundError, UserError
-from llmcorr.runs import experiments
+from llmcorr.runs import experiments, summary
 from llmcorr.runs.experiments import Experiments, compare_runs, metric_values
 from llmcorr.store import RowRecord, Store
+from llmcorr.ui import views
 
 CORRECT = {
     "n": 4,
@@ -51,7 +54,7 @@ def test_compare_puts_runs_side_by_side(store: Store) -> None:
         "wall time (s)",
         "429s",
         "cost ($)",
-    ]
+    ]  # no run was resumed after a pause: no "first to last" row
     assert frame.loc["accuracy corrected", "corr"] == 0.75 and frame.loc["accuracy corrected", "flow"] is None
     assert frame.loc["score", "flow"] == 0.9 and frame.loc["tokens", "flow"] == 12 and frame.loc["429s", "corr"] == 3
     assert frame.loc["cost ($)", "corr"] == 0.25 and frame.loc["cost ($)", "flow"] is None
@@ -103,3 +106,62 @@ def test_the_namespace_opens_the_store_it_is_given(store: Store, tmp_path: Path)
     assert "s.db" in repr(by_path)
     with pytest.raises(NotFoundError):
         Experiments(tmp_path / "empty.db").get_run("one")
+
+
+def _resumed(store: Store, name: str, pause_s: float) -> str:
+    """A run worked on by two processes (two Stores) with `pause_s` between them: the first stopped (cancelled), the
+    second resumed it and finished. The pause is made by moving the first process's times back."""
+    with Store(store.path) as first:
+        run_id = first.create_run("prompt", {}, 2, name=name)
+        first.add_rows(run_id, [RowRecord(0, None, {}, "ok", input_tokens=10, output_tokens=2)], usage=USAGE)
+        first.finish_run(run_id, "cancelled", usage=USAGE)
+    back = datetime.now(UTC) - timedelta(seconds=pause_s + 2)
+    store.conn.execute(
+        "UPDATE run_segments SET started_utc = ?, active_utc = ? WHERE run_id = ?",
+        (back.isoformat(), (back + timedelta(seconds=2)).isoformat(), run_id),
+    )
+    store.conn.execute("UPDATE runs SET created_utc = ? WHERE id = ?", (back.isoformat(), run_id))
+    with Store(store.path) as second:
+        second.reopen_run(run_id)
+        second.add_rows(run_id, [RowRecord(1, None, {}, "ok", input_tokens=10, output_tokens=2)], usage=USAGE)
+        second.finish_run(run_id, "completed", usage=USAGE)
+    return run_id
+
+
+USAGE = {"q": {"requests": 2, "ok": 2, "rate_limited": 0, "errors": 0, "input_tokens": 20, "output_tokens": 4}}
+USAGE["q"] |= {"cost": 0.01}
+
+
+def test_wall_time_is_the_busy_time_with_the_span_shown_where_a_run_was_paused(store: Store) -> None:
+    """Issue 12: a resumed run's wall time jumped from 51.8 s to 3.5 min (creation to finish, the pause counted),
+    and the CLI, the dashboard and compare each computed it their own way."""
+    run_id = _resumed(store, "paused", pause_s=200)
+    record = store.get_run(run_id)
+    wall = summary.wall_time(record)
+    assert wall.busy_s is not None and wall.span_s is not None
+    assert 2 <= wall.busy_s < 30 and wall.span_s >= 200 + 2  # busy: the two processes; span: pause included
+    span = f"{wall.span_s / 60:.1f} min"
+    assert wall.paused and str(wall) == f"busy {summary.seconds(wall.busy_s)} (first to last {span})"
+    assert experiments.wall_time_s(record) == views.wall_s(record) == wall.busy_s  # one definition everywhere
+    shown = views.run_summary(record)
+    assert (shown["wall_s"], shown["span_s"], shown["wall"]) == (wall.busy_s, wall.span_s, str(wall))
+    assert summary.cost(record) == views.run_cost(record) == pytest.approx(0.02)  # each process's last snapshot, summed
+    assert shown["usage_lines"] == [("q", "4 requests, 48 tokens, 0 429s, $0.0200")]
+    finished(store, "straight")
+    frame = compare_runs(store, ["paused", "straight"])
+    assert frame.loc["wall time (s)", "paused"] == pytest.approx(wall.busy_s, abs=0.5)
+    assert frame.loc["first to last (s)", "paused"] == pytest.approx(wall.span_s, abs=0.5)
+    straight = summary.wall_time(store.get_run("straight"))
+    assert not straight.paused and str(straight) == summary.seconds(straight.busy_s)
+
+
+def test_wall_time_of_a_running_run_counts_to_now_and_of_an_old_record_is_its_span(store: Store) -> None:
+    run_id = store.create_run("prompt", {}, 1, name="live")
+    record = store.get_run(run_id)
+    later = datetime.now(UTC) + timedelta(seconds=30)
+    assert summary.wall_time(record, now=later).busy_s == pytest.approx(30, abs=1)
+    old = replace(record, status="completed", busy_s=None, active_utc=None, finished_utc=later.isoformat())
+    assert summary.wall_time(old).busy_s == summary.wall_time(old).span_s == pytest.approx(30, abs=1)
+    assert summary.endpoint_usage({"requests": 5, "ok": 3, "rate_limited": 2, "input_tokens": 1000}) == (
+        "5 requests (3 answered), 1,000 tokens, 2 429s"
+    )

@@ -1,14 +1,17 @@
 from __future__ import annotations
 
+import json
+import signal
 import sqlite3
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from llmcorr.errors import NotFoundError, UserError
-from llmcorr.store import RowRecord, Store
+from llmcorr.store import RowRecord, Store, connect
 from llmcorr.store.migrations import MIGRATIONS, migrate
 
 
@@ -178,3 +181,109 @@ def test_tags_and_name_search_match_exactly_what_they_say(where: Path | str) -> 
         assert [r.id for r in store.list_runs(tag='x"y')] == [a] and store.list_runs(tag="y") == []
         assert [r.id for r in store.list_runs(name="PHA R")] == [a]  # part of a name, any case
         assert store.list_runs(tag="Base") == []  # tags are case-sensitive
+
+
+def _usage(requests: int, tokens_in: int, tokens_out: int, limited: int = 0, cost: float | None = None) -> dict:
+    """A process's per-endpoint usage as `Scheduler.stats()` gives it (rates included: a segment drops them)."""
+    q = {"requests": requests, "ok": requests - limited, "rate_limited": limited, "errors": 0}
+    q |= {"input_tokens": tokens_in, "output_tokens": tokens_out, "requests_per_min": 99.0, "tokens_per_min": 9.0}
+    return {"q": q | {"cost": cost, "rpm": 600, "tpm": None}}
+
+
+def test_usage_accumulates_over_the_processes_that_work_on_a_run(where: Path | str) -> None:
+    """Issue 12: a resume used to replace the run's usage with its own (a no-op resume turned 16 requests into 0)."""
+    with Store(where) as first:  # each Store stands for one process
+        run_id = first.create_run("prompt", {}, 3, name="acc")
+        first.add_rows(run_id, [RowRecord(0, None, {}, "ok", input_tokens=10, output_tokens=2)], _usage(6, 60, 12, 1))
+        first.finish_run(run_id, "cancelled", usage=_usage(7, 70, 14, 1, cost=0.5))
+    with Store(where) as store:
+        after_first = store.get_run("acc")
+    assert after_first.usage is not None and after_first.usage["q"]["requests"] == 7
+    with Store(where) as noop:  # a resume with nothing left to do: its own usage is all zeros
+        noop.reopen_run(run_id)
+        noop.finish_run(run_id, "completed", usage=_usage(0, 0, 0, cost=0.0))
+    with Store(where) as store:
+        run = store.get_run("acc")
+        assert run.usage is not None and run.rate_limited == 1
+        q = run.usage["q"]
+        assert (q["requests"], q["ok"], q["rate_limited"], q["input_tokens"], q["output_tokens"]) == (7, 6, 1, 70, 14)
+        assert q["cost"] == 0.5 and q["rpm"] == 600
+        store.reopen_run(run_id)  # a real resume: its usage adds to the two before
+        store.add_rows(run_id, [RowRecord(1, None, {}, "ok", input_tokens=10, output_tokens=2)], _usage(2, 20, 4))
+        assert store.get_run("acc").usage["q"]["requests"] == 9  # accumulated with each commit, not only at the end
+        store.finish_run(run_id, "completed", usage=_usage(3, 30, 6, cost=0.25))
+        run = store.get_run("acc")
+        q = run.usage["q"]
+        assert (q["requests"], q["input_tokens"], q["output_tokens"], q["cost"]) == (10, 100, 20, 0.75)
+        parts = store.segments(run_id)
+        assert len(parts) == 3 and [p["usage"]["q"]["requests"] for p in parts] == [7, 0, 3]
+        assert "requests_per_min" not in parts[0]["usage"]["q"]  # a process's own pace is not summed
+        assert run.busy_s is not None and run.active_utc == run.finished_utc
+        spans = [datetime.fromisoformat(p["active_utc"]) - datetime.fromisoformat(p["started_utc"]) for p in parts]
+        assert run.busy_s == pytest.approx(sum(d.total_seconds() for d in spans), abs=1e-3)
+
+
+def test_a_killed_process_leaves_the_usage_of_every_row_it_committed(where: Path | str) -> None:
+    """Usage used to be written only when a run finished: SIGKILL lost all of it."""
+    code = (
+        "import os, signal, sys; from llmcorr.store import RowRecord, Store; s = Store(sys.argv[1]);"
+        "run = s.create_run('prompt', {}, 5, name='victim'); print(run, flush=True);"
+        "q = {'requests': 4, 'ok': 3, 'rate_limited': 1, 'errors': 0, 'input_tokens': 30, 'output_tokens': 6,"
+        " 'cost': None};"
+        "s.add_rows(run, [RowRecord(i, None, {}, 'ok', input_tokens=10, output_tokens=2) for i in range(3)],"
+        " usage={'q': q});"
+        "os.kill(os.getpid(), signal.SIGKILL)"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(where)], capture_output=True, text=True)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    with Store(where) as store:
+        run = store.get_run("victim")
+        assert run.status == "interrupted" and run.rows_done == 3
+        assert run.usage is not None and run.usage["q"]["requests"] == 4 and run.rate_limited == 1
+        assert run.usage["q"]["input_tokens"] >= run.input_tokens and run.busy_s is not None
+
+
+def _store_before_segments(where: Path | str) -> None:
+    """A store as llmcorr wrote it before m005 (migrations m001-m004), with a finished and a killed run."""
+    conn = connect(where, migrated=False)
+    conn.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_utc TEXT NOT NULL)")
+    for fn in MIGRATIONS[:4]:
+        fn(conn)
+        conn.execute("INSERT INTO _migrations VALUES (?, '2026-11-27T00:00:00')", (fn.__name__,))
+    usage = {"q": {"requests": 16, "ok": 16, "rate_limited": 2, "errors": 0, "input_tokens": 160}}
+    usage["q"] |= {"output_tokens": 32, "requests_per_min": 18.5, "tokens_per_min": 222.0, "cost": 0.0012}
+    conn.execute(
+        "INSERT INTO runs (id, kind, status, spec_json, created_utc, finished_utc, rows_total, rows_done,"
+        " input_tokens, output_tokens, rate_limited, usage_json) VALUES ('old', 'prompt', 'cancelled', '{}',"
+        " '2026-11-27T10:00:00.000+00:00', '2026-11-27T10:00:51.800+00:00', 20, 16, 160, 32, 2, ?)",
+        (json.dumps(usage),),
+    )
+    conn.execute(  # killed: never finished, no usage recorded (naive timestamps, as the first versions wrote)
+        "INSERT INTO runs (id, kind, status, spec_json, created_utc, rows_total) "
+        "VALUES ('dead', 'prompt', 'interrupted', '{}', '2026-11-27T09:00:00', 5)"
+    )
+    conn.close()
+
+
+def test_an_older_store_upgrades_and_its_runs_keep_their_usage(where: Path | str) -> None:
+    _store_before_segments(where)
+    with Store(where) as store:
+        old = store.get_run("old")
+        assert old.usage is not None and old.usage["q"]["requests"] == 16 and old.usage["q"]["cost"] == 0.0012
+        assert old.rate_limited == 2 and old.busy_s == pytest.approx(51.8)
+        assert store.get_run("dead").usage is None and store.get_run("dead").busy_s == 0
+        assert [p["usage"]["q"]["requests"] for p in store.segments("old")] == [16]
+        store.reopen_run("old")  # resumed by this version: the old usage stands, the new adds to it
+        store.finish_run("old", "completed", usage=_usage(4, 40, 8, cost=0.0003))
+        q = store.get_run("old").usage["q"]
+        assert (q["requests"], q["ok"], q["rate_limited"], q["input_tokens"]) == (20, 20, 2, 200)
+        assert q["cost"] == pytest.approx(0.0015)
+        assert store.conn.execute("SELECT COUNT(*) FROM _migrations").fetchone()[0] == len(MIGRATIONS)
+
+
+def test_deleting_a_run_deletes_its_segments(where: Path | str) -> None:
+    with Store(where) as store:
+        run_id = store.create_run("prompt", {}, 1)
+        store.finish_run(run_id, "completed", usage=_usage(1, 10, 2))
+        store.delete_run(run_id)
+        assert store.conn.execute("SELECT COUNT(*) FROM run_segments").fetchone()[0] == 0

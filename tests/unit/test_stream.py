@@ -97,9 +97,9 @@ class CountingStore(Store):
         super().__init__(path)
         self.commits: list[int] = []
 
-    def add_rows(self, run_id: str, rows: Any) -> None:
+    def add_rows(self, run_id: str, rows: Any, usage: Any = None) -> None:
         self.commits.append(len(rows))
-        super().add_rows(run_id, rows)
+        super().add_rows(run_id, rows, usage=usage)
 
 
 def items(n: int, read: list[int]) -> Any:

@@ -16,9 +16,27 @@ from ..errors import UserError
 console = Console()
 err_console = Console(stderr=True)
 
+
+class DefaultProvider(str):
+    """`--provider`'s value when the command line left it out: a `--base-url` then means an OpenAI-compatible server,
+    while an explicit `--provider local` with a URL is a contradiction to report."""
+
+    __slots__ = ()
+
+
+def _mark_default(ctx: typer.Context, param: typer.CallbackParam, value: str) -> str:
+    source = ctx.get_parameter_source(param.name) if param.name else None
+    return DefaultProvider(value) if source is not None and source.name in ("DEFAULT", "DEFAULT_MAP") else value
+
+
 ProviderKind = Annotated[
     str,
-    typer.Option("--provider", help="local (embedded llama.cpp), openai (any OpenAI-compatible server) or azure"),
+    typer.Option(
+        "--provider",
+        help="local (embedded llama.cpp; the default, unless --base-url names a server), openai (any "
+        "OpenAI-compatible server) or azure",
+        callback=_mark_default,
+    ),
 ]
 ModelOpt = Annotated[str | None, typer.Option("--model", help="model name sent to an OpenAI-compatible server")]
 ModelPathOpt = Annotated[
@@ -53,7 +71,7 @@ def setup_logging(quiet: bool = False) -> None:
 
 
 def load_config(
-    provider: str = "local",
+    provider: str = DefaultProvider("local"),
     model: str | None = None,
     model_path: Path | None = None,
     base_url: str | None = None,
@@ -63,9 +81,24 @@ def load_config(
     otlp: str | None = None,
     no_trace: bool = False,
 ) -> Config:
-    """The config file (if any) plus the default endpoint described by the command's flags."""
+    """The config file (if any) plus the default endpoint described by the command's flags. `--base-url` means an
+    OpenAI-compatible server unless `--provider` says otherwise; the embedded model takes neither a URL nor a model
+    name."""
     if provider not in ("local", "openai", "azure"):
         raise UserError(f"--provider: expected local, openai or azure, got {provider!r}")
+    if provider == "local" and (base_url is not None or model is not None):
+        if not isinstance(provider, DefaultProvider):
+            flag = "--base-url" if base_url is not None else "--model"
+            raise UserError(
+                f"--provider local runs the embedded llama.cpp model and takes no {flag}: for a server use --provider "
+                "openai (or leave --provider out and give --base-url); for another GGUF file, --model-path"
+            )
+        if base_url is None:
+            raise UserError(
+                "--model names a model on a server: add --base-url URL (an OpenAI-compatible server) or --provider "
+                "openai|azure; the embedded llama.cpp model takes --model-path FILE.gguf instead"
+            )
+        provider = "openai"  # a URL is a server, never the embedded model
     settings: dict[str, Any] = {
         "name": provider,
         "kind": provider,

@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import json
+import math
+import shlex
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import typer
 from rich import box
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
 
 from ..config import Config
+from ..providers import describe_endpoint
 from ..runs.batch import RunResult
 from ..runs.correction import CorrectionResult
 from ..runs.estimate import Estimate
+from ..runs.status import has_failures, status_text
+from ..runs.summary import endpoint_usage, wall_time
 from ..store import RunRecord, Store
-from ._common import console
+from ._common import console, err_console
 
 _METRIC_NAMES = {"roc_auc": "ROC-AUC", "accuracy": "accuracy", "rmse": "RMSE", "mae": "MAE"}
 _LOWER_IS_BETTER = {"rmse", "mae"}
@@ -77,17 +85,16 @@ def metrics_table(metrics: dict[str, Any], title: str = "base vs corrected (test
     return table
 
 
-def run_table(record: RunRecord, wall_s: float | None = None) -> Table:
+def run_table(record: RunRecord) -> Table:
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
     table.add_row("run", f"{record.id}" + (f" ({record.name})" if record.name else ""))
-    table.add_row("status", record.status)
+    table.add_row("status", _status(record))
     table.add_row("kind", record.kind)
     for e in record.spec.get("endpoints", []):
-        quota = ", ".join(f"{e[k]:g} {k}" for k in ("rpm", "tpm") if e.get(k))
-        kind = "" if e.get("name") == e.get("kind") else f"{e.get('kind')} "
-        table.add_row("endpoint", f"{e.get('name')}: {kind}{e.get('model')}" + (f" ({quota})" if quota else ""))
+        quota = [f"{e[k]:g} {k}" for k in ("rpm", "tpm") if e.get(k)]
+        table.add_row("endpoint", escape(describe_endpoint(e, *quota)))
     table.add_row("data", str(record.spec.get("data", "?")))
     if record.spec.get("options", {}).get("executor"):
         table.add_row("executor", str(record.spec["options"]["executor"]))
@@ -98,16 +105,12 @@ def run_table(record: RunRecord, wall_s: float | None = None) -> Table:
     )
     if record.rate_limited:
         table.add_row("429s", str(record.rate_limited))
-    for name, u in (record.usage or {}).items():
+    for name, u in (record.usage or {}).items():  # every process that worked on the run, together
         if len(record.usage or {}) > 1 or u.get("cost") is not None:
-            cost = f", ${u['cost']:.4f}" if u.get("cost") is not None else ""
-            table.add_row(
-                f"  {name}",
-                f"{u['ok']} requests, {u['input_tokens'] + u['output_tokens']:,} tokens, "
-                f"{u['rate_limited']} 429s{cost}",
-            )
-    if wall_s is not None:
-        table.add_row("wall time", f"{wall_s:.1f} s")
+            table.add_row(f"  {name}", endpoint_usage(u))
+    wall = wall_time(record)
+    if wall.busy_s is not None:
+        table.add_row("wall time", str(wall))
     table.add_row("created", record.created_utc)
     if record.finished_utc:
         table.add_row("finished", record.finished_utc)
@@ -130,42 +133,105 @@ def headline(metrics: dict[str, Any] | None) -> str:
     return ""
 
 
-def runs_table(records: list[RunRecord]) -> Table:
+_COLOURS = {"completed": "green", "running": "cyan", "failed": "red", "interrupted": "yellow", "cancelled": "yellow"}
+
+
+def _status(record: RunRecord) -> str:
+    """The run's status as people read it (`completed, 3 failed`), coloured."""
+    colour = "red" if has_failures(record) else _COLOURS.get(record.status, "")
+    text = escape(status_text(record))
+    return f"[{colour}]{text}[/]" if colour else text
+
+
+# the runs list's columns, most important first: on a narrow terminal the less important go before a name is folded
+_RUN_COLUMNS: list[tuple[str, dict[str, Any], Callable[[RunRecord], str]]] = [
+    ("name", {"overflow": "fold", "min_width": 4}, lambda r: escape(r.name or "")),
+    ("status", {"no_wrap": True}, _status),
+    ("id", {"no_wrap": True, "min_width": 12}, lambda r: escape(r.id)),
+    ("rows", {"justify": "right", "no_wrap": True}, lambda r: f"{r.rows_done}/{r.rows_total}"),
+    ("created", {"no_wrap": True}, lambda r: r.created_utc[5:16].replace("T", " ")),
+    ("kind", {"no_wrap": True}, lambda r: r.kind),
+    ("result", {"no_wrap": True}, lambda r: headline(r.metrics)),
+    ("tokens", {"justify": "right", "no_wrap": True}, lambda r: f"{r.input_tokens + r.output_tokens:,}"),
+    (
+        "tags",
+        {"overflow": "fold"},
+        lambda r: (escape(", ".join(r.tags)) + (" [dim](archived)[/]" if r.archived else "")).strip(),
+    ),
+]
+_UNBOUNDED = 100_000  # a width to measure a table's natural width in
+_RUN_ORDER = ["id", "name", "kind", "status", "rows", "tokens", "result", "tags", "created"]  # left to right
+
+
+def _runs_table(records: list[RunRecord], names: list[str]) -> Table:
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    table.add_column("id", no_wrap=True, min_width=12)
-    table.add_column("name", overflow="fold", min_width=4)
-    table.add_column("kind", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("rows", justify="right", no_wrap=True)
-    table.add_column("tokens", justify="right", no_wrap=True)
-    table.add_column("result", no_wrap=True)
-    table.add_column("tags", overflow="fold")
-    table.add_column("created", no_wrap=True)
-    colours = {"completed": "green", "running": "cyan", "failed": "red", "interrupted": "yellow"}
+    columns = {name: (style, cell) for name, style, cell in _RUN_COLUMNS if name in names}
+    if "id" not in columns:  # the name column names every run: by its name, else by its id
+        columns["name"] = (columns["name"][0], lambda r: escape(r.label))
+    shown = [name for name in _RUN_ORDER if name in columns]
+    for name in shown:
+        table.add_column("run" if name == "name" and "id" not in columns else name, **columns[name][0])
     for r in records:
-        tags = escape(", ".join(r.tags)) + (" [dim](archived)[/]" if r.archived else "")
-        table.add_row(
-            escape(r.id),
-            escape(r.name or ""),
-            r.kind,
-            f"[{colours.get(r.status, '')}]{r.status}[/]",
-            f"{r.rows_done}/{r.rows_total}",
-            f"{r.input_tokens + r.output_tokens:,}",
-            headline(r.metrics),
-            tags.strip(),
-            r.created_utc[5:16].replace("T", " "),
-        )
+        table.add_row(*(columns[name][1](r) for name in shown))
     return table
 
 
+def runs_table(records: list[RunRecord], width: int | None = None) -> Table:
+    """The runs list. Within `width` columns (the console's), whole names come first: beside the name and the
+    status, each other column (id, rows, created, kind, result, tokens, tags: the more important first) is shown
+    only if every name still fits on its line (and some run has something in it)."""
+    width = width or console.width
+    names = [name for name, _, _ in _RUN_COLUMNS[:2]]
+    for name, _, cell in _RUN_COLUMNS[2:]:
+        if not any(cell(r) for r in records):
+            continue  # no run has tags, or a result
+        table = _runs_table(records, [*names, name])
+        if Measurement.get(console, console.options.update_width(_UNBOUNDED), table).maximum <= width:
+            names.append(name)
+    return _runs_table(records, names)
+
+
+# a correct run's own metric keys (runs/experiments.py `metric_values`), as people read them
+_CORRECT_LABELS = {
+    "n": "test rows",
+    "parsed": "answers parsed",
+    "mcnemar.p_value": "flips: McNemar p",
+    "mcnemar.discordant": "flips: discordant (McNemar)",
+    "gate.policy": "gate: policy",
+    "gate.threshold": "gate: threshold",
+    "gate.applied_on_test": "gate: applied on test",
+    "gate.validation_rows": "gate: validation rows",
+}
+_CORRECT_PREFIXES = {
+    "flips.": "flips: ",
+    "ungated.corrected.": "without the gate: ",
+    "ungated.flips.": "without the gate: flips ",
+    "gate.validation_accuracy.": "gate: validation accuracy ",
+    "gate.validation_rmse.": "gate: validation RMSE ",
+    "gate.": "gate: ",
+    "calibration ": "calibration: ",
+}
+
+
 def _metric_label(key: str) -> str:
-    """ "roc_auc base" → "ROC-AUC base", "flips.wrong_to_right" → "flips: wrong to right"; other keys as they are."""
+    """ "roc_auc base" → "ROC-AUC base", "flips.wrong_to_right" → "flips: wrong to right", "gate.policy" → "gate:
+    policy"; other keys (a flow's own metrics) as they are."""
+    if key in _CORRECT_LABELS:
+        return _CORRECT_LABELS[key]
     first, sep, rest = key.partition(" ")
     if first in _METRIC_NAMES and sep:
         return f"{_METRIC_NAMES[first]} {rest}"
-    if key.startswith("flips."):
-        return "flips: " + key.removeprefix("flips.").replace("_", " ")
+    for prefix, label in _CORRECT_PREFIXES.items():
+        if key.startswith(prefix):
+            rest = key.removeprefix(prefix)
+            name = _METRIC_NAMES.get(rest) or rest.replace("_", " ").replace("ece", "ECE")
+            return label + name
     return key
+
+
+def _missing(value: Any) -> bool:
+    """None, or the NaN pandas puts in its place when a run has no such metric."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def compare_table(frame: pd.DataFrame) -> Table:
@@ -177,7 +243,7 @@ def compare_table(frame: pd.DataFrame) -> Table:
     for metric, values in frame.iterrows():
         cells = []
         for v in values:
-            if v is None:
+            if _missing(v):
                 cells.append("")
             elif metric == "wall time (s)":
                 cells.append(f"{v:.2f}")
@@ -276,20 +342,41 @@ def estimate_table(e: Estimate) -> Table:
 def print_correction(config: Config, result: CorrectionResult, title: str = "base vs corrected (test split)") -> None:
     """A finished correction run: its record, then its metrics."""
     with Store(config.store_path) as store:
-        console.print(run_table(store.get_run(result.run_id), wall_s=result.wall_s))
+        console.print(run_table(store.get_run(result.run_id)))
     console.print(metrics_table(result.metrics, title=title))
 
 
+def _first_failed(store: Store, record: RunRecord) -> int | None:
+    """The index of the run's first failed row (None when none failed)."""
+    if not record.rows_failed:
+        return None
+    return next((r["row_index"] for r in store.iter_rows(record.id, "status") if r["status"] == "error"), None)
+
+
 def print_result(config: Config, result: CorrectionResult | RunResult, output: Path | None = None) -> None:
-    """A finished run of any kind: its record, its metrics, where its rows went."""
+    """A finished run of any kind: its record, its metrics, where its rows went. When rows failed, a line says how
+    many, where to see why and how to retry them, and the command exits with code 1."""
     if isinstance(result, CorrectionResult):
         print_correction(config, result)
     else:
         with Store(config.store_path) as store:
-            console.print(run_table(store.get_run(result.run_id), wall_s=result.wall_s))
+            console.print(run_table(store.get_run(result.run_id)))
         if result.reused:
             console.print(f"{result.reused} rows reused from another run (no tokens spent on them)")
         if result.metrics:
             console.print_json(json.dumps(result.metrics))
     if output is not None:
         console.print(f"wrote {result.rows if isinstance(result, RunResult) else len(result.table)} rows to {output}")
+    with Store(config.store_path) as store:
+        record = store.get_run(result.run_id)
+        failed = _first_failed(store, record)
+    if failed is not None:
+        label = shlex.quote(record.label)
+        err_console.print(
+            f"{record.rows_failed} of {record.rows_total} rows failed (row {failed + 1}: "
+            f"`llmcorr runs logs {label} --row {failed + 1}` shows why); `llmcorr runs resume {label}` retries them",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)

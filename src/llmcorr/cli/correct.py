@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast
 
 import typer
 
 from ..errors import UserError
-from ..runs import Estimate
 from ..runs import correct as run_correct
 from ..runs import estimate as run_estimate
-from ..scheduler import Scheduler
 from ._common import (
     BaseUrlOpt,
     ConcurrencyOpt,
@@ -26,13 +22,12 @@ from ._common import (
     OtlpOpt,
     ProviderKind,
     YesOpt,
-    confirm,
     console,
-    err_console,
     load_config,
     setup_logging,
 )
 from ._render import estimate_table, print_result
+from .confirm import confirmer
 
 ROLES = ("id", "input", "prediction", "label", "split")
 
@@ -153,21 +148,8 @@ def correct(
         output=output,
         name=name,
         progress=not quiet,
-        confirm=_confirmer(yes),
+        confirm=confirmer(yes),
         cache=not no_cache,
         **options,
     )
     print_result(config, result, output)
-
-
-def _confirmer(yes: bool) -> Callable[[Estimate, Scheduler], bool]:
-    """Ask a person at a terminal before spending on a remote endpoint; never ask a script or CI."""
-
-    def ask(planned: Estimate, scheduler: Scheduler) -> bool:
-        remote = any(e.config.kind != "local" for e in scheduler.endpoints)
-        if yes or not remote or not sys.stdin.isatty():
-            return True
-        err_console.print(estimate_table(planned))
-        return confirm("start the run?", yes)
-
-    return ask

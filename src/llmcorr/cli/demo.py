@@ -12,8 +12,9 @@ from ..config import Config
 from ..correct.datasets import DATASETS, Dataset, demo_predictions
 from ..errors import UserError
 from ..runs import correct as run_correct
-from ._common import console, setup_logging
+from ._common import ConfigOpt, YesOpt, console, setup_logging
 from ._render import print_correction
+from .confirm import confirmer
 
 log = logging.getLogger("llmcorr")
 DEMO_LIMIT = 20  # test rows corrected by default, and as many validation rows for the gate: ~3 min on 2 cores
@@ -41,9 +42,17 @@ def demo(
     no_gate: Annotated[
         bool, typer.Option("--no-gate", help="apply every correction (no validation-chosen gate)")
     ] = False,
+    endpoint: Annotated[
+        list[str] | None,
+        typer.Option("--endpoint", "-e", help="correct with this llmcorr.toml endpoint (default: the embedded model)"),
+    ] = None,
+    config_path: ConfigOpt = None,
+    yes: YesOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
-    """Train a base model on a bundled dataset, correct its test predictions with the embedded LLM, print metrics."""
+    """Train a base model on a bundled dataset, correct its test predictions with the embedded LLM, print metrics.
+
+    The demo never follows llmcorr.toml's `default` endpoint: it spends nothing unless --endpoint names one."""
     setup_logging(quiet)
     if dataset not in DATASETS:
         raise UserError(f"--dataset: expected one of {', '.join(DATASETS)}, got {dataset!r}")
@@ -60,7 +69,8 @@ def demo(
     )
     if limit < counts["test"]:
         log.info("correcting the first %d of %d test rows (--limit %d for all)", limit, counts["test"], counts["test"])
-    config = Config.load()
+    # the embedded model, whatever llmcorr.toml's `default` says; its endpoints only when --endpoint names them
+    config = Config.load(config_path, provider={"name": "local", "kind": "local"}, default=[])
     result = run_correct(
         table,
         task=info["task"],
@@ -72,8 +82,10 @@ def demo(
         gate=not no_gate,
         describe_molecules=describe_molecules,
         gate_rows=limit,
+        endpoints=endpoint,
         config=config,
         progress=not quiet,
+        confirm=confirmer(yes),
     )
     print_correction(config, result, title=f"{dataset}: base model vs LLMCorr (test split)")
     console.print(f"see it again: llmcorr runs show {result.run_id}")

@@ -12,8 +12,18 @@ import typer
 from .._sync import run_sync
 from ..errors import UserError
 from ..runs.batch import run_batch_async
-from ._common import ConfigOpt, EndpointOpt, NoTraceOpt, OtlpOpt, load_config, parse_map_options, setup_logging
+from ._common import (
+    ConfigOpt,
+    EndpointOpt,
+    NoTraceOpt,
+    OtlpOpt,
+    YesOpt,
+    load_config,
+    parse_map_options,
+    setup_logging,
+)
 from ._render import print_result
+from .confirm import confirmer
 
 
 def run(
@@ -50,9 +60,13 @@ def run(
     ray_address: Annotated[
         str | None, typer.Option(help="the Ray cluster to use (auto, ray://HOST:10001…); default: a local instance")
     ] = None,
+    yes: YesOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
-    """Run a prompt file or a Python flow over a data file; each row's columns are its inputs."""
+    """Run a prompt file or a Python flow over a data file; each row's columns are its inputs.
+
+    Against a remote endpoint, a person at a terminal sees the estimate and is asked before anything is spent
+    (--yes skips the question; a script, whose stdin is not a terminal, is never asked)."""
     setup_logging(quiet)
     try:
         arguments = json.loads(init) if init else None
@@ -77,6 +91,7 @@ def run(
             progress=not quiet,
             executor=executor,
             ray_address=ray_address,
+            confirm=confirmer(yes),
         )
     )
     print_result(config, result, output)

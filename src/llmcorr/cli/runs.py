@@ -14,6 +14,7 @@ from .._sync import run_sync
 from ..config import Config
 from ..errors import UserError
 from ..runs import experiments
+from ..runs import status as run_status
 from ..runs.control import rerun_any_async, resume_any_async
 from ..store import Store
 from ._common import ConfigOpt, YesOpt, confirm, console, err_console, setup_logging
@@ -28,7 +29,10 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a t
 
 @app.command("list")
 def list_runs(
-    status: Annotated[str | None, typer.Option(help="only runs with this status (running, completed, failed…)")] = None,
+    status: Annotated[
+        str | None,
+        typer.Option(help="only runs with this status (running, completed, failed…); failed: with failed rows too"),
+    ] = None,
     tag: Annotated[str | None, typer.Option(help="only runs with this tag")] = None,
     name: Annotated[str | None, typer.Option(help="only runs whose name contains this (or whose id starts so)")] = None,
     archived: Annotated[bool, typer.Option("--archived", help="only archived runs")] = False,
@@ -42,7 +46,7 @@ def list_runs(
     if archived and show_all:
         raise UserError("--archived lists only archived runs, --all lists every run: choose one")
     with Store(Config.load().store_path) as store:
-        records = experiments.list_runs(
+        records = run_status.list_runs(
             store,
             limit=limit,
             status=status,
@@ -53,7 +57,7 @@ def list_runs(
             descending=not asc,
         )
     if as_json:
-        console.print_json(json.dumps([r.__dict__ for r in records]))
+        console.print_json(json.dumps([r.__dict__ | {"status_text": run_status.status_text(r)} for r in records]))
     elif records:
         console.print(runs_table(records))
     elif status or tag or name or archived:
@@ -69,7 +73,9 @@ def show(run: Annotated[str, typer.Argument(help="run id or name")], as_json: Js
         record = store.get_run(run)
         counts = store.row_status_counts(record.id)
     if as_json:
-        console.print_json(json.dumps({**record.__dict__, "row_status": counts}))
+        console.print_json(
+            json.dumps({**record.__dict__, "status_text": run_status.status_text(record), "row_status": counts})
+        )
         return
     console.print(run_table(record))
     if counts:
@@ -78,19 +84,34 @@ def show(run: Annotated[str, typer.Argument(help="run id or name")], as_json: Js
         console.print(metrics_table(record.metrics))
 
 
+DataOpt = Annotated[
+    Path | None, typer.Option("--data", "-d", help="the run's data file, if it has moved (checked by hash)")
+]
+FlowOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--flow", help="the run's .prompty file, flow (FILE.py:NAME) or correct --template, if it has moved (checked)"
+    ),
+]
+
+
 @app.command("resume")
 def resume(
     run: Annotated[str, typer.Argument(help="run id or name")],
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="write the rows here (.csv/.jsonl/.parquet)")
+        Path | None, typer.Option("--output", "-o", help="write the rows here (default: where the run wrote them)")
     ] = None,
+    data: DataOpt = None,
+    flow: FlowOpt = None,
     config_path: ConfigOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Continue an interrupted, cancelled or failed run: finished rows are kept, failed rows are retried."""
     setup_logging(quiet)
     config = Config.load(config_path)
-    print_result(config, run_sync(resume_any_async(run, output=output, progress=not quiet, config=config)), output)
+    moved = {k: v for k, v in (("data", data), ("flow", flow)) if v is not None}
+    result = run_sync(resume_any_async(run, output=output, progress=not quiet, config=config, **moved))
+    print_result(config, result, output)
 
 
 @app.command("rerun")
@@ -100,13 +121,16 @@ def rerun(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="write the rows here (.csv/.jsonl/.parquet)")
     ] = None,
+    data: DataOpt = None,
+    flow: FlowOpt = None,
     config_path: ConfigOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Make a run again, as a new run, from its recorded spec (free where its answers are cached)."""
     setup_logging(quiet)
     config = Config.load(config_path)
-    result = run_sync(rerun_any_async(run, name=name, output=output, progress=not quiet, config=config))
+    moved = {k: v for k, v in (("data", data), ("flow", flow)) if v is not None}
+    result = run_sync(rerun_any_async(run, name=name, output=output, progress=not quiet, config=config, **moved))
     print_result(config, result, output)
 
 

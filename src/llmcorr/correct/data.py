@@ -59,6 +59,35 @@ def _is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == ""
 
 
+def _classes(labels: list[Any]) -> list[Any] | None:
+    """The distinct values of a label column that reads as classes (every label an integer, or every label text),
+    else None (a measured quantity)."""
+    numbers = [_number(v) for v in labels]
+    if all(n is None for n in numbers):
+        return sorted({str(v).strip() for v in labels})
+    if all(n is not None and math.isfinite(n) and n.is_integer() for n in numbers):
+        return sorted({int(n) for n in numbers if n is not None})
+    return None
+
+
+def _refuse_multiclass(labels: list[Any], preds: list[float], at: str, column: str, got: Any, explicit: bool) -> None:
+    """Three or more classes are a multiclass problem (integer labels with integer predictions, or text labels;
+    any class-like labels when classification was asked for), which llmcorr does not correct yet: one line saying
+    what it does correct, rather than a silent regression run. `got` is the first label that is not 0 or 1, at `at`."""
+    classes = _classes(labels)
+    if classes is None or len(classes) < 3:
+        return
+    if isinstance(classes[0], int) and not explicit and not all(p.is_integer() for p in preds):
+        return  # integer-valued targets (counts, scores) with a regressor's predictions: regression
+    shown = ", ".join(show(c, 20) if isinstance(c, str) else str(c) for c in classes[:5])
+    numbers = "; pass --problem regression if these labels are numbers" if isinstance(classes[0], int) else ""
+    raise DataError(
+        f"{at}, column {column!r}: expected 0 or 1 for classification, got {show(got)}, one of {len(classes)} "
+        f"classes ({shown}{', …' if len(classes) > 5 else ''}): multiclass correction is not supported yet (llmcorr "
+        f"corrects binary classification and regression{numbers})"
+    )
+
+
 def load_predictions(
     data: str | Path | Any,
     columns: Mapping[str, str] | None = None,
@@ -67,7 +96,8 @@ def load_predictions(
     """Read and validate a predictions table.
 
     `columns` maps canonical names (id, input, prediction, label, split) to the user's column names.
-    `problem="auto"` picks classification when every label is 0/1, regression otherwise.
+    `problem="auto"` picks classification when every label is 0/1, regression otherwise; 3+ classes (integer labels
+    with integer predictions, or text labels) are refused as multiclass unless `problem="regression"`.
     """
     mapping = {c: c for c in COLUMNS}
     for key, value in (columns or {}).items():
@@ -118,8 +148,12 @@ def load_predictions(
         labels.append(label)
         splits.append(s)
 
+    first = next((i for i, v in enumerate(labels) if _label01(v) is None), None)
+    if first is not None and problem != "regression":
+        at = f"{source}: {where(first)}"
+        _refuse_multiclass(labels, preds, at, mapping["label"], labels[first], explicit=problem != "auto")
     if problem == "auto":
-        problem = "classification" if all(_label01(v) is not None for v in labels) else "regression"
+        problem = "classification" if first is None else "regression"
     parsed_labels: list[float] = []
     for i, label in enumerate(labels):
         at = f"{source}: {where(i)}"

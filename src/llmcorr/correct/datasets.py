@@ -9,13 +9,23 @@ on Morgan fingerprints, as in the paper's molecular tasks. Nothing is downloaded
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, TypedDict
 
 import numpy as np
 import pandas as pd
 
+from .data import Problem
+
 Dataset = Literal["breast_cancer", "diabetes", "cmet"]
-DATASETS: dict[str, dict[str, str]] = {
+
+
+class DemoInfo(TypedDict):
+    problem: Problem
+    task: str
+    model: str
+
+
+DATASETS: dict[str, DemoInfo] = {
     "breast_cancer": {
         "problem": "classification",
         "task": "is a benign tumour (not malignant)",

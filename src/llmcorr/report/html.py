@@ -4,12 +4,15 @@ scatter of predictions (regression), and examples of flips with the LLM's explan
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
 import jinja2
 import pandas as pd
 
+from ..runs.status import status_text
+from ..runs.summary import cost, endpoint_usage, wall_time
 from ..store import RunRecord
 from .charts import reliability, scatter
 
@@ -20,7 +23,21 @@ EXAMPLES = 5  # flips shown of each kind
 
 def _env() -> jinja2.Environment:
     loader = jinja2.FileSystemLoader(str(resources.files("llmcorr.report") / "templates"))
-    return jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.ChainableUndefined)
+    env = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.ChainableUndefined)
+    env.filters.update(when=_when, metric_name=_metric_name)
+    return env
+
+
+def _when(stamp: str | None) -> str:
+    """A stored ISO timestamp as people read it: `2025-03-01 14:05 UTC`."""
+    if not stamp:
+        return ""
+    return datetime.fromisoformat(stamp).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _metric_name(key: str) -> str:
+    """`roc_auc` → `ROC-AUC`; another key with its underscores as spaces."""
+    return METRIC_NAMES.get(key, key.replace("_", " "))
 
 
 def _metric_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
@@ -91,6 +108,7 @@ def render_report(record: RunRecord, table: pd.DataFrame, metrics: dict[str, Any
         series = [("base", table["prediction"].astype(float).tolist())]
         series.append(("corrected", table["corrected_prediction"].astype(float).tolist()))
         plot = scatter(labels, series)
+    examples = _examples(table, problem) if len(table) else {}
     confusion = None
     if problem == "classification" and len(table):
         confusion = {"base": _confusion(table, "prediction"), "corrected": _confusion(table, "corrected_prediction")}
@@ -99,6 +117,9 @@ def render_report(record: RunRecord, table: pd.DataFrame, metrics: dict[str, Any
         .get_template("report.html")
         .render(
             record=record,
+            wall=str(wall_time(record)),
+            cost=cost(record),
+            usage={name: endpoint_usage(u) for name, u in (record.usage or {}).items()},
             spec=record.spec,
             options=record.spec.get("options", {}),
             problem=problem,
@@ -106,6 +127,9 @@ def render_report(record: RunRecord, table: pd.DataFrame, metrics: dict[str, Any
             metric_rows=_metric_rows(metrics),
             confusion=confusion,
             plot=plot,
-            examples=_examples(table, problem) if len(table) else {},
+            examples=examples,
+            flipped=any(examples.values()),  # flips to show (without any, there is nothing to explain)
+            explained=any(r["explanation"] for rows in examples.values() for r in rows),
+            status=status_text(record),
         )
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -12,24 +12,35 @@ from typing import Any, Literal
 import pandas as pd
 
 from ..config import Config, EndpointConfig
-from ..correct import Corrector, Predictions, classification_metrics, load_predictions, regression_metrics
-from ..correct.gate import choose_gate
+from ..correct import Corrector, Predictions, load_predictions
+from ..correct.corrector import builtin_template
 from ..correct.rounds import LoopOptions
 from ..data import check_output_path, write_table
-from ..errors import UserError
+from ..errors import DataError, UserError
 from ..prompts import load_template
 from ..providers import Provider
 from ..providers.base import GenParams
-from ..scheduler import Scheduler
+from ..scheduler import Scheduler, describe_endpoints
 from ..store import RunRecord, Store
-from .correction_rows import correction_rows
-from .engine import WorkItem, execute, make_scheduler, recorded, request_timeout
+from .correction_rows import CorrectionJob, correction_rows
+from .correction_table import gated, integer_columns, keep_integers, recorded_table, result_table
+from .engine import execute, make_scheduler, recorded, request_timeout
 from .estimate import Estimate, describe_estimate, estimate
 from .llm import CachedLLM
 from .progress import row_progress
-from .spec import RunSpec, data_sha256
+from .spec import (
+    ConfirmFn,
+    RunSpec,
+    absolute,
+    config_source,
+    data_sha256,
+    endpoint_records,
+    recorded_file,
+    recorded_output,
+)
 
 log = logging.getLogger("llmcorr")
+__all__ = ["ConfirmFn", "CorrectionPlan", "CorrectionResult", "correct_async", "plan_correction", "recorded_table"]
 
 
 @dataclass
@@ -50,110 +61,6 @@ class CorrectionResult:
         return self.input_tokens + self.output_tokens
 
 
-class _CorrectionJob:
-    """The rows a correct run asks about: the test rows (indices 0..n-1), then the validation rows the gate learns
-    from (indices n..n+m-1)."""
-
-    def __init__(self, corrector: Corrector, test: pd.DataFrame, valid: pd.DataFrame) -> None:
-        self.corrector = corrector
-        self.test = test
-        self.valid = valid
-        self.rows = pd.concat([test, valid], ignore_index=True)
-        self._base = self.rows["prediction"].astype(float).tolist()
-        self._items: dict[int, WorkItem] = {}  # rendered once: the estimate and the run share them
-        self._shots: dict[int, tuple[str, ...]] = {}  # the ids of each row's knowledge rows
-
-    def item(self, i: int) -> WorkItem:
-        cached = self._items.get(i)
-        if cached is None:
-            row = self.rows.iloc[i]
-            knowledge = self.corrector.knowledge_for(row)
-            self._shots[i] = tuple(knowledge["id"].astype(str))
-            inputs = {str(k): _plain(v) for k, v in row.items()}
-            messages = self.corrector.messages(row, knowledge)
-            cached = self._items[i] = WorkItem(index=i, sample_id=str(row["id"]), inputs=inputs, messages=messages)
-        return cached
-
-    def base(self, index: int) -> float:
-        return self._base[index]
-
-    def order(self, share_prefixes: bool) -> list[int]:
-        """Every row's index: in input order, or (`share_prefixes`, for the embedded model's KV cache) with rows
-        that show the same shots next to each other, so consecutive prompts share the longest prefix."""
-        indices = list(range(len(self.rows)))
-        if not share_prefixes:
-            return indices
-        for i in indices:
-            self.item(i)
-        return sorted(indices, key=lambda i: (self._shots[i], i))
-
-
-def _plain(value: Any) -> Any:
-    """A cell as a plain Python value: a NumPy scalar's value, a NumPy array's list (a Parquet list column)."""
-    if getattr(value, "ndim", 0):
-        return value.tolist()
-    return value.item() if hasattr(value, "item") else value
-
-
-ConfirmFn = Callable[[Estimate, Scheduler], bool]
-
-
-def result_table(test: pd.DataFrame, rows: list[dict[str, Any]], problem: str, offset: int = 0) -> pd.DataFrame:
-    """The test rows (or, from `offset`, the validation rows) joined with what the store holds for them:
-    corrections, responses, tokens."""
-    table = test.reset_index(drop=True).copy()
-    by_index = {r["row_index"]: r for r in rows}
-    corrected, labels, responses, parsed, errors, explanations, tokens = [], [], [], [], [], [], []
-    for i, base in enumerate(table["prediction"].astype(float)):
-        r = by_index.get(i + offset)
-        out = (r or {}).get("output") or {}
-        corrected.append(out.get("corrected_prediction", base))
-        labels.append(out.get("corrected_label", int(base >= 0.5)))
-        responses.append(r["response"] if r else None)
-        parsed.append(bool(r and r["status"] == "ok"))
-        errors.append(r["error"] if r else "not processed")
-        explanations.append(out.get("explanation"))
-        tokens.append((r["input_tokens"] or 0) + (r["output_tokens"] or 0) if r else 0)
-    table["corrected_prediction"] = corrected
-    if problem == "classification":
-        table["corrected_label"] = labels
-    table["llm_response"] = responses
-    table["parsed"] = parsed
-    table["parse_error"] = errors
-    table["explanation"] = explanations
-    table["tokens"] = tokens
-    return table
-
-
-def compute_metrics(table: pd.DataFrame, problem: str) -> dict[str, Any]:
-    fn = classification_metrics if problem == "classification" else regression_metrics
-    metrics = fn(table["label"], table["prediction"], table["corrected_prediction"])
-    metrics["parsed"] = int(table["parsed"].sum())
-    return metrics
-
-
-def gated(test: pd.DataFrame, valid: pd.DataFrame | None, problem: str) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The test table with the gate chosen on the validation rows applied, and the metrics: the gated correction's,
-    plus the gate (policy and validation evidence) and what the correction would have done ungated."""
-    if valid is None:
-        return test, compute_metrics(test, problem) if len(test) else {"n": 0}
-    gate = choose_gate(problem, valid["label"], valid["prediction"], valid["corrected_prediction"])
-    table = test.copy()
-    table["llm_prediction"] = table["corrected_prediction"]
-    applied = gate.applies(table["prediction"]) & (table["llm_prediction"] != table["prediction"])
-    table["corrected_prediction"] = gate.apply(table["prediction"], table["llm_prediction"])
-    table["gate_applied"] = applied
-    if problem == "classification":
-        table["corrected_label"] = (table["corrected_prediction"] >= 0.5).astype(int)
-    if not len(table):
-        return table, {"n": 0, "gate": gate.to_dict()}
-    metrics = compute_metrics(table, problem)
-    ungated = compute_metrics(test, problem)
-    metrics["gate"] = gate.to_dict() | {"applied_on_test": int(applied.sum())}
-    metrics["ungated"] = {"corrected": ungated["corrected"], "flips": ungated["flips"]}
-    return table, metrics
-
-
 @dataclass
 class CorrectionPlan:
     """A validated run, ready to go: nothing has been recorded or spent yet."""
@@ -162,7 +69,7 @@ class CorrectionPlan:
     table: Predictions
     corrector: Corrector
     test: pd.DataFrame
-    job: _CorrectionJob
+    job: CorrectionJob
     scheduler: Scheduler
     params: GenParams
     estimate: Estimate
@@ -223,7 +130,7 @@ def plan_correction(
     valid = table.split("valid").reset_index(drop=True)
     # the gate learns from as many validation rows as there are test rows (at least 20), unless told otherwise
     valid = valid.head(gate_rows if gate_rows is not None else max(len(test), 20)) if gate else valid.head(0)
-    job = _CorrectionJob(corrector, test, valid)
+    job = CorrectionJob(corrector, test, valid)
     scheduler = make_scheduler(config, endpoints, provider)
     if temperature is None:
         temperature = 0.7 if samples > 1 else 0.0  # several samples at temperature 0 would all be the same answer
@@ -232,9 +139,9 @@ def plan_correction(
     planned = estimate((p for p in prompts for _ in range(samples)), scheduler, max_tokens)
     spec = RunSpec(
         kind="correct",
-        data=table.source,
+        data=absolute(table.source) if table.source != "DataFrame" else table.source,
         data_sha256=data_sha256(predictions),
-        template=str(corrector.template.path),
+        template=absolute(corrector.template.path),
         template_sha256=corrector.template.sha256,
         endpoints=[
             e.provider.describe() | {"name": e.name, "rpm": e.config.rpm, "tpm": e.config.tpm}
@@ -242,7 +149,9 @@ def plan_correction(
         ],
         params=params.to_dict(),
         options={
-            "endpoint_configs": [e.config.model_dump(mode="json") for e in scheduler.endpoints],
+            "endpoint_configs": endpoint_records(scheduler),
+            "config": config_source(config),
+            "int_columns": integer_columns(predictions, table.columns),
             "task": corrector.task,
             "shots": shots,
             "limit": limit,
@@ -291,7 +200,7 @@ async def correct_async(
         plan.corrector.shots,
         plan.corrector.knowledge.similarity or plan.corrector.knowledge.strategy,
         len(plan.corrector.pool),
-        ", ".join(f"{e.name} ({e.config.kind}, concurrency {e.gate.limit})" for e in plan.scheduler.endpoints),
+        describe_endpoints(plan.scheduler.endpoints),
     )
     log.info("estimate: %s", describe_estimate(plan.estimate))
     with Store(plan.config.store_path) as store:
@@ -306,42 +215,33 @@ async def correct_async(
         return await _run(plan, store, run_id, set(), output, progress, cache, started)
 
 
-def recorded_table(store: Store, record: RunRecord) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """A recorded correct run's test rows as `--output` writes them (the gate applied) and its metrics, rebuilt
-    from the store alone (for reports)."""
-    if record.kind != "correct":
-        raise UserError(f"run {record.label} is a {record.kind} run; reports are for correct runs")
-    rows = store.rows(record.id)
-    problem = record.spec.get("options", {}).get("problem", "classification")
-    frames = {
-        split: pd.DataFrame([r["inputs"] for r in rows if (r["inputs"] or {}).get("split") == split])
-        for split in ("test", "valid")
-    }
-    test = result_table(frames["test"], rows, problem) if len(frames["test"]) else frames["test"]
-    valid = None
-    if record.spec.get("options", {}).get("gate") and len(frames["valid"]):
-        valid = result_table(frames["valid"], rows, problem, offset=len(frames["test"]))
-    if not len(test):
-        return test, record.metrics or {"n": 0}
-    table, metrics = gated(test, valid, problem)
-    return table, metrics
-
-
 def recorded_options(
     record: RunRecord,
     config: Config,
     predictions: str | Path | pd.DataFrame | None = None,
     provider: Provider | EndpointConfig | None = None,
+    template: str | Path | None = None,
 ) -> tuple[str | Path | pd.DataFrame, dict[str, Any]]:
-    """The data and `plan_correction` options that re-create a recorded correct run, checked against its hashes."""
+    """The data and `plan_correction` options that re-create a recorded correct run, its files found again (or
+    given: `predictions`, `template`) and checked against their hashes."""
     spec = record.spec
     if record.kind != "correct":
         raise UserError(f"run {record.label} is a {record.kind} run; only correct runs can be resumed or rerun")
-    data = predictions if predictions is not None else spec["data"]
-    if isinstance(data, str) and data == "DataFrame":
-        raise UserError(f"run {record.label} was made from a DataFrame: pass it again (predictions=df)")
+    data: str | Path | pd.DataFrame
+    if predictions is None:
+        if spec["data"] == "DataFrame":
+            raise UserError(f"run {record.label} was made from a DataFrame: pass it again (predictions=df)")
+        data = recorded_file(record.label, spec["data"], "data file", "--data NEWPLACE")
+    elif isinstance(predictions, str | Path) and not Path(predictions).is_file():
+        raise DataError(f"--data {predictions}: no such file")
+    else:
+        data = predictions
     if data_sha256(data) != spec["data_sha256"]:
-        raise UserError(f"run {record.label}: the data has changed since the run was made ({data})")
+        raise UserError(f"run {record.label}: the data in {data} is not what the run was made from ({spec['data']})")
+    if template is None:
+        template = _recorded_template(record)
+    elif not Path(template).is_file():
+        raise DataError(f"--flow {template}: no such template file")
     opts = spec["options"]
     # the run's own endpoints, as recorded: names, kinds, quotas, key variable names (never keys)
     recorded = [EndpointConfig(**e) for e in opts.get("endpoint_configs", [])]
@@ -352,7 +252,7 @@ def recorded_options(
         "seed": opts["seed"],
         "problem": opts["problem"],
         "columns": {k: v for k, v in opts["columns"].items() if k != v},
-        "template": spec["template"],
+        "template": template,
         "max_tokens": spec["params"]["max_tokens"],
         "temperature": spec["params"].get("temperature", 0.0),
         "knowledge": opts.get("knowledge", "random"),
@@ -365,6 +265,15 @@ def recorded_options(
         "endpoints": [e.name for e in recorded] or None,
         "config": config.model_copy(update={"endpoints": recorded}) if recorded else config,
     }
+
+
+def _recorded_template(record: RunRecord) -> Path:
+    """The run's prompt template, found again: a built-in one in this installation of llmcorr (it may have moved
+    with an upgrade; the hash check says whether it is the same), a user's own where it was recorded."""
+    path = Path(record.spec["template"])
+    if path.parent.name == "templates" and path.parent.parent.name == "correct" and not path.is_file():
+        return builtin_template(record.spec["options"]["problem"])
+    return recorded_file(record.label, str(path), "prompt template", "--flow NEWPLACE.jinja")
 
 
 def _check_template(plan: CorrectionPlan, record: RunRecord) -> None:
@@ -380,25 +289,29 @@ async def resume_async(
     progress: bool = False,
     config: Config | None = None,
     provider: Provider | EndpointConfig | None = None,
+    template: str | Path | None = None,
 ) -> CorrectionResult:
     """Continue a stopped run: its finished rows are kept (no token spent on them again), failed rows are retried,
-    missing rows are run. The data and the template must be the same bytes as before (checked by hash)."""
+    missing rows are run. The data and the template must be the same bytes as before (checked by hash). The output
+    goes to `output`, else to the file the run was writing."""
     started = time.perf_counter()
     config = config or Config.load()
     with Store(config.store_path) as store:
         record = store.get_run(run)
-        data, options = recorded_options(record, config, predictions, provider)
+        data, options = recorded_options(record, config, predictions, provider, template)
+        output = output if output is not None else recorded_output(record)
         plan = plan_correction(data, output=output, **options)
         _check_template(plan, record)
         done = store.reopen_run(record.id)
         if output is not None:
             store.set_output_path(record.id, output)
         log.info(
-            "resuming %s: %d of %d rows kept, %d to run",
+            "resuming %s: %d of %d rows kept, %d to run; endpoints: %s",
             record.label,
             len(done),
             len(plan.job.rows),
             len(plan.job.rows) - len(done),
+            describe_endpoints(plan.scheduler.endpoints),
         )
         cache = bool(record.spec.get("cache", True))
         return await _run(plan, store, record.id, done, output, progress, cache, started)
@@ -413,12 +326,13 @@ async def rerun_async(
     progress: bool = False,
     config: Config | None = None,
     provider: Provider | EndpointConfig | None = None,
+    template: str | Path | None = None,
 ) -> CorrectionResult:
     """Make a recorded run again as a new run, from its spec: free where its answers are cached."""
     config = config or Config.load()
     with Store(config.store_path) as store:
         record = store.get_run(run)
-    data, options = recorded_options(record, config, predictions, provider)
+    data, options = recorded_options(record, config, predictions, provider, template)
     if load_template(options["template"]).sha256 != record.spec["template_sha256"]:
         raise UserError(f"run {record.label}: the prompt template {record.spec['template']} has changed")
     return await correct_async(data, name=name, output=output, progress=progress, **options)
@@ -450,6 +364,7 @@ async def _run(
             result_table(plan.job.valid, rows, table.problem, offset=len(test)) if plan.spec.options["gate"] else None
         )
         result, metrics = gated(result, valid, table.problem)
+        result = keep_integers(result, plan.spec.options["int_columns"])
     store.finish_run(run_id, "completed", metrics=metrics, usage=scheduler.stats())
     record = store.get_run(run_id)
     if output is not None:

@@ -4,7 +4,9 @@ then the vote. Every LLM call goes through the cached client (so a rerun is free
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Protocol
+from typing import Any
+
+import pandas as pd
 
 from ..correct.corrector import Corrector
 from ..correct.rounds import (
@@ -24,10 +26,49 @@ from .engine import Process, WorkItem
 from .llm import CachedLLM
 
 
-class CorrectionJob(Protocol):
-    corrector: Corrector
+class CorrectionJob:
+    """The rows a correct run asks about: the test rows (indices 0..n-1), then the validation rows the gate learns
+    from (indices n..n+m-1)."""
 
-    def base(self, index: int) -> float: ...
+    def __init__(self, corrector: Corrector, test: pd.DataFrame, valid: pd.DataFrame) -> None:
+        self.corrector = corrector
+        self.test = test
+        self.valid = valid
+        self.rows = pd.concat([test, valid], ignore_index=True)
+        self._base = self.rows["prediction"].astype(float).tolist()
+        self._items: dict[int, WorkItem] = {}  # rendered once: the estimate and the run share them
+        self._shots: dict[int, tuple[str, ...]] = {}  # the ids of each row's knowledge rows
+
+    def item(self, i: int) -> WorkItem:
+        cached = self._items.get(i)
+        if cached is None:
+            row = self.rows.iloc[i]
+            knowledge = self.corrector.knowledge_for(row)
+            self._shots[i] = tuple(knowledge["id"].astype(str))
+            inputs = {str(k): _plain(v) for k, v in row.items()}
+            messages = self.corrector.messages(row, knowledge)
+            cached = self._items[i] = WorkItem(index=i, sample_id=str(row["id"]), inputs=inputs, messages=messages)
+        return cached
+
+    def base(self, index: int) -> float:
+        return self._base[index]
+
+    def order(self, share_prefixes: bool) -> list[int]:
+        """Every row's index: in input order, or (`share_prefixes`, for the embedded model's KV cache) with rows
+        that show the same shots next to each other, so consecutive prompts share the longest prefix."""
+        indices = list(range(len(self.rows)))
+        if not share_prefixes:
+            return indices
+        for i in indices:
+            self.item(i)
+        return sorted(indices, key=lambda i: (self._shots[i], i))
+
+
+def _plain(value: Any) -> Any:
+    """A cell as a plain Python value: a NumPy scalar's value, a NumPy array's list (a Parquet list column)."""
+    if getattr(value, "ndim", 0):
+        return value.tolist()
+    return value.item() if hasattr(value, "item") else value
 
 
 def correction_rows(job: CorrectionJob, llm: CachedLLM, params: GenParams, loop: LoopOptions) -> Process:

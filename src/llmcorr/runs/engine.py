@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from contextlib import asynccontextmanager
@@ -24,6 +25,7 @@ from ..scheduler import Scheduler, build_endpoints
 from ..store import RowRecord, Store
 from ..tracing import flush_spans, row_span, run_tracing
 from .llm import CachedLLM
+from .stopping import ActiveRun, register, stop_reason, unregister
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,13 @@ class Job(Protocol):
 
 ProgressFn = Callable[[RowRecord], None]
 Process = Callable[[WorkItem], Coroutine[Any, Any, RowRecord]]
+UsageFn = Callable[[], dict[str, dict[str, Any]]]  # this process's per-endpoint usage so far: `Scheduler.stats`
 CANCEL_POLL_S = 1.0  # how often a run looks for `llmcorr runs cancel`
+USAGE_S = 1.0  # while no row finishes, the usage so far is recorded this often (requests, 429s and errors go on)
+# the run `recorded()` is executing and its scheduler: `execute` commits its usage with the rows, and stops it
+_recording: contextvars.ContextVar[tuple[str, Scheduler] | None] = contextvars.ContextVar(
+    "llmcorr_recording", default=None
+)
 
 
 def prompt_rows(job: Job, llm: CachedLLM, params: GenParams) -> Process:
@@ -92,6 +100,7 @@ async def execute(
     concurrency: int,
     on_row: ProgressFn | None = None,
     drain_timeout_s: float = 120.0,
+    usage: UsageFn | None = None,
 ) -> None:
     """Process every item, up to `concurrency` at once, committing finished rows as they come.
 
@@ -99,16 +108,29 @@ async def execute(
     a large file is never held in memory). Finished rows are committed in batches — one transaction for all the
     rows that finished within FLUSH_S — so a fast endpoint does not turn into a storm of commits.
 
+    Each commit carries `usage()` (default: the usage of the scheduler of the enclosing `recorded()` block), taken
+    after the answers of the rows it commits; while no row finishes it is recorded every USAGE_S. So a process
+    killed at any point leaves the run the usage of every row it kept, short only of the requests sent since.
+
     A row that fails on its own is the processor's to record as an error row. An exception that escapes it (a fatal
-    provider error: bad key, exhausted quota, unloadable model) stops the run; so does `llmcorr runs cancel` (seen
-    within CANCEL_POLL_S), with `RunCancelled`. Either way, the work already started is waited for (up to
-    `drain_timeout_s`) and its rows kept.
+    provider error: bad key, exhausted quota, unloadable model) stops the run; so do `llmcorr runs cancel` (seen
+    within CANCEL_POLL_S) and the first Ctrl-C or SIGTERM (`stopping.request_stop`, seen at once), with
+    `RunCancelled`. Either way, no item is started after that and no request is sent (the enclosing `recorded()`
+    block's scheduler stops admitting: rows still waiting for their turn are left for a resume), the requests
+    already sent are waited for (up to `drain_timeout_s`) and their rows kept.
     """
     source = iter(items)
+    recording = _recording.get()
+    scheduler = recording[1] if recording is not None and recording[0] == run_id else None
+    if usage is None and scheduler is not None:
+        usage = scheduler.stats
+    usage_noted = time.monotonic()
     finished: list[RowRecord] = []
     failures: list[BaseException] = []
     arrived = asyncio.Event()
     stopping = False
+    active = register(_active_run(store, run_id, asyncio.get_running_loop(), arrived))
+    on_row = _counting(active, on_row)
 
     async def worker() -> None:
         nonlocal stopping
@@ -127,11 +149,16 @@ async def execute(
             arrived.set()
 
     def flush() -> None:
+        nonlocal usage_noted
         if not finished:
+            if usage is not None and time.monotonic() - usage_noted >= USAGE_S:
+                usage_noted = time.monotonic()
+                store.record_usage(run_id, usage())
             return
         batch = finished[:]
         finished.clear()
-        store.add_rows(run_id, batch)
+        usage_noted = time.monotonic()
+        store.add_rows(run_id, batch, usage=usage() if usage is not None else None)
         flush_spans()
         if on_row is not None:
             for row in batch:
@@ -171,20 +198,28 @@ async def execute(
                 break
             if not workers:
                 break
+            why = stop_reason()  # the first Ctrl-C or SIGTERM (runs/stopping.py)
+            if why is not None:
+                failure = RunCancelled(why)
+                break
             if time.monotonic() - last_poll >= CANCEL_POLL_S:
                 last_poll = time.monotonic()
                 if store.cancel_requested(run_id):
                     failure = RunCancelled(f"run {run_id} was cancelled")
                     break
         if failure is not None:
-            # stop: but the requests already sent were paid for, so wait for their answers and keep them
+            # stop: no new request (those waiting for their turn give up, their rows left for a resume), but the
+            # requests already sent were paid for, so wait for their answers and keep them
             stopping = True
+            if scheduler is not None:
+                scheduler.stop(str(failure))
             if workers:
                 _, workers = await asyncio.wait(workers, timeout=drain_timeout_s)
             flush()
             raise failure
         flush()
     finally:
+        unregister(active)
         stopping = True
         for task in workers:
             task.cancel()
@@ -192,6 +227,28 @@ async def execute(
             await asyncio.gather(*workers, return_exceptions=True)
         with contextlib.suppress(Exception):
             flush()  # rows that finished while the run was being stopped
+
+
+def _active_run(store: Store, run_id: str, loop: asyncio.AbstractEventLoop, arrived: asyncio.Event) -> ActiveRun:
+    """The run as `stopping` tracks it; a stop request (from a signal handler) wakes `execute` at once."""
+    record = store.get_run(run_id)
+    kept = record.rows_done - record.rows_failed
+
+    def wake() -> None:
+        loop.call_soon_threadsafe(arrived.set)
+
+    return ActiveRun(run_id, record.label, record.rows_total, kept, wake=wake)
+
+
+def _counting(active: ActiveRun, on_row: ProgressFn | None) -> ProgressFn:
+    """`on_row`, after counting the committed row for the line printed if the run is stopped."""
+
+    def counted(row: RowRecord) -> None:
+        active.committed(row)
+        if on_row is not None:
+            on_row(row)
+
+    return counted
 
 
 def make_scheduler(
@@ -217,7 +274,8 @@ async def recorded(
 ) -> AsyncIterator[None]:
     """Trace the block as the run's root span, and record how it ends when it does not complete: `cancelled`
     (Ctrl-C, SIGTERM, `runs cancel`) or `failed`, with the per-endpoint usage so far; the scheduler is closed either
-    way."""
+    way. An `execute` of the run inside the block commits the scheduler's usage with its rows."""
+    token = _recording.set((run_id, scheduler))
     try:
         with run_tracing(store, run_id, kind, enabled=config.tracing, otlp=config.otlp):
             yield
@@ -229,4 +287,5 @@ async def recorded(
         store.finish_run(run_id, "failed", error=f"{type(exc).__name__}: {exc}", usage=scheduler.stats())
         raise
     finally:
+        _recording.reset(token)
         await scheduler.aclose()

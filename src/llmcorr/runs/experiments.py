@@ -18,7 +18,6 @@ import json
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from ..config import Config
 from ..errors import NotFoundError, UserError
 from ..store import RunRecord, Store
 from ..store.runs import STATUSES
+from .summary import WallTime, cost, endpoint_usage, seconds, wall_time, wall_time_s
 
 FOLLOW_POLL_S = 0.5  # how often `follow_logs` looks for new spans
 
@@ -162,23 +162,10 @@ def metric_values(metrics: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-def wall_time_s(record: RunRecord) -> float | None:
-    """Seconds from the run's creation to its end (None while it runs); a resumed run counts the pause too."""
-    if not record.finished_utc:
-        return None
-    delta = datetime.fromisoformat(record.finished_utc) - datetime.fromisoformat(record.created_utc)
-    return round(delta.total_seconds(), 3)
-
-
-def cost(record: RunRecord) -> float | None:
-    """Dollars spent on endpoints with prices in llmcorr.toml; None when none has a price."""
-    costs = [u["cost"] for u in (record.usage or {}).values() if u.get("cost") is not None]
-    return float(sum(costs)) if costs else None
-
-
 def compare_runs(store: Store, refs: Iterable[str]) -> pd.DataFrame:
     """Runs side by side: one column per run (its name, or id), one row per metric — kind and status, the metrics
-    (`metric_values`), then rows, failed rows, tokens, wall time, 429s and cost (when any run has a price)."""
+    (`metric_values`), then rows, failed rows, tokens, wall time (busy; and first to last, when any run was resumed
+    after a pause: `wall_time`), 429s and cost (when any run has a price)."""
     records: list[RunRecord] = []
     for ref in refs:
         record = store.get_run(ref)
@@ -188,6 +175,7 @@ def compare_runs(store: Store, refs: Iterable[str]) -> pd.DataFrame:
         raise UserError("compare needs at least two different runs")
     columns: dict[str, dict[str, Any]] = {}
     for r in records:
+        wall = wall_time(r)
         column: dict[str, Any] = {"kind": r.kind, "status": r.status}
         column |= metric_values(r.metrics)
         column |= {
@@ -196,7 +184,8 @@ def compare_runs(store: Store, refs: Iterable[str]) -> pd.DataFrame:
             "tokens": r.input_tokens + r.output_tokens,
             "input tokens": r.input_tokens,
             "output tokens": r.output_tokens,
-            "wall time (s)": wall_time_s(r),
+            "wall time (s)": wall.busy_s,
+            "first to last (s)": wall.span_s,
             "429s": r.rate_limited,
             "cost ($)": cost(r),
         }
@@ -204,8 +193,11 @@ def compare_runs(store: Store, refs: Iterable[str]) -> pd.DataFrame:
     order = list(dict.fromkeys(k for column in columns.values() for k in column))
     if all(column["cost ($)"] is None for column in columns.values()):
         order.remove("cost ($)")
+    if not any(wall_time(r).paused for r in records):  # the span says something only where a run was resumed
+        order.remove("first to last (s)")
     # metrics in the order the runs give them, after kind and status and before the resource rows
-    tail = ["rows", "rows failed", "tokens", "input tokens", "output tokens", "wall time (s)", "429s", "cost ($)"]
+    tail = ["rows", "rows failed", "tokens", "input tokens", "output tokens", "wall time (s)", "first to last (s)"]
+    tail += ["429s", "cost ($)"]
     order = [k for k in order if k not in tail] + [k for k in tail if k in order]
     frame = pd.DataFrame({label: [column.get(k) for k in order] for label, column in columns.items()}, index=order)
     frame.index.name = "metric"
@@ -346,9 +338,12 @@ experiments = Experiments()
 
 __all__ = [
     "Experiments",
+    "WallTime",
     "archive_run",
     "compare_runs",
+    "cost",
     "delete_run",
+    "endpoint_usage",
     "experiments",
     "follow_logs",
     "get_run",
@@ -358,5 +353,8 @@ __all__ = [
     "rename_run",
     "restore_run",
     "run_logs",
+    "seconds",
     "tag_run",
+    "wall_time",
+    "wall_time_s",
 ]

@@ -21,8 +21,11 @@ import importlib
 import importlib.util
 import inspect
 import math
+import os
 import sys
+import sysconfig
 import time
+import traceback
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -238,6 +241,48 @@ def flow_context(llm: CachedLLM, params: GenParams) -> Iterator[None]:
         _run.reset(token)
 
 
+_LIBRARIES = tuple(
+    str(Path(p).resolve()) + os.sep
+    for p in {
+        str(Path(__file__).parent.parent),  # llmcorr itself
+        *(sysconfig.get_path(name) for name in ("stdlib", "platstdlib", "purelib", "platlib")),
+    }
+)
+
+
+def _user_frame(exc: BaseException, flow: Flow) -> str | None:
+    """`file:line` of the innermost frame of the user's own code in the exception's traceback: not llmcorr's, the
+    standard library's or an installed package's (else the innermost in the flow's file). The path is relative to
+    the working directory when it lies beneath it."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    flow_file = _flow_file(flow)
+    mine = [f for f in frames if not str(Path(f.filename).resolve()).startswith(_LIBRARIES)]
+    mine = mine or [f for f in frames if flow_file is not None and Path(f.filename).resolve() == flow_file]
+    if not mine or mine[-1].filename.startswith("<"):
+        return None
+    path = Path(mine[-1].filename).resolve()
+    shown = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
+    return f"{shown}:{mine[-1].lineno}"
+
+
+def _flow_file(flow: Flow) -> Path | None:
+    target = flow.fn if inspect.isfunction(flow.fn) or inspect.ismethod(flow.fn) else type(flow.fn)
+    try:
+        path = inspect.getsourcefile(target)
+    except TypeError:
+        return None
+    return Path(path).resolve() if path else None
+
+
+def describe_error(exc: BaseException, flow: Flow) -> str:
+    """A flow's failure on a row, as the store, `runs logs` and the trace page show it: the exception's type and
+    message and where in the user's code it was raised — `ValueError: no price (flows/price.py:12)`."""
+    where = _user_frame(exc, flow)
+    message = " ".join(str(exc).splitlines()).strip()
+    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return f"{text} ({where})" if where else text
+
+
 def flow_rows(flow: Flow) -> Callable[[WorkItem], Any]:
     """The engine's processor for a flow: call it with the row's arguments; its LLM calls count for the row."""
 
@@ -255,7 +300,7 @@ def flow_rows(flow: Flow) -> Callable[[WorkItem], Any]:
         except (FatalProviderError, RunCancelled):
             raise  # a bad key or a spent quota fails every row the same way: stop the run
         except Exception as exc:  # the user's code failed on this row: record it, go on
-            status, error = "error", f"{type(exc).__name__}: {exc}"
+            status, error = "error", describe_error(exc, flow)
         else:
             status = "ok"
             output = jsonable(result if isinstance(result, dict) else {"output": result})

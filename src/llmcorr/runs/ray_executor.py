@@ -226,12 +226,13 @@ def _add_usage(scheduler: Scheduler, usage: dict[str, dict[str, int]], retried: 
 
 
 def _commit(result: ChunkResult, store: Store, run_id: str, scheduler: Scheduler, on_row: ProgressFn | None) -> None:
-    """A chunk's rows into the store (one transaction) with their spans, then the worker's usage and progress."""
-    store.add_rows(run_id, [d.row for d in result.done])
+    """A chunk's rows into the store with the run's usage so far, the worker's included (one transaction), then
+    their spans and progress."""
+    _add_usage(scheduler, result.usage, result.retried)
+    store.add_rows(run_id, [d.row for d in result.done], usage=scheduler.stats())
     for done in result.done:
         _row_span(done, result.worker)
     flush_spans()
-    _add_usage(scheduler, result.usage, result.retried)
     if on_row is not None:
         for done in result.done:
             on_row(done.row)

@@ -27,9 +27,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import EndpointConfig
-from ..errors import FatalProviderError, QuotaExhaustedError, RateLimitError, TransientError
-from ..providers import make_provider
+from ..config import KINDS, EndpointConfig
+from ..errors import FatalProviderError, QuotaExhaustedError, RateLimitError, RunCancelled, TransientError
+from ..providers import describe_endpoint, make_provider
 from ..providers.base import Completion, GenParams, Message, Provider
 from .endpoint import Endpoint, Quota
 from .tokens import chat_prompt_tokens
@@ -76,6 +76,13 @@ def build_endpoints(configs: list[EndpointConfig], providers: list[Provider] | N
     return endpoints
 
 
+def describe_endpoints(endpoints: list[Endpoint]) -> str:
+    """The endpoints a run sends to, as its start-of-run line names them: kind, URL, model, concurrency."""
+    return ", ".join(
+        describe_endpoint(e.provider.describe() | {"name": e.name}, f"concurrency {e.gate.limit}") for e in endpoints
+    )
+
+
 class Scheduler:
     """Admits requests to one or more endpoints without exceeding their quotas."""
 
@@ -87,12 +94,13 @@ class Scheduler:
     ) -> None:
         if isinstance(endpoints, Provider):  # a bare provider: no quota, its own concurrency
             provider = endpoints
-            kind = provider.kind if provider.kind in ("local", "openai", "azure") else "local"
+            base_url = getattr(provider, "base_url", None)
+            kind = provider.kind if provider.kind in KINDS else "openai" if base_url else "local"
             config = EndpointConfig(
                 name=provider.model,
                 kind=kind,  # type: ignore[arg-type]
                 model=provider.model,
-                base_url=getattr(provider, "base_url", None),
+                base_url=base_url,
                 max_concurrency=max_concurrency or provider.max_concurrency,
             )
             endpoints = build_endpoints([config], [provider])
@@ -103,6 +111,12 @@ class Scheduler:
         self.retried = 0
         self._head = asyncio.Lock()  # the head of the line: one request decides at a time, in arrival order
         self._freed = asyncio.Condition()
+        self._stopped: str | None = None  # why no more requests are admitted (`stop`)
+
+    def stop(self, reason: str) -> None:
+        """Admit no more requests: every request still waiting for its turn (for a quota, a free slot or a retry)
+        raises `RunCancelled(reason)` instead of being sent; the requests already sent are answered as usual."""
+        self._stopped = reason
 
     @property
     def max_concurrency(self) -> int:
@@ -142,6 +156,8 @@ class Scheduler:
         """
         async with self._head:
             while True:
+                if self._stopped is not None:
+                    raise RunCancelled(self._stopped)
                 now = time.monotonic()
                 best: tuple[float, float, float, int] | None = None
                 spent = [e.exhausted for e in self.endpoints if e.exhausted is not None]

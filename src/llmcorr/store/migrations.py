@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -134,6 +135,45 @@ def m004_spans_tags_archive(conn: Connection) -> None:
     )
     if _postgres(conn):  # SQLite numbers every row (rowid, growing with each write); PostgreSQL needs a column for it
         conn.execute("ALTER TABLE spans ADD COLUMN rowid BIGSERIAL")
+
+
+@migration
+def m005_run_segments(conn: Connection) -> None:
+    """Usage that accumulates across the processes that work on a run (store/segments.py). A run recorded before
+    becomes one segment: created → finished, with the usage it recorded."""
+    _script(
+        conn,
+        """
+        CREATE TABLE run_segments (
+            id            TEXT PRIMARY KEY,       -- random hex: one process's stretch of work on a run
+            run_id        TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            pid           INTEGER,                -- the process that created or resumed the run
+            host          TEXT,                   -- hostname of that process
+            started_utc   TEXT NOT NULL,          -- when it created or reopened the run
+            active_utc    TEXT NOT NULL,          -- when it last committed rows, recorded usage or finished the run
+            usage_json    TEXT                    -- its own per-endpoint usage by then: requests, ok, 429s, errors,
+                                                  -- tokens, cost (NULL: none recorded)
+        );
+        CREATE INDEX run_segments_run ON run_segments(run_id);
+        ALTER TABLE runs ADD COLUMN busy_ms REAL;  -- time processes spent on the run: its segments' durations summed
+        ALTER TABLE runs ADD COLUMN active_utc TEXT;  -- when a process last worked on the run (latest segment's end)
+        """,
+    )
+    runs = conn.execute("SELECT id, pid, host, created_utc, finished_utc, usage_json FROM runs").fetchall()
+    for run_id, pid, host, created, finished, usage in runs:
+        active = finished or created
+        busy_ms = max(0.0, (_utc(active) - _utc(created)).total_seconds() * 1000)
+        conn.execute(
+            "INSERT INTO run_segments (id, run_id, pid, host, started_utc, active_utc, usage_json)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (uuid.uuid4().hex[:16], run_id, pid, host, created, active, usage),
+        )
+        conn.execute("UPDATE runs SET busy_ms = ?, active_utc = ? WHERE id = ?", (busy_ms, active, run_id))
+
+
+def _utc(stamp: str) -> datetime:
+    when = datetime.fromisoformat(stamp)
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def _script(conn: Connection, sql: str) -> None:

@@ -1,4 +1,8 @@
-"""Runs and their rows in the store (a SQLite file, or PostgreSQL: see db.py). A sink: it calls nothing upward."""
+"""Runs and their rows in the store (a SQLite file, or PostgreSQL: see db.py). A sink: it calls nothing upward.
+
+`Store` is this module's runs and rows, with the response cache (cache.py), the trace spans (spans.py) and each
+process's stretch of work on a run with its usage (segments.py).
+"""
 
 from __future__ import annotations
 
@@ -9,16 +13,17 @@ import sqlite3
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ..errors import NotFoundError, UserError
+from . import segments
+from .cache import CacheStore
 from .db import StoreURL, connect, dialect, store_location
+from .records import RowRecord, RunRecord, utc_now
+from .spans import SpanStore
 
 ROWS_PAGE = 2000  # rows read per query when a run's rows are streamed
-CACHE_BUFFER = 1024  # answers held for the next commit at most
 STATUSES = ("running", "completed", "failed", "interrupted", "cancelled")
 SORTS = {
     "created": "created_utc",
@@ -36,91 +41,6 @@ TAG_IN_LIST = {
 }
 
 
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    id: str
-    name: str | None
-    kind: str
-    status: str
-    spec: dict[str, Any]
-    created_utc: str
-    finished_utc: str | None
-    rows_total: int
-    rows_done: int
-    rows_failed: int
-    input_tokens: int
-    output_tokens: int
-    metrics: dict[str, Any] | None
-    error: str | None
-    rate_limited: int = 0
-    usage: dict[str, Any] | None = None
-    estimate: dict[str, Any] | None = None
-    tags: list[str] = field(default_factory=list)
-    archived: bool = False
-    output_path: str | None = None
-
-    @property
-    def label(self) -> str:
-        return self.name or self.id
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> RunRecord:
-        return cls(
-            id=row["id"],
-            name=row["name"],
-            kind=row["kind"],
-            status=row["status"],
-            spec=json.loads(row["spec_json"]),
-            created_utc=row["created_utc"],
-            finished_utc=row["finished_utc"],
-            rows_total=row["rows_total"],
-            rows_done=row["rows_done"],
-            rows_failed=row["rows_failed"],
-            input_tokens=row["input_tokens"],
-            output_tokens=row["output_tokens"],
-            metrics=json.loads(row["metrics_json"]) if row["metrics_json"] else None,
-            error=row["error"],
-            rate_limited=row["rate_limited"],
-            usage=json.loads(row["usage_json"]) if row["usage_json"] else None,
-            estimate=json.loads(row["estimate_json"]) if row["estimate_json"] else None,
-            tags=json.loads(row["tags_json"]),
-            archived=bool(row["archived"]),
-            output_path=row["output_path"],
-        )
-
-
-@dataclass(frozen=True)
-class RowRecord:
-    """One processed row, committed as soon as it finishes."""
-
-    row_index: int
-    sample_id: str | None
-    inputs: dict[str, Any]
-    status: str  # ok | unparsed | error
-    prompt: list[dict[str, str]] | None = None
-    response: str | None = None
-    output: dict[str, Any] | None = None
-    error: str | None = None
-    input_tokens: int = 0
-    output_tokens: int = 0
-    duration_ms: float | None = None
-    attempts: int = 0
-    endpoint: str | None = None
-    cached: bool = False  # answered from the response cache: no tokens spent
-
-
-def _span(row: sqlite3.Row) -> dict[str, Any]:
-    d = dict(row)
-    d.pop("_seq", None)
-    d.pop("rowid", None)  # PostgreSQL's stand-in for SQLite's hidden rowid
-    d["attributes"] = json.loads(d.pop("attributes_json"))
-    return d
-
-
 def _like_prefix(text: str) -> str:
     """A LIKE pattern matching strings that start with `text`, its own % and _ taken literally."""
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -136,7 +56,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-class Store:
+class Store(CacheStore, SpanStore):
     """The run store at `path`. Opening it marks runs whose process died as `interrupted`."""
 
     def __init__(self, path: Path | str | StoreURL) -> None:
@@ -144,6 +64,7 @@ class Store:
         self.conn = connect(self.path)
         self._cache_pending: dict[str, tuple[Any, ...]] = {}  # answers waiting for the next commit, by key
         self._cache_hits: Counter[str] = Counter()
+        self._segments: dict[str, str] = {}  # run id → the segment this process opened on it (segments.py)
         self.recover_interrupted()
 
     def close(self) -> None:
@@ -168,23 +89,26 @@ class Store:
         name: str | None = None,
         estimate: dict[str, Any] | None = None,
     ) -> str:
-        run_id = uuid.uuid4().hex[:12]
+        run_id, now = uuid.uuid4().hex[:12], utc_now()
         try:
-            self.conn.execute(
-                "INSERT INTO runs (id, name, kind, status, spec_json, created_utc, pid, host, rows_total,"
-                " estimate_json) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)",
-                (
-                    run_id,
-                    name,
-                    kind,
-                    json.dumps(spec),
-                    utc_now(),
-                    os.getpid(),
-                    socket.gethostname(),
-                    rows_total,
-                    json.dumps(estimate) if estimate is not None else None,
-                ),
-            )
+            with self.conn:
+                self.conn.execute("BEGIN IMMEDIATE")
+                self.conn.execute(
+                    "INSERT INTO runs (id, name, kind, status, spec_json, created_utc, pid, host, rows_total,"
+                    " estimate_json) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+                    (
+                        run_id,
+                        name,
+                        kind,
+                        json.dumps(spec),
+                        now,
+                        os.getpid(),
+                        socket.gethostname(),
+                        rows_total,
+                        json.dumps(estimate) if estimate is not None else None,
+                    ),
+                )
+                self._segments[run_id] = segments.open_segment(self.conn, run_id, now)
         except sqlite3.IntegrityError:
             raise UserError(f"a run named {name!r} already exists; choose another --name") from None
         return run_id
@@ -198,9 +122,13 @@ class Store:
         """Commit one finished row and the run's running totals in a single transaction."""
         self.add_rows(run_id, [row])
 
-    def add_rows(self, run_id: str, rows: Sequence[RowRecord]) -> None:
-        """Commit finished rows and the run's running totals in a single transaction (one WAL write for many)."""
+    def add_rows(self, run_id: str, rows: Sequence[RowRecord], usage: dict[str, Any] | None = None) -> None:
+        """Commit finished rows and the run's running totals in a single transaction (one WAL write for many), with
+        `usage`: this process's per-endpoint usage so far (the scheduler's `stats()`, taken after these rows'
+        answers), so a run keeps the usage of every row it keeps even if its process is killed next."""
         if not rows:
+            if usage is not None:
+                self.record_usage(run_id, usage)
             return
         now = utc_now()
         with self.conn:
@@ -242,7 +170,26 @@ class Store:
                     run_id,
                 ),
             )
+            segments.record(self.conn, self._segment(run_id, now), run_id, now, usage)
             self._write_cache()
+
+    def record_usage(self, run_id: str, usage: dict[str, Any] | None) -> None:
+        """This process is still working on the run, with this per-endpoint usage so far (None: as recorded last)."""
+        now = utc_now()
+        with self.conn:
+            self.conn.execute("BEGIN IMMEDIATE")
+            segments.record(self.conn, self._segment(run_id, now), run_id, now, usage)
+
+    def _segment(self, run_id: str, now: str) -> str:
+        """The segment this process works on `run_id` in; opened now if it neither created nor reopened the run."""
+        if run_id not in self._segments:
+            self._segments[run_id] = segments.open_segment(self.conn, run_id, now)
+        return self._segments[run_id]
+
+    def segments(self, run_id: str) -> list[dict[str, Any]]:
+        """The processes that worked on the run, oldest first: pid, host, started_utc, active_utc and the
+        per-endpoint usage each recorded (store/segments.py)."""
+        return segments.segments(self.conn, run_id)
 
     def finish_run(
         self,
@@ -252,63 +199,19 @@ class Store:
         error: str | None = None,
         usage: dict[str, Any] | None = None,
     ) -> None:
+        """End the run with `status`; `usage` is this process's per-endpoint usage (the scheduler's `stats()`): the
+        run's usage becomes the sum over every process that worked on it (store/segments.py)."""
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
         self.flush_cache()
-        rate_limited = sum(int(u.get("rate_limited", 0)) for u in (usage or {}).values())
-        self.conn.execute(
-            "UPDATE runs SET status = ?, finished_utc = ?, metrics_json = ?, error = ?, pid = NULL,"
-            " usage_json = ?, rate_limited = ? WHERE id = ?",
-            (
-                status,
-                utc_now(),
-                json.dumps(metrics) if metrics is not None else None,
-                error,
-                json.dumps(usage) if usage is not None else None,
-                rate_limited,
-                run_id,
-            ),
-        )
-
-    def cached_response(self, keys: list[str]) -> tuple[str, str] | None:
-        """(key, response) of the first of `keys` the cache holds (answers not yet committed included); counts the
-        hit."""
-        for key in keys:
-            pending = self._cache_pending.get(key)
-            if pending is not None:
-                self._cache_hits[key] += 1
-                return key, pending[2]
-            row = self.conn.execute("SELECT response FROM cache WHERE key = ?", (key,)).fetchone()
-            if row is not None:
-                self._cache_hits[key] += 1
-                return key, row["response"]
-        return None
-
-    def cache_put(self, key: str, model: str, response: str, input_tokens: int, output_tokens: int) -> None:
-        """Remember an answer (first writer wins: the same key always means the same request). It is committed with
-        the next rows (`add_rows`), so a row and the answers it was made from reach the store together."""
-        self._cache_pending.setdefault(key, (key, model, response, input_tokens, output_tokens, utc_now()))
-        if len(self._cache_pending) >= CACHE_BUFFER:
-            self.flush_cache()
-
-    def flush_cache(self) -> None:
-        """Commit the answers and hit counts not yet written."""
-        if self._cache_pending or self._cache_hits:
-            with self.conn:
-                self.conn.execute("BEGIN IMMEDIATE")
-                self._write_cache()
-
-    def _write_cache(self) -> None:
-        pending, self._cache_pending = self._cache_pending, {}
-        hits, self._cache_hits = self._cache_hits, Counter()
-        if pending:
-            self.conn.executemany(
-                "INSERT OR IGNORE INTO cache (key, model, response, input_tokens, output_tokens, created_utc)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                list(pending.values()),
+        now = utc_now()
+        with self.conn:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.conn.execute(
+                "UPDATE runs SET status = ?, finished_utc = ?, metrics_json = ?, error = ?, pid = NULL WHERE id = ?",
+                (status, now, json.dumps(metrics) if metrics is not None else None, error, run_id),
             )
-        if hits:
-            self.conn.executemany("UPDATE cache SET hits = hits + ? WHERE key = ?", [(n, k) for k, n in hits.items()])
+            segments.record(self.conn, self._segment(run_id, now), run_id, now, usage)
 
     def request_cancel(self, run_id: str) -> None:
         """Ask a running run (in any process) to stop cleanly; it notices within about a second."""
@@ -320,7 +223,8 @@ class Store:
 
     def reopen_run(self, run_id: str) -> set[int]:
         """Make a stopped run resumable: drop its failed rows (to retry them), mark it running again in this
-        process, and return the indices of the rows it keeps."""
+        process (a new segment: the usage recorded so far stands, this process's is added to it), and return the
+        indices of the rows it keeps."""
         with self.conn:
             self.conn.execute("BEGIN IMMEDIATE")
             status = self.conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
@@ -340,6 +244,7 @@ class Store:
                 " output_tokens = ? WHERE id = ?",
                 (os.getpid(), socket.gethostname(), totals["n"], totals["i"], totals["o"], run_id),
             )
+            self._segments[run_id] = segments.open_segment(self.conn, run_id, utc_now())
         return {r[0] for r in self.conn.execute("SELECT row_index FROM rows WHERE run_id = ?", (run_id,))}
 
     def recover_interrupted(self) -> list[str]:
@@ -441,47 +346,6 @@ class Store:
         self.conn.execute(
             "UPDATE runs SET output_path = ? WHERE id = ?", (str(Path(path).resolve()) if path else None, run_id)
         )
-
-    # -- spans ------------------------------------------------------------------------------------------------
-
-    def add_spans(self, records: list[tuple[Any, ...]]) -> None:
-        """Finished spans: (span_id, trace_id, parent_id, run_id, row_index, kind, name, start_ns, end_ns, status,
-        error, attributes_json), in one transaction."""
-        with self.conn:
-            self.conn.execute("BEGIN IMMEDIATE")
-            self.conn.executemany(
-                "INSERT OR REPLACE INTO spans (span_id, trace_id, parent_id, run_id, row_index, kind, name, start_ns,"
-                " end_ns, status, error, attributes_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                records,
-            )
-
-    def spans(self, run_id: str, row_index: int | None = None, since_ns: int = 0) -> list[dict[str, Any]]:
-        """A run's spans (or one row's), oldest first, attributes decoded; `since_ns` keeps those ending after it."""
-        sql = "SELECT * FROM spans WHERE run_id = ? AND end_ns > ?"
-        args: list[Any] = [run_id, since_ns]
-        if row_index is not None:
-            sql += " AND row_index = ?"
-            args.append(row_index)
-        return [_span(r) for r in self.conn.execute(sql + " ORDER BY start_ns, end_ns", args)]
-
-    def spans_written_after(
-        self, run_id: str, cursor: int = 0, row_index: int | None = None
-    ) -> tuple[list[dict[str, Any]], int]:
-        """The spans stored since `cursor` (0: all of them), oldest first, and the cursor for the next call.
-
-        For following a run as it goes: spans reach the store when their row ends, not in the order they ended, so
-        a time bound could miss some; the cursor (the table's rowid, which grows with every write) cannot."""
-        sql = "SELECT rowid AS _seq, * FROM spans WHERE run_id = ? AND rowid > ?"
-        args: list[Any] = [run_id, cursor]
-        if row_index is not None:
-            sql += " AND row_index = ?"
-            args.append(row_index)
-        out = []
-        for r in self.conn.execute(sql, args):
-            cursor = max(cursor, r["_seq"])
-            out.append(_span(r))
-        out.sort(key=lambda s: (s["start_ns"], s["end_ns"]))
-        return out, cursor
 
     # -- rows -------------------------------------------------------------------------------------------------
 

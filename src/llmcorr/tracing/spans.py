@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 
 from opentelemetry.trace import Status, StatusCode
 
-from .._version import __version__
 from ..store import Store
+from .otlp import OtlpForwarder
 
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_TEXT = 4000  # characters of a step's arguments / result kept on its span
@@ -116,56 +116,6 @@ class StoreSpanProcessor:
             pending, self._buffer = self._buffer, []
         if pending:
             self.store.add_spans(pending)
-
-
-class OtlpForwarder:
-    """Finished spans to an OTLP/HTTP collector, as OpenTelemetry SDK spans, batched on the SDK's export thread."""
-
-    def __init__(self, url: str) -> None:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
-        endpoint = url.rstrip("/")
-        if not endpoint.endswith("/v1/traces"):
-            endpoint += "/v1/traces"
-        self.processor = BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint, timeout=5))
-        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-
-        self.resource = Resource({"service.name": "llmcorr", "service.version": __version__})
-        self.scope = InstrumentationScope("llmcorr", __version__)
-
-    def on_end(self, span: Span, trace_id: int) -> None:
-        from opentelemetry.sdk.trace import ReadableSpan
-        from opentelemetry.trace import SpanContext, TraceFlags
-
-        flags = TraceFlags(TraceFlags.SAMPLED)
-        parent = SpanContext(trace_id, span.parent_id, False, flags) if span.parent_id is not None else None
-        status = Status(StatusCode.ERROR, span.error) if span.status == "error" else Status(StatusCode.UNSET)
-        readable = ReadableSpan(
-            name=span.name,
-            context=SpanContext(trace_id, span.span_id, False, flags),
-            parent=parent,
-            resource=self.resource,
-            attributes={k: _otel_value(v) for k, v in span.attributes.items() if v is not None},
-            status=status,
-            start_time=span.start_ns,
-            end_time=span.end_ns,
-            instrumentation_scope=self.scope,
-        )
-        self.processor.on_end(readable)
-
-    def shutdown(self) -> None:
-        self.processor.shutdown()  # exports what is left
-
-
-def _otel_value(value: Any) -> Any:
-    """An attribute value OpenTelemetry accepts: a str, bool, int, float, or a list of one of them."""
-    if isinstance(value, str | bool | int | float):
-        return value
-    if isinstance(value, list | tuple) and all(isinstance(v, str | bool | int | float) for v in value):
-        return list(value)
-    return json.dumps(value, default=str)
 
 
 class Tracer:

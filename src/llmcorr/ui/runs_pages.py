@@ -15,14 +15,14 @@ from ..runs.correction import recorded_table
 from ..runs.experiments import (
     archive_run,
     delete_run,
-    list_runs,
     output_to_delete,
     rename_run,
     restore_run,
     tag_run,
 )
+from ..runs.status import describe, failing, list_runs
 from ..store import RunRecord, Store
-from .common import back_to, form_fields, fragment, open_store, page
+from .common import back_to, form_fields, fragment, open_store, page, templates
 from .views import (
     ROW_FILTERS,
     endpoints,
@@ -39,6 +39,13 @@ router = APIRouter()
 StoreDep = Annotated[Store, Depends(open_store)]
 FormDep = Annotated[dict[str, str], Depends(form_fields)]
 MAX_ROWS = 500  # rows a run's page lists at once
+# a run's status as every page shows it: `completed, 3 failed` (runs/status.py), given its status and failed rows
+templates.env.globals.update(status_text=describe, status_failing=failing)
+
+
+def _summary(record: RunRecord) -> dict[str, Any]:
+    """`run_summary` and the status as people read it."""
+    return run_summary(record) | {"status_text": describe(record.status, record.rows_failed)}
 
 
 def _list(store: Store, status: str, tag: str, name: str, archived: str) -> list[dict[str, Any]]:
@@ -49,7 +56,7 @@ def _list(store: Store, status: str, tag: str, name: str, archived: str) -> list
         name=name.strip() or None,
         archived=None if archived else False,
     )
-    return [run_summary(r) for r in records]
+    return [_summary(r) for r in records]
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -86,7 +93,7 @@ def _run_context(store: Store, record: RunRecord, show: str) -> dict[str, Any]:
     rows = row_views(record, store.rows(record.id), show)
     return {
         "run": record,
-        "summary": run_summary(record),
+        "summary": _summary(record),
         "endpoints": endpoints(record),
         "metrics": metric_rows(record.metrics),
         "flips": flip_rows(record.metrics),

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from ..correct.gate import Gate
+from ..providers import describe_endpoint
+from ..runs.summary import cost, endpoint_usage, wall_time
 from ..store import RunRecord
 
 METRIC_NAMES = {"roc_auc": "ROC-AUC", "accuracy": "accuracy", "rmse": "RMSE", "mae": "MAE"}
@@ -20,28 +21,19 @@ ROW_FILTERS = {
 }
 
 
-def _when(stamp: str | None) -> datetime | None:
-    return datetime.fromisoformat(stamp) if stamp else None
-
-
 def wall_s(r: RunRecord) -> float | None:
-    """Seconds from creation to finish (to now, while it runs)."""
-    start, end = _when(r.created_utc), _when(r.finished_utc)
-    if end is None and r.status == "running":
-        end = datetime.now(UTC)
-    return (end - start).total_seconds() if start is not None and end is not None else None
+    """Seconds the run's processes spent on it, to now while it runs (`runs.summary.wall_time`)."""
+    return wall_time(r).busy_s
 
 
 def run_cost(r: RunRecord) -> float | None:
-    """Dollars spent: the endpoints' own count once the run has ended, else its tokens at its one endpoint's prices."""
-    costs = [u["cost"] for u in (r.usage or {}).values() if u.get("cost") is not None]
-    if costs:
-        return float(sum(costs))
-    configs = (r.spec.get("options") or {}).get("endpoint_configs") or []
-    if len(configs) == 1 and (configs[0].get("price_in") is not None or configs[0].get("price_out") is not None):
-        price_in, price_out = configs[0].get("price_in") or 0, configs[0].get("price_out") or 0
-        return (r.input_tokens * price_in + r.output_tokens * price_out) / 1e6
-    return None
+    """Dollars spent, over every process that worked on the run (`runs.summary.cost`)."""
+    return cost(r)
+
+
+def usage_rows(r: RunRecord) -> list[tuple[str, str]]:
+    """Per endpoint: what the run's processes sent there, together (`runs.summary.endpoint_usage`)."""
+    return [(name, endpoint_usage(u)) for name, u in (r.usage or {}).items()]
 
 
 def headline(metrics: dict[str, Any] | None) -> str:
@@ -56,6 +48,7 @@ def headline(metrics: dict[str, Any] | None) -> str:
 
 def run_summary(r: RunRecord) -> dict[str, Any]:
     """One run as the runs table and the JSON endpoints show it."""
+    wall = wall_time(r)
     return {
         "id": r.id,
         "name": r.name,
@@ -75,19 +68,25 @@ def run_summary(r: RunRecord) -> dict[str, Any]:
         "archived": r.archived,
         "created_utc": r.created_utc,
         "finished_utc": r.finished_utc,
-        "wall_s": wall_s(r),
+        "wall_s": wall.busy_s,  # busy time: see runs.summary.WallTime
+        "span_s": wall.span_s,  # first to last
+        "wall": str(wall),  # as shown: "51.8 s", or "busy 51.8 s (first to last 3.5 min)" for a resumed run
+        "usage_lines": usage_rows(r),  # (endpoint, "16 requests, 1,234 tokens, 0 429s, $0.0012")
         "headline": headline(r.metrics),
         "error": r.error,
     }
 
 
 def endpoints(r: RunRecord) -> list[dict[str, Any]]:
-    """The run's endpoints as recorded (name, kind, model) with their quotas (rpm, tpm) from the recorded configs."""
+    """The run's endpoints as recorded (name, kind, URL, model) with their quotas (rpm, tpm) from the recorded configs,
+    each with its `label` as `runs show` prints it."""
     configs = {c.get("name"): c for c in (r.spec.get("options") or {}).get("endpoint_configs") or []}
-    return [
-        configs.get(e.get("name"), {}) | {k: v for k, v in e.items() if v is not None}
-        for e in r.spec.get("endpoints") or []
-    ]
+    out = []
+    for e in r.spec.get("endpoints") or []:
+        info = configs.get(e.get("name"), {}) | {k: v for k, v in e.items() if v is not None}
+        quota = [f"{info[k]:g} {k}" for k in ("rpm", "tpm") if info.get(k)]
+        out.append(info | {"label": describe_endpoint(info, *quota)})
+    return out
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,339 @@
+"""Planning a batch run: everything the user can get wrong is checked here, before a run is recorded or a token is
+spent.
+
+    plan_batch(...)        load the prompt file or flow, open and join the data, build every row's inputs, estimate
+    recorded_plan(...)     the plan that re-creates a recorded run, its files found again and checked by hash
+
+A row's inputs are its columns, renamed by `mapping` ({input: "${data.column}"}). `upstream=RUN` joins another
+run's rows by position, so `${run.outputs.x}` and `${run.inputs.x}` chain one run on another's results.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Callable, Container, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import Config, EndpointConfig
+from ..data import Table, as_frame, check_output_path, open_table
+from ..data.io import show_names
+from ..errors import DataError, UserError
+from ..prompts.prompty import load_prompty
+from ..providers import Provider
+from ..providers.base import GenParams
+from ..scheduler import Scheduler
+from ..store import RunRecord, Store
+from .engine import Process, WorkItem, make_scheduler, prompt_rows
+from .estimate import Estimate, estimate
+from .flows import Flow, flow_item, flow_rows, jsonable, load_flow
+from .llm import CachedLLM
+from .prompt_run import PromptJob
+from .spec import RunSpec, absolute, config_source, data_sha256, endpoint_records, recorded_file
+
+_REF = re.compile(r"^\$\{(data|run\.outputs|run\.inputs)\.([^}]+)\}$")
+KINDS = ("prompt", "flow")
+
+
+def parse_mapping(items: Mapping[str, str], columns: list[str]) -> dict[str, str]:
+    """{input: "${data.column}" | "${run.outputs.key}" | "${run.inputs.key}"} → {input: column of the table}."""
+    mapping = {}
+    for name, ref in items.items():
+        match = _REF.match(ref.strip())
+        if not match:
+            raise UserError(f"--map {name}={ref!r}: expected {name}='${{data.COLUMN}}' or '${{run.outputs.KEY}}'")
+        source, key = match.groups()
+        column = key if source == "data" else f"{source}.{key}"
+        if column not in columns:
+            if source != "data" and not any(c.startswith("run.") for c in columns):
+                raise UserError(f"--map {name}={ref}: chaining on a run needs --run RUN_ID")
+            have = [
+                c for c in columns if (c.startswith(source + ".") if source != "data" else not c.startswith("run."))
+            ]
+            what = "the data has no column" if source == "data" else "the run has no"
+            raise DataError(f"--map {name}: {what} {key!r} (there: {show_names(have) if have else 'nothing'})")
+        mapping[name] = column
+    return mapping
+
+
+def row_inputs(cells: Mapping[Any, Any], mapping: dict[str, str]) -> dict[str, Any]:
+    """A row's values by column name, plus the mapped names; an empty cell is a missing value, not "nan"."""
+    values = {str(k): jsonable(v) for k, v in cells.items()}
+    values = {k: v for k, v in values.items() if v is not None}
+    values.update({name: values[column] for name, column in mapping.items() if column in values})
+    return values
+
+
+def _upstream_cells(row: dict[str, Any] | None) -> dict[str, Any]:
+    if row is None or row["status"] == "error":
+        return {}
+    cells = {f"run.outputs.{k}": v for k, v in (row["output"] or {}).items()}
+    cells.update({f"run.inputs.{k}": v for k, v in (row["inputs"] or {}).items()})
+    return cells
+
+
+def upstream_columns(store: Store, ref: str) -> tuple[list[str], RunRecord]:
+    """The `run.outputs.KEY` and `run.inputs.KEY` columns another run's finished rows bring, in order."""
+    record = store.get_run(ref)
+    columns: dict[str, None] = {}
+    for row in store.iter_rows(record.id, "status, output_json, inputs_json"):
+        columns.update(dict.fromkeys(_upstream_cells(row)))
+    if not columns:
+        raise DataError(f"run {record.label} has no finished rows to chain on")
+    return list(columns), record
+
+
+def _by_index(rows: Iterator[dict[str, Any]]) -> Callable[[int], dict[str, Any] | None]:
+    """Look up rows (read in index order) by ascending index, reading each once."""
+    pending = next(rows, None)
+
+    def at(i: int) -> dict[str, Any] | None:
+        nonlocal pending
+        while pending is not None and pending["row_index"] < i:
+            pending = next(rows, None)
+        return pending if pending is not None and pending["row_index"] == i else None
+
+    return at
+
+
+@dataclass
+class BatchPlan:
+    """A validated batch run, ready to go: nothing has been recorded or spent yet. Its rows are read from the table
+    (and the upstream run) each time `items()` is iterated: none is held in memory."""
+
+    kind: str
+    config: Config
+    table: Table
+    columns: list[str]  # the input columns of the output: the table's, then the upstream run's
+    mapping: dict[str, str]
+    params: GenParams
+    flow: Flow | None = None
+    job: PromptJob | None = None
+    upstream: str | None = None
+    estimate: Estimate | None = None
+    scheduler: Scheduler = field(init=False)  # set once every row has been checked
+    spec: RunSpec = field(init=False)
+
+    @property
+    def rows(self) -> int:
+        return self.table.rows
+
+    def cells(self) -> Iterator[dict[str, Any]]:
+        """Each row's cells in input order (the upstream run's joined by position)."""
+        if self.upstream is None:
+            yield from self.table
+            return
+        with Store(self.config.store_path) as store:
+            at = _by_index(store.iter_rows(self.upstream, "status, output_json, inputs_json"))
+            for i, cells in enumerate(self.table):
+                yield {**cells, **_upstream_cells(at(i))}
+
+    def items(self, skip: Container[int] = (), cells: dict[int, dict[str, Any]] | None = None) -> Iterator[WorkItem]:
+        """The work items of the rows not in `skip`, built as they are asked for; `cells` (if given) receives each
+        item's row cells, for the output file."""
+        for i, row in enumerate(self.cells()):
+            if i in skip:
+                continue
+            values = row_inputs(row, self.mapping)
+            if self.job is not None:
+                item = self.job.item(i, values, self.mapping)
+            else:
+                assert self.flow is not None
+                item = flow_item(i, values, self.flow, self.mapping, f"{self.table.source}: {self.table.where(i)}")
+            if cells is not None:
+                cells[i] = row
+            yield item
+
+    def processor(self, llm: CachedLLM) -> Process:
+        if self.flow is not None:
+            return flow_rows(self.flow)
+        return prompt_rows(_PLAIN, llm, self.params)
+
+    def reuse_key(self, item: WorkItem) -> str:
+        """What determines a row's answer: the rendered messages of a prompt, the arguments of a flow."""
+        if self.flow is None:
+            return json.dumps([m.to_dict() for m in item.messages], sort_keys=True)
+        return json.dumps(item.inputs, sort_keys=True, default=str)
+
+    def stored_key(self, row: dict[str, Any]) -> str:
+        return json.dumps(row["prompt"] if self.flow is None else row["inputs"], sort_keys=True, default=str)
+
+
+class _PlainAnswers:
+    def interpret(self, item: WorkItem, text: str) -> tuple[dict[str, Any], str | None]:
+        return {"output": text}, None
+
+
+_PLAIN = _PlainAnswers()
+
+
+def plan_batch(
+    flow: str | Path | Callable[..., Any],
+    data: str | Path | Any | None = None,
+    *,
+    init: Mapping[str, Any] | None = None,
+    mapping: Mapping[str, str] | None = None,
+    upstream: str | None = None,
+    output: str | Path | None = None,
+    limit: int | None = None,
+    max_tokens: int = 256,
+    temperature: float = 0.0,
+    seed: int = 0,
+    endpoints: list[str] | None = None,
+    provider: Provider | EndpointConfig | None = None,
+    config: Config | None = None,
+) -> BatchPlan:
+    """Load the flow, read and join the data, build every row's inputs (and a prompt's messages), estimate."""
+    config = config or Config.load()
+    prompty, loaded, flow_files = None, None, dict[str, str]()
+    if isinstance(flow, str | Path) and str(flow).endswith(".prompty"):
+        if init:
+            raise UserError("--init is for class flows, not .prompty files")
+        prompty = load_prompty(flow)
+    else:
+        if isinstance(flow, str | Path):
+            flow = _absolute_flow(str(flow))
+        loaded = load_flow(flow, init)
+        flow_files = _flow_files(flow) if isinstance(flow, str) else {}
+    upstream_id, extra = None, list[str]()
+    with Store(config.store_path) as store:
+        if data is None:
+            if upstream is None:
+                raise UserError("--data is needed (or --run RUN_ID, to run over another run's data and outputs)")
+            up = store.get_run(upstream)
+            if not up.spec.get("data") or up.spec["data"] == "DataFrame":
+                raise UserError(f"run {upstream} was made from a DataFrame: pass the data again")
+            data = recorded_file(up.label, up.spec["data"], "data file", "--data NEWPLACE")
+        table = open_table(data)
+        digest = data_sha256(Path(table.source) if table.source != "DataFrame" else table.frame())
+        table = table.head(limit)
+        if table.rows == 0:
+            raise DataError(f"{table.source}: no rows")
+        if upstream is not None:
+            extra, up = upstream_columns(store, upstream)
+            upstream_id = up.id
+    if output is not None:
+        check_output_path(output)  # an unwritable output fails now, not after the run
+    columns = table.columns + [c for c in extra if c not in table.columns]
+    mapped = parse_mapping(mapping or {}, columns)
+    job = None
+    if prompty is not None:
+        job = PromptJob(prompty, table.where, table.source)
+        params = prompty.gen_params()
+        template, template_sha = absolute(prompty.path), prompty.template.sha256
+    else:
+        assert loaded is not None
+        params = GenParams(max_tokens=max_tokens, temperature=temperature, seed=seed)
+        template, template_sha = loaded.ref, loaded.sha256
+    kind = "prompt" if prompty is not None else "flow"
+    plan = BatchPlan(kind, config, table, columns, mapped, params, loaded, job, upstream_id)
+    if job is None:
+        for _ in plan.items():  # every row checked before anything else
+            pass
+    plan.scheduler = make_scheduler(config, endpoints, provider)
+    if job is not None:  # every row rendered, and counted for the estimate, in one pass
+        plan.estimate = estimate((item.messages for item in plan.items()), plan.scheduler, params.max_tokens)
+    plan.spec = RunSpec(
+        kind=kind,
+        data=absolute(table.source) if table.source != "DataFrame" else table.source,
+        data_sha256=digest,
+        template=template,
+        template_sha256=template_sha,
+        endpoints=[e.provider.describe() | {"name": e.name} for e in plan.scheduler.endpoints],
+        params=params.to_dict(),
+        options={
+            "endpoint_configs": endpoint_records(plan.scheduler),
+            "init": jsonable(dict(init or {})),
+            "mapping": dict(mapping or {}),
+            "limit": limit,
+            "run": upstream_id,
+            "config": config_source(config),
+            **flow_files,
+        },
+    )
+    return plan
+
+
+def _absolute_flow(flow: str) -> str:
+    """`file.py:Name` with the file's absolute path (a module flow, `module:name`, as it is)."""
+    module_ref, sep, name = flow.rpartition(":")
+    return f"{absolute(module_ref)}:{name}" if sep and module_ref.endswith(".py") else flow
+
+
+def _flow_files(ref: str) -> dict[str, str]:
+    """Where a flow's code was found, recorded so that a resume or rerun from another directory finds it again:
+    its source file, and for a module flow the folder it was imported from."""
+    module_ref = ref.rpartition(":")[0]
+    if module_ref.endswith(".py"):
+        return {"flow_file": module_ref}
+    file = getattr(sys.modules.get(module_ref), "__file__", None)
+    if not file:
+        return {}
+    path = Path(file).resolve()
+    root = path.parent.parent if path.name == "__init__.py" else path.parent
+    for _ in range(module_ref.count(".")):
+        root = root.parent
+    return {"flow_file": str(path), "flow_path": str(root)}
+
+
+def _recorded_flow(record: RunRecord) -> str:
+    """A recorded run's prompt file or flow, found again (its module's folder importable again for a module flow)."""
+    ref, opts = record.spec["template"], record.spec["options"]
+    if record.kind == "prompt":
+        return str(recorded_file(record.label, ref, "prompt file", "--flow NEWPLACE.prompty"))
+    module_ref, _, name = ref.rpartition(":")
+    hint = f"--flow NEWPLACE.py:{name}"
+    if module_ref.endswith(".py"):
+        return f"{recorded_file(record.label, module_ref, 'flow file', hint)}:{name}"
+    if opts.get("flow_file"):
+        recorded_file(record.label, opts["flow_file"], f"flow module {module_ref!r}", hint)
+    root = opts.get("flow_path")
+    if root and root not in sys.path:
+        sys.path.insert(0, root)
+    return str(ref)
+
+
+def recorded_plan(
+    record: RunRecord,
+    config: Config,
+    data: str | Path | Any | None = None,
+    flow: str | Path | Callable[..., Any] | None = None,
+    output: str | Path | None = None,
+) -> BatchPlan:
+    """The plan that re-creates a recorded prompt or flow run, checked against its data and prompt/flow hashes."""
+    spec = record.spec
+    if record.kind not in KINDS:
+        raise UserError(f"run {record.label} is a {record.kind} run")
+    if data is None:
+        if spec["data"] == "DataFrame":
+            raise UserError(f"run {record.label} was made from a DataFrame: pass it again (data=df)")
+        data = recorded_file(record.label, spec["data"], "data file", "--data NEWPLACE")
+    elif isinstance(data, str | Path) and not Path(data).is_file():
+        raise DataError(f"--data {data}: no such file")
+    if data_sha256(Path(data) if isinstance(data, str | Path) else as_frame(data)[0]) != spec["data_sha256"]:
+        raise UserError(f"run {record.label}: the data in {data} is not what the run was made from ({spec['data']})")
+    opts = spec["options"]
+    endpoints = [EndpointConfig(**e) for e in opts.get("endpoint_configs", [])]
+    plan = plan_batch(
+        flow if flow is not None else _recorded_flow(record),
+        data,
+        init=opts.get("init") or None,
+        mapping=opts.get("mapping") or {},
+        upstream=opts.get("run"),
+        output=output,
+        limit=opts.get("limit"),
+        max_tokens=spec["params"]["max_tokens"],
+        temperature=spec["params"].get("temperature", 0.0),
+        seed=spec["params"].get("seed") or 0,
+        endpoints=[e.name for e in endpoints] or None,
+        config=config.model_copy(update={"endpoints": endpoints}) if endpoints else config,
+    )
+    if plan.spec.template_sha256 != spec["template_sha256"]:
+        what = "prompt file" if record.kind == "prompt" else "flow's source file"
+        raise UserError(f"run {record.label}: the {what} {spec['template']} has changed since the run was made")
+    if not plan.spec.options["config"]:  # a rerun from elsewhere still names the config the run was made with
+        plan.spec.options["config"] = opts.get("config")
+    return plan

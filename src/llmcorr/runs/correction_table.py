@@ -1,0 +1,129 @@
+"""A correct run's output table: the test rows joined with their corrections, the gate applied, the metrics; the
+same from a live run (`--output`, `CorrectionResult.table`) and from the store alone (reports, the dashboard).
+
+Columns keep the type they came in with: a label or prediction given as whole numbers (`0`, `151`) is written so,
+not as `0.0` (the predictions table holds them as floats for the arithmetic)."""
+
+from __future__ import annotations
+
+import numbers
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..correct import classification_metrics, regression_metrics
+from ..correct.gate import choose_gate
+from ..data import as_frame
+from ..errors import UserError
+from ..store import RunRecord, Store
+
+_WHOLE = re.compile(r"^\s*[+-]?\d+\s*$")
+KEPT_INTEGER = ("label", "prediction")  # the roles load_predictions turns into floats
+
+
+def integer_columns(predictions: str | Path | Any, columns: Mapping[str, str]) -> list[str]:
+    """The roles among label and prediction whose input values are all whole numbers written as such (`1`, `"1"`
+    in a CSV; not `1.0`): the output writes them back as integers. `columns` maps role → the user's column."""
+    raw = as_frame(predictions)[0]
+    found = []
+    for role in KEPT_INTEGER:
+        values = raw[columns.get(role, role)]
+        if pd.api.types.is_float_dtype(values):
+            continue
+        whole = pd.api.types.is_integer_dtype(values) or pd.api.types.is_bool_dtype(values)
+        if not whole:  # object columns: a CSV's text, a JSONL column of mixed types
+            cells = values.dropna().tolist()
+            whole = bool(cells) and all(
+                isinstance(v, numbers.Integral) or (isinstance(v, str) and _WHOLE.match(v) is not None) for v in cells
+            )
+        if whole:
+            found.append(role)
+    return found
+
+
+def keep_integers(table: pd.DataFrame, roles: list[str]) -> pd.DataFrame:
+    """`table` with the given roles' columns as integers again (see `integer_columns`)."""
+    for role in roles:
+        if role in table.columns and len(table) and table[role].notna().all():
+            table[role] = table[role].astype(float).round().astype("int64")
+    return table
+
+
+def result_table(test: pd.DataFrame, rows: list[dict[str, Any]], problem: str, offset: int = 0) -> pd.DataFrame:
+    """The test rows (or, from `offset`, the validation rows) joined with what the store holds for them:
+    corrections, responses, tokens."""
+    table = test.reset_index(drop=True).copy()
+    by_index = {r["row_index"]: r for r in rows}
+    corrected, labels, responses, parsed, errors, explanations, tokens = [], [], [], [], [], [], []
+    for i, base in enumerate(table["prediction"].astype(float)):
+        r = by_index.get(i + offset)
+        out = (r or {}).get("output") or {}
+        corrected.append(out.get("corrected_prediction", base))
+        labels.append(out.get("corrected_label", int(base >= 0.5)))
+        responses.append(r["response"] if r else None)
+        parsed.append(bool(r and r["status"] == "ok"))
+        errors.append(r["error"] if r else "not processed")
+        explanations.append(out.get("explanation"))
+        tokens.append((r["input_tokens"] or 0) + (r["output_tokens"] or 0) if r else 0)
+    table["corrected_prediction"] = corrected
+    if problem == "classification":
+        table["corrected_label"] = [int(label) for label in labels]
+    table["llm_response"] = responses
+    table["parsed"] = parsed
+    table["parse_error"] = errors
+    table["explanation"] = explanations
+    table["tokens"] = tokens
+    return table
+
+
+def compute_metrics(table: pd.DataFrame, problem: str) -> dict[str, Any]:
+    fn = classification_metrics if problem == "classification" else regression_metrics
+    metrics = fn(table["label"], table["prediction"], table["corrected_prediction"])
+    metrics["parsed"] = int(table["parsed"].sum())
+    return metrics
+
+
+def gated(test: pd.DataFrame, valid: pd.DataFrame | None, problem: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The test table with the gate chosen on the validation rows applied, and the metrics: the gated correction's,
+    plus the gate (policy and validation evidence) and what the correction would have done ungated."""
+    if valid is None:
+        return test, compute_metrics(test, problem) if len(test) else {"n": 0}
+    gate = choose_gate(problem, valid["label"], valid["prediction"], valid["corrected_prediction"])
+    table = test.copy()
+    table["llm_prediction"] = table["corrected_prediction"]
+    applied = gate.applies(table["prediction"]) & (table["llm_prediction"] != table["prediction"])
+    table["corrected_prediction"] = gate.apply(table["prediction"], table["llm_prediction"])
+    table["gate_applied"] = applied
+    if problem == "classification":
+        table["corrected_label"] = (table["corrected_prediction"] >= 0.5).astype(int)
+    if not len(table):
+        return table, {"n": 0, "gate": gate.to_dict()}
+    metrics = compute_metrics(table, problem)
+    ungated = compute_metrics(test, problem)
+    metrics["gate"] = gate.to_dict() | {"applied_on_test": int(applied.sum())}
+    metrics["ungated"] = {"corrected": ungated["corrected"], "flips": ungated["flips"]}
+    return table, metrics
+
+
+def recorded_table(store: Store, record: RunRecord) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A recorded correct run's test rows as `--output` writes them (the gate applied) and its metrics, rebuilt
+    from the store alone (for reports)."""
+    if record.kind != "correct":
+        raise UserError(f"run {record.label} is a {record.kind} run; reports are for correct runs")
+    rows = store.rows(record.id)
+    problem = record.spec.get("options", {}).get("problem", "classification")
+    frames = {
+        split: pd.DataFrame([r["inputs"] for r in rows if (r["inputs"] or {}).get("split") == split])
+        for split in ("test", "valid")
+    }
+    test = result_table(frames["test"], rows, problem) if len(frames["test"]) else frames["test"]
+    valid = None
+    if record.spec.get("options", {}).get("gate") and len(frames["valid"]):
+        valid = result_table(frames["valid"], rows, problem, offset=len(frames["test"]))
+    if not len(test):
+        return test, record.metrics or {"n": 0}
+    table, metrics = gated(test, valid, problem)
+    return keep_integers(table, record.spec.get("options", {}).get("int_columns", [])), metrics
