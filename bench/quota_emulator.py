@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from bench.quota_buckets import AzureLimiter, Limiter, OpenAILimiter, Verdict, format_duration
 from bench.quota_http import Request, Response, json_response
+from bench.quota_shapes import SHAPES, AnswerShapeFaults, rejection, reshape
 from bench.quota_stats import FAULTS, Stats
 from bench.quota_tokens import TokenCounter, count_prompt_tokens, text_tokens, tokenizer_name, truncate_to_tokens
 
@@ -26,8 +27,9 @@ ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 
 
 @dataclass
-class QuotaServerConfig:
-    """Every knob of the quota server. Probabilities are per admitted request, drawn from a RNG seeded by `seed`."""
+class QuotaServerConfig(AnswerShapeFaults):
+    """Every knob of the quota server. Probabilities are per admitted request, drawn from a RNG seeded by `seed`;
+    the answer-shape faults' knobs are in bench/quota_shapes.py."""
 
     rpm: int = 600
     """Requests per minute."""
@@ -102,8 +104,9 @@ class QuotaServerConfig:
             need(self.rpm * self.window_s / 60 >= 1, "azure mode: rpm * window_s / 60 must allow 1 request a window")
         need(self.daily_requests is None or self.daily_requests >= 0, "daily_requests must be >= 0")
         need(self.default_max_tokens >= 1, "default_max_tokens must be >= 1")
-        for name in ("error_5xx_rate", "reset_rate", "timeout_rate", "malformed_rate", "empty_choices_rate"):
-            need(0.0 <= getattr(self, name) <= 1.0, f"{name} must be in [0, 1]")
+        need(self.huge_answer_chars >= 1, "huge_answer_chars must be >= 1")
+        for name in FAULTS:
+            need(0.0 <= getattr(self, f"{name}_rate") <= 1.0, f"{name}_rate must be in [0, 1]")
         need(0.0 <= self.hidden_client_fraction < 1.0, "hidden_client_fraction must be in [0, 1)")
         need(self.hidden_tick_s > 0, "hidden_tick_s must be positive")
         need(min(self.base_latency_s, self.per_output_token_s, self.hang_s) >= 0, "latencies must be >= 0")
@@ -283,6 +286,11 @@ class Emulator:
             parsed.headers += [("x-request-id", rid), *self._limit_headers(start)]
             return Outcome(parsed)
         chat = parsed
+        poisoned = rejection(chat.messages, self.config.reject_marker, self.config.reject_status)
+        if poisoned is not None:  # a poisoned row: refused for what it holds, on every try, nothing charged
+            self.stats.counts["rejected"] += 1
+            self.stats.record(start, poisoned[0], "rejected", chat.request_id)
+            return Outcome(json_response(poisoned[0], poisoned[1], [("x-request-id", rid)]))
         prompt = count_prompt_tokens(chat.messages, self.count)
         charge = prompt + chat.max_tokens
         tokens = {"prompt_tokens": prompt, "max_tokens": chat.max_tokens}
@@ -370,4 +378,6 @@ class Emulator:
             "choices": [] if fault == "empty_choices" else choices,
             "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
         }
+        if fault in SHAPES:
+            reshape(fault, body, cfg.huge_answer_chars)
         return Outcome(json_response(200, body, headers))

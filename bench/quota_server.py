@@ -22,6 +22,8 @@ How a chat request is charged and answered:
 - The reply is ``response_text`` truncated to max_tokens (finish_reason "length"); completion_tokens =
   min(tokens(response_text), max_tokens).
 - ``stream: true`` and ``n > 1`` are refused with 400: the emulator does neither.
+- Answer-shape faults (content as a list of parts, a number, empty or null; empty with finish_reason "length";
+  usage past 64 bits or negative): the ``*_rate`` knobs of bench/quota_shapes.py.
 """
 
 from __future__ import annotations
@@ -41,6 +43,21 @@ from bench.quota_emulator import Emulator, Outcome, QuotaServerConfig, error_bod
 from bench.quota_http import HttpError, json_response, read_request
 from bench.quota_stats import utilization
 from bench.quota_tokens import count_prompt_tokens, tokenizer_name
+
+# a prompt file the benches and the tests run against this server: one short answer per word
+DEFINE_PROMPTY = """---
+name: Define
+model:
+  api: chat
+  parameters:
+    max_tokens: 4
+inputs:
+  word:
+    type: string
+---
+user:
+Define {{ word }}.
+"""
 
 __all__ = ["QuotaServer", "QuotaServerConfig", "count_prompt_tokens", "main", "utilization"]
 

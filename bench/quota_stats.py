@@ -7,7 +7,9 @@ import math
 from collections import Counter, deque
 from typing import Any
 
-FAULTS = ("error_5xx", "reset", "timeout", "malformed", "empty_choices")
+from bench.quota_shapes import SHAPES
+
+FAULTS = ("error_5xx", "reset", "timeout", "malformed", "empty_choices", *SHAPES)
 _SERIES = ("admitted", "charged", "rate_limited", "hidden_requests", "hidden_tokens")
 
 
@@ -73,7 +75,10 @@ class Stats:
             **{k: c[k] for k in ("connections", "received", "admitted", "ok")},
             "rate_limited": limited,
             "rate_limited_total": sum(limited.values()),
-            **{k: c[k] for k in ("insufficient_quota", "unauthorized", "bad_request", "not_found", "errors_5xx")},
+            **{
+                k: c[k]
+                for k in ("insufficient_quota", "unauthorized", "bad_request", "not_found", "errors_5xx", "rejected")
+            },
             "faults": {k: c[f"fault_{k}"] for k in FAULTS},
             **{k: c[k] for k in ("prompt_tokens_admitted", "completion_tokens_served", "tokens_charged")},
             "first_admitted_s": self.first_admitted,

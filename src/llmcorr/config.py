@@ -30,12 +30,20 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal, get_args
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ConfigError
-from .keys import key_value, secrets_path
+from .keys import check_key_text, key_value, secrets_path
 from .store.db import POSTGRES_SCHEMES, StoreURL
 
 HOME_ENV = "LLMCORR_HOME"
@@ -68,6 +76,17 @@ def http_url(value: str | None, hint: str = "") -> str | None:
     if parts.scheme not in ("http", "https") or not parts.hostname or not value.isprintable() or " " in value:
         raise ValueError(bad)
     return value
+
+
+def without_userinfo(url: str) -> str:
+    """`url` without `user:password@`: how a URL is recorded (run spec, endpoint records) and named in errors."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def default_home() -> Path:
@@ -138,8 +157,18 @@ class EndpointConfig(BaseModel):
     def _http_url(cls, value: str | None) -> str | None:
         return http_url(value)
 
+    @field_serializer("base_url")
+    def _recorded_url(self, value: str | None) -> str | None:
+        """A recorded endpoint (a run's spec, its endpoint records) never holds the URL's `user:password@`."""
+        return without_userinfo(value) if value else value
+
     @model_validator(mode="after")
     def _check(self) -> EndpointConfig:
+        if self.base_url and without_userinfo(self.base_url) != self.base_url and self.key_env:
+            raise ValueError(
+                f"base_url holds user:password@ and an API key is set ({self.key_env}): one credential per endpoint. "
+                "The URL's user and password are sent as HTTP Basic auth, the key as a bearer token; keep one"
+            )
         if self.kind == "local" and self.base_url:
             raise ValueError(
                 'kind = "local" runs the embedded llama.cpp model and takes no base_url: for a server at that URL set '
@@ -171,12 +200,19 @@ class EndpointConfig(BaseModel):
         return None
 
     def check_key(self) -> None:
-        """A configured key variable must be set before any work starts."""
-        if self.key_env and not key_value(self.key_env):
+        """A configured key variable must be set, to a key a header can carry, before any work starts."""
+        if not self.key_env:
+            return
+        key = key_value(self.key_env)
+        if not key:
             raise ConfigError(
                 f"endpoint {self.name}: environment variable {self.key_env} is not set (the API key); set it, or add "
                 f"{self.key_env}=… to {secrets_path()} (chmod 600)"
             )
+        try:
+            check_key_text(self.key_env, key)
+        except ConfigError as exc:
+            raise ConfigError(f"endpoint {self.name}: {exc}") from None
 
     def cost(self, input_tokens: float, output_tokens: float) -> float | None:
         if self.price_in is None and self.price_out is None:

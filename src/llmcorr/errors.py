@@ -3,6 +3,7 @@
 ```
 LlmcorrError
 ├── RunCancelled              a run was asked to stop (`runs cancel`, Ctrl-C): finished rows are kept
+├── StoreError                the store could not be written (disk full, I/O error, file-size limit). CLI: exit code 1
 ├── UserError                 the user can fix it: bad data, bad config, bad template. CLI: one line, exit code 2.
 │   ├── DataError             a predictions/data file or DataFrame is unreadable or does not fit
 │   ├── ConfigError           a bad option, provider setting or missing environment variable
@@ -11,6 +12,7 @@ LlmcorrError
 └── ProviderError             an LLM endpoint failed; the scheduler decides what to do with it
     ├── RateLimitError        429 or equivalent; carries retry_after (seconds) when the server said
     ├── TransientError        5xx, timeout, connection reset: worth a bounded retry
+    ├── RequestRejected       a 4xx about this request (400, 413, 422, a content filter): that row fails, not retried
     └── FatalProviderError    4xx other than 429, a model that does not load: never retried
         └── QuotaExhaustedError   a daily / billing quota is spent: the run stops cleanly
 ```
@@ -21,6 +23,7 @@ Messages never contain secrets: providers build them from status codes and serve
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 
@@ -30,6 +33,43 @@ class LlmcorrError(Exception):
 
 class RunCancelled(LlmcorrError):
     """The run was asked to stop; its finished rows are kept and it can be resumed."""
+
+
+class StoreError(LlmcorrError):
+    """The store could not be written: disk full, an I/O error, a file-size limit (store/failures.py translates the
+    database's own errors into this). Not bad input: the run is marked `failed` (if the store still takes that; else
+    it shows as `interrupted` when the store is next opened), its committed rows kept, and it resumes once there is
+    room. The engine fills in the run's fields; `line()` is what the CLI prints."""
+
+    def __init__(self, location: object, reason: str) -> None:
+        super().__init__(location, reason)
+        self.location = str(location)  # a file, or a PostgreSQL URL printed without its password
+        self.reason = reason  # "disk full", "I/O error", ...
+        self.run: str | None = None  # the run's name (or id), once known
+        self.rows_kept = 0  # rows committed and not failed
+        self.rows_total = 0
+        self.rows_lost = 0  # rows answered (and paid for) whose commit failed: a resume asks for them again
+        self.marked = False  # whether the store took the run's `failed` status
+
+    def line(self, config_path: str | None = None) -> str:
+        """`the store at PATH could not be written (disk full): run NAME failed; 37 of 200 rows kept; ...`."""
+        text = f"the store at {self.location} could not be written ({self.reason})"
+        if self.run is None:
+            return text + "; free space, then try again"
+        command = "llmcorr runs resume " + shlex.quote(self.run)
+        if config_path:
+            command += " --config " + shlex.quote(config_path)
+        state = "failed" if self.marked else "stopped (it shows as interrupted)"
+        lost = (
+            f"; the answers of {self.rows_lost} finished rows could not be stored (a resume asks for them again)"
+            if self.rows_lost
+            else ""
+        )
+        kept = f"{self.rows_kept} of {self.rows_total} rows kept"
+        return f"{text}: run {self.run} {state}; {kept}{lost}; free space, then `{command}`"
+
+    def __str__(self) -> str:
+        return self.line()
 
 
 class UserError(LlmcorrError):
@@ -79,6 +119,15 @@ class QuotaExhaustedError(FatalProviderError):
     """A daily or billing quota is spent; retrying today cannot help."""
 
 
+# A request the server refuses for what it holds: only its own row fails.
+
+
+class RequestRejected(ProviderError):
+    """The server refused this request for what it holds (HTTP 400, 413, 422, a content filter): sending it again
+    gets the same answer, so it is not retried, and only its row fails, with the server's message. Not fatal: the
+    endpoint itself works (a 401, 403 or 404 is `FatalProviderError`)."""
+
+
 __all__ = [
     "ConfigError",
     "DataError",
@@ -88,7 +137,9 @@ __all__ = [
     "ProviderError",
     "QuotaExhaustedError",
     "RateLimitError",
+    "RequestRejected",
     "RunCancelled",
+    "StoreError",
     "TemplateError",
     "TransientError",
     "UserError",

@@ -12,11 +12,13 @@ stops the command with one line naming the file and the fix. Values are held in 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
 import threading
 from pathlib import Path
+from typing import Any
 
 from .errors import ConfigError
 
@@ -32,6 +34,7 @@ _KEY_LIKE = re.compile(r"\bsk-[A-Za-z0-9_*-]{16,}")
 
 _cache: dict[Path, tuple[tuple[int, int, int, int], dict[str, str]]] = {}
 _lock = threading.Lock()
+_remembered: set[str] = set()  # values read from the environment into prompts (`--allow-env`): scrubbed like keys
 
 
 def secrets_path() -> Path:
@@ -118,8 +121,51 @@ def parse_secrets(raw: bytes, path: Path | str = SECRETS_FILE) -> dict[str, str]
     return values
 
 
+def check_key_text(name: str, value: str) -> None:
+    """A key a request header can carry: a CR, LF or other control character (a key pasted with its line end) is
+    one ConfigError naming the variable, never the key, instead of a traceback from the HTTP client."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ConfigError(
+            f"the API key in {name} holds a line break or another control character; set it again without one "
+            "(the key is not shown)"
+        )
+
+
+def remember_secret(value: str) -> None:
+    """Scrub `value` from what is stored and traced from now on, as a key is (`scrub`, `redact`)."""
+    if len(value) >= MIN_SCRUBBED:
+        with _lock:
+            _remembered.add(value)
+            _remembered.add(json.dumps(value)[1:-1])  # as it appears inside JSON text (escaped quotes, non-ASCII)
+
+
+def scrub(text: str) -> str:
+    """`text` without the values `remember_secret` was given (longest first, so none leaves a part behind)."""
+    if not _remembered:
+        return text
+    with _lock:
+        values = sorted(_remembered, key=len, reverse=True)
+    for value in values:
+        if value in text:
+            text = text.replace(value, REDACTED)
+    return text
+
+
+def scrub_all(value: Any) -> Any:
+    """`value` (text, or lists and mappings of it: a prompt's messages) with every string `scrub`bed."""
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, list):
+        return [scrub_all(v) for v in value]
+    if isinstance(value, dict):
+        return {k: scrub_all(v) for k, v in value.items()}
+    return value
+
+
 def redact(text: str, *keys: str | None) -> str:
-    """`text` without the given keys and without anything shaped like an OpenAI-style key (`sk-…`)."""
+    """`text` without the given keys, the remembered secrets and anything shaped like an OpenAI-style key
+    (`sk-…`)."""
+    text = scrub(text)
     for key in keys:
         if key and len(key) >= MIN_SCRUBBED and key in text:
             text = text.replace(key, REDACTED)

@@ -13,24 +13,11 @@ import pandas as pd
 import pytest
 
 import llmcorr
+from bench.quota_server import DEFINE_PROMPTY as PROMPTY
 from bench.quota_server import QuotaServer, QuotaServerConfig
 from llmcorr.store import Store
 
 from .conftest import quota_toml, run_cli, start_cli, store_path, wait_for_rows
-
-PROMPTY = """---
-name: Define
-model:
-  api: chat
-  parameters:
-    max_tokens: 4
-inputs:
-  word:
-    type: string
----
-user:
-Define {{ word }}.
-"""
 
 JUDGE = """---
 name: Judge

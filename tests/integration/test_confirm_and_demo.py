@@ -14,25 +14,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from bench.quota_server import DEFINE_PROMPTY as PROMPTY
 from bench.quota_server import QuotaServer, QuotaServerConfig
 from llmcorr.store import Store
 from tests.conftest import LLMCORR
 
 from .conftest import quota_toml, store_path
 
-PROMPTY = """---
-name: Define
-model:
-  api: chat
-  parameters:
-    max_tokens: 4
-inputs:
-  word:
-    type: string
----
-user:
-Define {{ word }}.
-"""
 ROWS = 3
 RUN = ("run", "define.prompty", "-d", "words.jsonl", "-q")
 CORRECT = ("correct", "-p", "preds.csv", "--limit", "2", "--gate-rows", "2", "-q")

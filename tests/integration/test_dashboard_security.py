@@ -282,3 +282,28 @@ def test_a_sandbox_escape_from_the_preview_is_one_line(site: Site) -> None:
         shown = httpx.post(base + "/api/preview", json={"template": template}).json()
     assert shown["ok"] is False and "\n" not in shown["error"]
     assert shown["error"].endswith("pasted.prompty:2: access to attribute '__init__' of 'type' object is unsafe")
+
+
+def test_a_post_authenticated_by_the_token_in_its_address_has_one_content_length(site: Site) -> None:
+    """`?token=` on a POST sets the cookie on the answer: one Set-Cookie added, never a second Content-Length (which
+    a strict client or proxy refuses as a smuggling attempt)."""
+    app = create_app(site.config, token=TOKEN)
+    with serve(app) as base:
+        host, port = urlsplit(base).hostname, urlsplit(base).port
+        body = json.dumps({"template": "user:\nhello"}).encode()
+        request = (
+            f"POST /api/preview?token={TOKEN} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        ).encode() + body
+        with socket.create_connection((str(host), int(port or 0)), timeout=10) as sock:
+            sock.sendall(request)
+            raw = b""
+            while chunk := sock.recv(65536):
+                raw += chunk
+    head, _, payload = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    assert lines[0].startswith("HTTP/1.1 200"), lines[0]
+    lengths = [line for line in lines[1:] if line.lower().startswith("content-length:")]
+    assert len(lengths) == 1 and int(lengths[0].split(":")[1]) == len(payload), lines
+    assert any(line.lower().startswith("set-cookie: llmcorr_ui_token=") for line in lines[1:]), lines
+    assert json.loads(payload)["ok"] is True

@@ -29,6 +29,7 @@ import pandas as pd
 import pytest
 
 import llmcorr
+from bench.quota_server import DEFINE_PROMPTY as PROMPTY
 from bench.quota_server import QuotaServer, QuotaServerConfig
 from llmcorr.config import Config, EndpointConfig
 from llmcorr.providers.base import GenParams, Message
@@ -42,19 +43,6 @@ KEY = "sk-fault-test-0123456789-SECRET"
 TRIES = RetryPolicy().max_attempts  # six tries a request
 TIMEOUT_S = 0.5  # timeout_s in the row-fault runs' llmcorr.toml; the timeout fault hangs 2 s
 
-PROMPTY = """---
-name: Define
-model:
-  api: chat
-  parameters:
-    max_tokens: 4
-inputs:
-  word:
-    type: string
----
-user:
-Define {{ word }}.
-"""
 
 TOML = """
 default = "q"

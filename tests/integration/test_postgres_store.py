@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from bench.quota_server import DEFINE_PROMPTY as PROMPTY
 from llmcorr.config import Config
 from llmcorr.errors import ConfigError
 from llmcorr.store import Store
@@ -23,20 +24,6 @@ from tests.pg import PASSWORD, USER
 from tests.servers import ScriptedServer, ok
 
 from .conftest import quota_toml, run_cli, store_path
-
-PROMPTY = """---
-name: Define
-model:
-  api: chat
-  parameters:
-    max_tokens: 4
-inputs:
-  word:
-    type: string
----
-user:
-Define {{ word }}.
-"""
 
 
 def shown(url: str) -> str:

@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from bench.quota_server import DEFINE_PROMPTY as PROMPTY
 from bench.quota_server import QuotaServer, QuotaServerConfig
 from llmcorr.store import Store
 from tests.conftest import LLMCORR
@@ -31,19 +32,6 @@ from .conftest import store_path
 
 ROWS, DAILY = 6, 3
 
-PROMPTY = """---
-name: Define
-model:
-  api: chat
-  parameters:
-    max_tokens: 4
-inputs:
-  word:
-    type: string
----
-user:
-Define {{ word }}.
-"""
 
 FLOW = """
 import llmcorr
@@ -219,7 +207,8 @@ def test_resume_of_a_correct_run_writes_its_output_as_the_run_would_have(
     project: Path, elsewhere: Path, server: QuotaServer, llmcorr_home: Path
 ) -> None:
     stopped_by_quota(server, project, *CORRECT, "-o", "out.csv", "--name", "c")
-    assert not (project / "out.csv").exists()
+    assert len(pd.read_csv(project / "out.csv")) == 4  # the stopped run wrote what it had (the rest: not processed)
+    (project / "out.csv").unlink()  # the resume writes it whole again, from another directory
     r = cli(elsewhere, "runs", "resume", "c", "-q")
     assert r.returncode == 0, r.stderr
     assert record("c", llmcorr_home)["output_path"] == str((project / "out.csv").resolve())

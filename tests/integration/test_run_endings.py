@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from bench.quota_server import DEFINE_PROMPTY as PROMPTY
 from bench.quota_server import QuotaServer, QuotaServerConfig
 from llmcorr._version import __version__
 from llmcorr.store import Store
@@ -51,20 +52,6 @@ def check(word: str) -> str:
     if len(word) > 4:
         raise LookupError(f"{word} is too long")  # raise: helper
     return word
-"""
-
-PROMPTY = """---
-name: Define
-model:
-  api: chat
-  parameters:
-    max_tokens: 4
-inputs:
-  word:
-    type: string
----
-user:
-Define {{ word }}.
 """
 
 

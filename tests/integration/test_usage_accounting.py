@@ -16,26 +16,13 @@ from typing import Any
 
 import pytest
 
+from bench.quota_server import DEFINE_PROMPTY as PROMPTY
 from bench.quota_server import QuotaServer, QuotaServerConfig
 from llmcorr.runs.summary import endpoint_usage, wall_time
 from llmcorr.store import RunRecord, Store
 from llmcorr.ui.views import run_summary
 
 from .conftest import run_cli, start_cli, store_path, wait_for_rows
-
-PROMPTY = """---
-name: Define
-model:
-  api: chat
-  parameters:
-    max_tokens: 4
-inputs:
-  word:
-    type: string
----
-user:
-Define {{ word }}.
-"""
 
 TOML = """default = "q"
 

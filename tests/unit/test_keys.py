@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from llmcorr.config import EndpointConfig
-from llmcorr.errors import ConfigError, FatalProviderError, ProviderError, TransientError
+from llmcorr.errors import ConfigError, FatalProviderError, ProviderError, RequestRejected, TransientError
 from llmcorr.keys import key_value, parse_secrets, read_secrets, redact, secrets_path
 from llmcorr.providers import GenParams, Message, OpenAIProvider
 from tests.servers import Reply, ScriptedServer, ok
@@ -147,8 +147,9 @@ def complete(provider: OpenAIProvider) -> object:
     [
         (Reply(401, {"error": {"message": f"Incorrect API key provided: {HEX_KEY}."}}), FatalProviderError),
         (Reply(500, "x" * 190 + HEX_KEY + " went wrong"), TransientError),  # across the 200-character cut
-        (Reply(400, {"detail": f"key {HEX_KEY} sk-live-0123456789abcdefghij"}), FatalProviderError),
-        (Reply(200, {"choices": [{"message": {"content": "x"}}], "usage": {"prompt_tokens": HEX_KEY}}), TransientError),
+        (Reply(400, {"detail": f"key {HEX_KEY} sk-live-0123456789abcdefghij"}), RequestRejected),
+        # an answer of the wrong shape is a failed try whose error says what came back: without the key
+        (Reply(200, {"choices": [{"message": {"content": {"echo": HEX_KEY}}}]}), TransientError),
     ],
 )
 def test_the_provider_scrubs_the_key_from_what_the_server_says(

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from llmcorr.errors import FatalProviderError, RateLimitError, TransientError
+from llmcorr.errors import FatalProviderError, RateLimitError, RequestRejected, TransientError
 from llmcorr.providers import GenParams, Message, OpenAIProvider
 from llmcorr.scheduler import RetryPolicy, Scheduler
 from tests.servers import Reply, ScriptedServer, ok
@@ -98,6 +98,11 @@ def test_scheduler_gives_up_after_bounded_attempts_and_never_retries_fatal() -> 
         assert len(server.requests) == 3
     with ScriptedServer(default=Reply(400, {"error": {"message": "bad request"}})) as server:
         scheduler = Scheduler(OpenAIProvider(model="m", base_url=server.base_url, api_key_env=None), retry=FAST)
-        with pytest.raises(FatalProviderError, match="HTTP 400: bad request"):
+        with pytest.raises(RequestRejected, match="HTTP 400: bad request"):  # that row fails, the run goes on
+            schedule(scheduler)
+        assert len(server.requests) == 1
+    with ScriptedServer(default=Reply(401, {"error": {"message": "bad key"}})) as server:
+        scheduler = Scheduler(OpenAIProvider(model="m", base_url=server.base_url, api_key_env=None), retry=FAST)
+        with pytest.raises(FatalProviderError, match="HTTP 401: bad key"):  # the endpoint: the run stops
             schedule(scheduler)
         assert len(server.requests) == 1

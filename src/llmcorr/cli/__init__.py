@@ -19,7 +19,7 @@ import typer
 from typer.exceptions import Abort, TyperException
 
 from .._version import __version__
-from ..errors import LlmcorrError, RunCancelled, UserError
+from ..errors import LlmcorrError, RunCancelled, StoreError, UserError
 from ..runs import stopping
 from . import correct, demo, prompt, report, run, runs, ui
 from ._common import console, err_console
@@ -129,6 +129,9 @@ def main(argv: list[str] | None = None) -> None:
     except RunCancelled as exc:
         err_console.print(_cancelled(exc), markup=False, highlight=False, soft_wrap=True)
         sys.exit(130)
+    except StoreError as exc:  # disk full, I/O error: not bad input; the run is failed, resumable once there is room
+        err_console.print(f"error: {exc.line(_config_path(_ARGV))}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(1)
     except LlmcorrError as exc:  # an endpoint failed for good (bad key, exhausted quota): say so, no traceback
         err_console.print(f"error: {_one_line(exc)}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(1)

@@ -10,6 +10,7 @@ from rich.panel import Panel
 
 from ..data import read_table
 from ..errors import UserError
+from ..prompts.env import env_policy, key_names
 from ..prompts.preview import parse_inputs
 from ..prompts.preview import preview as preview_prompt
 from ..prompts.prompty import load_prompty
@@ -31,9 +32,18 @@ def preview(
     row: Annotated[int, typer.Option(min=1, help="which row of --data (1 = the first)")] = 1,
     endpoint: EndpointOpt = None,
     config_path: ConfigOpt = None,
+    allow_env: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-env",
+            metavar="VAR",
+            help="let the prompt file's inputs/sample read ${env:VAR} (repeatable; never a key's variable)",
+        ),
+    ] = None,
 ) -> None:
     """Render the prompt with the file's sample (or --inputs / --data --row) and show the messages."""
-    prompty = load_prompty(prompt_file)
+    config = load_config(path=config_path)
+    prompty = load_prompty(prompt_file, env=env_policy(allow_env or [], key_names(config)))
     values = dict(prompty.sample) if data is None else {}
     where: str | None = None  # the data row the inputs came from, for errors
     if data is not None:
@@ -45,7 +55,6 @@ def preview(
         where = f"{data}: {at(row - 1)}"
     if inputs is not None:
         values.update(parse_inputs(inputs))
-    config = load_config(path=config_path)
     shown = preview_prompt(prompty, values, config.select(endpoint)[0], where)
     for m in shown.messages:
         console.print(Panel(m.content, title=m.role, title_align="left", border_style=_COLOURS[m.role]))

@@ -60,6 +60,14 @@ def run(
     ray_address: Annotated[
         str | None, typer.Option(help="the Ray cluster to use (auto, ray://HOST:10001…); default: a local instance")
     ] = None,
+    allow_env: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-env",
+            metavar="VAR",
+            help="let the prompt file's inputs/sample read ${env:VAR} (repeatable; never a key's variable)",
+        ),
+    ] = None,
     yes: YesOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
@@ -92,6 +100,7 @@ def run(
             executor=executor,
             ray_address=ray_address,
             confirm=confirmer(yes),
+            allow_env=allow_env,
         )
     )
     print_result(config, result, output)

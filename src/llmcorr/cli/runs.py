@@ -104,12 +104,22 @@ def resume(
     data: DataOpt = None,
     flow: FlowOpt = None,
     config_path: ConfigOpt = None,
+    skip_failed: Annotated[
+        bool,
+        typer.Option(
+            "--skip-failed",
+            help="keep the failed rows as they are (e.g. rows the server rejects) and run only the missing ones",
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
-    """Continue an interrupted, cancelled or failed run: finished rows are kept, failed rows are retried."""
+    """Continue an interrupted, cancelled or failed run: finished rows are kept, failed rows are retried (unless
+    --skip-failed), missing rows are run."""
     setup_logging(quiet)
     config = Config.load(config_path)
-    moved = {k: v for k, v in (("data", data), ("flow", flow)) if v is not None}
+    moved: dict[str, object] = {k: v for k, v in (("data", data), ("flow", flow)) if v is not None}
+    if skip_failed:
+        moved["skip_failed"] = True
     result = run_sync(resume_any_async(run, output=output, progress=not quiet, config=config, **moved))
     print_result(config, result, output)
 

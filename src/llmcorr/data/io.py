@@ -2,15 +2,19 @@
 a polars DataFrame or an Arrow table).
 
 Reading names the row the way the user finds it (`row 3 (line 4)`, `line 7`); every problem is one `DataError` line.
-Writing is atomic (a temp file renamed into place); `RowWriter` appends each finished row to a CSV/JSONL output as a
-run goes, then rewrites it in input order when the run ends.
+Writing is atomic (a temp file, `.NAME.PID.tmp`, renamed into place; one a killed process left behind is removed the
+next time the output is checked, `discard_stale_tmp`); `RowWriter` appends each finished row to a CSV/JSONL output
+as a run goes, then rewrites it in input order when the run ends. A table has at most `max_columns()` columns
+(LLMCORR_MAX_COLUMNS, default 10,000): a wider one is one line, before it is parsed.
 """
 
 from __future__ import annotations
 
 import csv
+import glob
 import io
 import json
+import os
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -20,7 +24,7 @@ from typing import IO, Any
 
 import pandas as pd
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError, UserError
 
 Where = Callable[[int], str]
 WRITE_EVERY_S = 0.1  # a growing output file gets its new lines at most this far apart
@@ -33,6 +37,41 @@ SUFFIXES = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
+
+
+MAX_COLUMNS = 10_000  # a table's columns, unless LLMCORR_MAX_COLUMNS says otherwise: 100k columns took 41 s and 686 MB
+
+
+def max_columns() -> int:
+    """How many columns a table may have: LLMCORR_MAX_COLUMNS, else MAX_COLUMNS."""
+    raw = os.environ.get("LLMCORR_MAX_COLUMNS", "").strip()
+    if not raw:
+        return MAX_COLUMNS
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"LLMCORR_MAX_COLUMNS={raw!r}: expected a whole number of columns (at least 1)")
+    return int(raw)
+
+
+def check_width(source: object, columns: int, where: str = "") -> None:
+    """One line for a table wider than `max_columns()`; `where`: the row that made it so (JSONL), if any."""
+    limit = max_columns()
+    if columns > limit:
+        at = f"{where}: " if where else ""
+        raise DataError(
+            f"{source}: {at}{columns:,} columns, more than the {limit:,} a table may have "
+            "(set LLMCORR_MAX_COLUMNS to allow more)"
+        )
+
+
+def check_header_width(path: Path, fmt: str) -> None:
+    """A CSV/TSV's header, counted before pandas parses the file (which costs time and memory with every column).
+    A header the csv module cannot read is left to pandas, which says what is wrong with it."""
+    with path.open("r", encoding="utf-8-sig", newline="") as fh:
+        try:
+            header = next(csv.reader(fh, delimiter="\t" if fmt == "tsv" else ","), [])
+        except csv.Error:
+            return
+    check_width(path, len(header))
 
 
 _SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")  # a \ud800-\udfff escape: half of a pair, or a lone one
@@ -59,11 +98,14 @@ def jsonl_row(path: Path, lineno: int, line: str) -> dict[str, Any]:
 def _read_jsonl(path: Path) -> tuple[pd.DataFrame, list[int]]:
     records: list[dict[str, Any]] = []
     lines: list[int] = []
+    columns: set[str] = set()
     with path.open("r", encoding="utf-8-sig") as fh:  # -sig: a leading byte-order mark is not part of line 1
         for lineno, line in enumerate(fh, start=1):
             if line.strip():
                 records.append(jsonl_row(path, lineno, line))
                 lines.append(lineno)
+                columns.update(map(str, records[-1]))
+                check_width(path, len(columns), f"line {lineno}")
     return pd.DataFrame.from_records(records), lines
 
 
@@ -76,6 +118,7 @@ def read_table(path: Path) -> tuple[pd.DataFrame, Where]:
         raise DataError(f"{path}: no such file")
     with read_errors(path, fmt):
         if fmt in ("csv", "tsv"):
+            check_header_width(path, fmt)
             frame = pd.read_csv(
                 path, sep="\t" if fmt == "tsv" else ",", dtype=str, keep_default_na=False, encoding="utf-8"
             )
@@ -86,7 +129,9 @@ def read_table(path: Path) -> tuple[pd.DataFrame, Where]:
             return frame, lambda i: f"line {lines[i]}"
         import pyarrow.parquet as pq
 
-        check_unique_columns(path, pq.read_schema(path).names)
+        names = pq.read_schema(path).names
+        check_width(path, len(names))
+        check_unique_columns(path, names)
         frame = pd.read_parquet(path)
         return frame, lambda i: f"row {i + 1}"
 
@@ -115,7 +160,7 @@ def read_errors(path: Path, fmt: str) -> Iterator[None]:
     """Turn what pandas, pyarrow and the codecs raise on a bad file into one `DataError` line."""
     try:
         yield
-    except DataError:
+    except UserError:  # ours already: one line
         raise
     except UnicodeDecodeError:
         raise DataError(f"{path}: not UTF-8 text{_first_non_utf8(path, fmt)}: save it as UTF-8") from None
@@ -178,11 +223,47 @@ def check_output_path(path: str | Path) -> Path:
     return path
 
 
+def tmp_path(path: Path) -> Path:
+    """Where this process writes `path`'s next version before renaming it into place: hidden, beside it, named
+    after the process (so a leftover says whose it was)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def discard_stale_tmp(path: str | Path) -> list[Path]:
+    """Remove the temp files a killed process left beside `path` mid-rewrite (a live process's are kept); returns
+    what it removed."""
+    path = Path(path)
+    removed = []
+    legacy = path.with_name(f".{path.name}.tmp")  # named before temp files carried their process's id
+    pattern = f".{glob.escape(path.name)}.*.tmp"
+    for tmp in [legacy, *path.parent.glob(pattern)]:
+        if tmp != legacy:
+            pid = tmp.name[len(path.name) + 2 : -len(".tmp")]
+            if not pid.isdigit() or (int(pid) != os.getpid() and _pid_alive(int(pid))):
+                continue  # not a temp file of ours, or one a live process is still writing
+        try:
+            tmp.unlink()
+        except OSError:  # gone already, or not ours to remove (permissions): it does no harm where it is
+            continue
+        removed.append(tmp)
+    return removed
+
+
 def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
     """Write a table in the format its extension names, atomically (a temp file renamed into place)."""
     path = check_output_path(path)
     fmt = SUFFIXES[path.suffix.lower()]
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = tmp_path(path)
     if fmt in ("csv", "tsv"):
         frame.to_csv(tmp, index=False, sep="\t" if fmt == "tsv" else ",")
     elif fmt == "jsonl":
@@ -202,6 +283,7 @@ def as_frame(data: str | Path | Any) -> tuple[pd.DataFrame, Where, str]:
         data = data.to_pandas()  # polars, pyarrow
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"data: expected a file path or a DataFrame, got {type(data).__name__}")
+    check_width("DataFrame", len(data.columns))
     return data.reset_index(drop=True), (lambda i: f"row {i + 1}"), "DataFrame"
 
 
@@ -281,7 +363,7 @@ class RowWriter:
         if self.fmt == "parquet":  # nested values as JSON text, as in CSV: a column may mix them with strings
             rows = [{c: _csv_cell(r.get(c)) for c in columns} for r in records]
             return write_table(pd.DataFrame.from_records(rows, columns=columns), self.path)
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp = tmp_path(self.path)
         with tmp.open("w", encoding="utf-8", newline="") as fh:
             if self.fmt == "jsonl":
                 for record in records:

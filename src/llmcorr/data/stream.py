@@ -3,7 +3,8 @@
 `open_table(data)` reads the whole source once to check it (every row parses; its columns and row count), keeping
 nothing of it but the columns, the count and (JSONL) each row's line number; iterating the `Table` then reads it again
 in chunks of CHUNK_ROWS. Cells come as plain Python values; an empty JSON/Parquet cell or a NaN is None, a CSV cell is
-always a string (an empty one stays ""). Every problem is one `DataError` line naming the file and the row.
+always a string (an empty one stays ""). Every problem is one `DataError` line naming the file and the row; a table
+wider than `max_columns()` (data/io.py) is refused before it is parsed.
 """
 
 from __future__ import annotations
@@ -19,7 +20,15 @@ from typing import Any
 import pandas as pd
 
 from ..errors import DataError
-from .io import SUFFIXES, check_no_implicit_index, check_unique_columns, jsonl_row, read_errors
+from .io import (
+    SUFFIXES,
+    check_header_width,
+    check_no_implicit_index,
+    check_unique_columns,
+    check_width,
+    jsonl_row,
+    read_errors,
+)
 
 CHUNK_ROWS = 4096
 
@@ -118,6 +127,7 @@ def _check_jsonl(path: Path) -> tuple[list[str], int, array[int]]:
                 continue
             for key in jsonl_row(path, lineno, line):
                 columns.setdefault(str(key), None)
+            check_width(path, len(columns), f"line {lineno}")
             lines.append(lineno)
     return list(columns), len(lines), lines
 
@@ -125,6 +135,7 @@ def _check_jsonl(path: Path) -> tuple[list[str], int, array[int]]:
 def _check_file(path: Path, fmt: str) -> Table:
     source = str(path)
     if fmt in ("csv", "tsv"):
+        check_header_width(path, fmt)  # before pandas: every column costs it time and memory
         rows, columns = 0, list[str]()
         with _csv_chunks(path, fmt) as chunks:
             for chunk in chunks:
@@ -140,6 +151,7 @@ def _check_file(path: Path, fmt: str) -> Table:
     import pyarrow.parquet as pq
 
     with pq.ParquetFile(path) as pf:
+        check_width(path, len(pf.schema_arrow.names))
         for _ in pf.iter_batches(batch_size=CHUNK_ROWS):  # every page decodes: a corrupt one fails now
             pass
         check_unique_columns(path, list(pf.schema_arrow.names))
@@ -164,5 +176,6 @@ def open_table(data: str | Path | Any) -> Table:
         data = data.to_pandas()  # polars, pyarrow
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"data: expected a file path or a DataFrame, got {type(data).__name__}")
+    check_width("DataFrame", len(data.columns))
     frame = data.reset_index(drop=True)
     return Table("DataFrame", list(map(str, frame.columns)), len(frame), frame=frame)

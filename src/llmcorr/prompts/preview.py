@@ -14,6 +14,7 @@ from ..errors import UserError
 from ..providers.base import Message
 from ..scheduler import build_endpoints
 from ..scheduler.tokens import TokenCounter, chat_prompt_tokens
+from .env import EnvPolicy
 from .prompty import Prompty, parse_prompty
 from .render import compile_template
 
@@ -53,11 +54,11 @@ def preview(
     return PromptPreview(messages, tokens, params.max_tokens, endpoint.name, endpoint.cost(tokens, params.max_tokens))
 
 
-def prompty_from_text(text: str, path: Path = PASTED) -> Prompty:
+def prompty_from_text(text: str, path: Path = PASTED, env: EnvPolicy | None = None) -> Prompty:
     """A prompt typed rather than read: a whole Prompty file (front matter first) or just a template body with role
-    markers (no declared inputs: whatever inputs are given are its variables)."""
+    markers (no declared inputs: whatever inputs are given are its variables). `env`: the ${env:VAR} it may read."""
     if text.lstrip().startswith("---"):
-        return parse_prompty(text.lstrip(), path)
+        return parse_prompty(text.lstrip(), path, env)
     return Prompty(
         path=path, name=path.stem, description="", model={}, inputs={}, sample={}, template=compile_template(text, path)
     )

@@ -2,15 +2,15 @@
 
 A Prompty file is YAML front matter between `---` lines — name, description, model (api, configuration,
 parameters), inputs (with types and defaults), sample — followed by a Jinja body with `system:` / `user:` /
-`assistant:` role markers. `${env:VAR}` values are read from the environment, except keys: a key is kept as the
-*name* of its variable and never read into memory here.
+`assistant:` role markers. `${env:VAR}` values are read from the environment in `model.configuration` and
+`model.parameters`, except keys: a key is kept as the *name* of its variable and never read into memory here.
+Elsewhere only variables the user allows are read (`.env`).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,36 +20,60 @@ import yaml
 
 from ..data.io import show
 from ..errors import TemplateError
-from ..providers.base import GenParams, Message
-from .render import PromptTemplate, compile_template, read_source
+from ..providers.base import GenParams, Message, out_of_bounds
+from .env import PROMPTY_PLACES, EnvPolicy, current_policy
+from .render import IncludeRefused, PromptTemplate, compile_template, inside, read_source
 
 _ENV_REF = re.compile(r"^\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}$")
 _FRONT = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.DOTALL)
 SAMPLING_KEYS = ("max_tokens", "temperature", "seed", "stop")
 
 
-def _resolve_env(value: Any, key: str = "", done: dict[tuple[int, bool], Any] | None = None) -> Any:
-    """${env:VAR} → the variable's value; for keys, ${env:VAR} → {"env": VAR} (the key stays in the env).
+class _EnvResolver:
+    """${env:VAR} → the variable's value as `policy` allows (see `.env`); for keys, ${env:VAR} → {"env": VAR} (the
+    key stays in the env); a reference not read stays as written.
 
     A YAML alias is one object however often it is referred to; `done` resolves it once, so aliases of aliases (a
     "billion laughs" file) cost what the file's text does, not what its expansion would."""
-    if isinstance(value, dict | list):
-        done = {} if done is None else done
-        seen = (id(value), "key" in key.lower())
-        if seen in done:
-            return done[seen]
-        if isinstance(value, dict):
-            resolved: dict[Any, Any] = done.setdefault(seen, {})  # registered first: an alias may refer to itself
-            resolved.update((k, _resolve_env(v, str(k), done)) for k, v in value.items())
-            return resolved
-        items: list[Any] = done.setdefault(seen, [])
-        items.extend(_resolve_env(v, key, done) for v in value)
-        return items
-    if isinstance(value, str) and (match := _ENV_REF.match(value.strip())):
-        if "key" in key.lower():
-            return {"env": match.group(1)}
-        return os.environ.get(match.group(1), value)
-    return value
+
+    def __init__(self, path: Path, policy: EnvPolicy) -> None:
+        self.path, self.policy = path, policy
+        self.done: dict[tuple[int, bool, bool], Any] = {}
+
+    def front(self, front: Any) -> Any:
+        if not isinstance(front, dict):
+            return self.resolve(front, "", "")
+        resolved = {k: self.resolve(v, str(k), str(k)) for k, v in front.items() if k != "model"}
+        model = front.get("model")
+        if isinstance(model, dict):  # Prompty's own places: model.configuration, model.parameters
+            model = {
+                k: self.resolve(v, str(k), f"model.{k}", prompty_place=k in PROMPTY_PLACES) for k, v in model.items()
+            }
+        elif "model" in front:
+            model = self.resolve(model, "model", "model")
+        if "model" in front:
+            resolved["model"] = model
+        return resolved
+
+    def resolve(self, value: Any, key: str, where: str, prompty_place: bool = False) -> Any:
+        if isinstance(value, dict | list):
+            seen = (id(value), "key" in key.lower(), prompty_place)
+            if seen in self.done:
+                return self.done[seen]
+            if isinstance(value, dict):
+                # registered first: an alias may refer to itself
+                resolved: dict[Any, Any] = self.done.setdefault(seen, {})
+                resolved.update((k, self.resolve(v, str(k), f"{where}.{k}", prompty_place)) for k, v in value.items())
+                return resolved
+            items: list[Any] = self.done.setdefault(seen, [])
+            items.extend(self.resolve(v, key, f"{where}[{i}]", prompty_place) for i, v in enumerate(value))
+            return items
+        if isinstance(value, str) and (match := _ENV_REF.match(value.strip())):
+            if "key" in key.lower():
+                return {"env": match.group(1)}
+            read = self.policy.value(match.group(1), f"{self.path}: {where}", prompty_place)
+            return value if read is None else read
+        return value
 
 
 @dataclass
@@ -106,19 +130,20 @@ class Prompty:
             raise TemplateError(f"{exc} ({where})") from None  # the row whose values it failed on
 
 
-def load_prompty(path: str | Path) -> Prompty:
-    """Load a `.prompty` file; bad YAML or Jinja names the file and line."""
+def load_prompty(path: str | Path, env: EnvPolicy | None = None) -> Prompty:
+    """Load a `.prompty` file; bad YAML or Jinja names the file and line. `env`: which ${env:VAR} it may read (by
+    default the innermost `allowing_env` block's policy)."""
     path = Path(path)
-    return parse_prompty(read_source(path, "prompt"), path)
+    return parse_prompty(read_source(path, "prompt"), path, env)
 
 
-def parse_prompty(text: str, path: Path) -> Prompty:
+def parse_prompty(text: str, path: Path, env: EnvPolicy | None = None) -> Prompty:
     """A Prompty file's text, as if read from `path` (errors name it; includes resolve beside it)."""
     match = _FRONT.match(text)
     if not match:
         raise TemplateError(f"{path}:1: expected YAML front matter between '---' lines")
     try:
-        front = _resolve_env(yaml.safe_load(match.group(1)) or {})
+        front = _EnvResolver(path, env or current_policy()).front(yaml.safe_load(match.group(1)) or {})
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 2 if mark is not None else 1  # +1 for the opening '---', +1 for 1-based lines
@@ -174,6 +199,10 @@ def _real(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def _is_ref(value: Any) -> bool:
+    return isinstance(value, str) and _ENV_REF.match(value.strip()) is not None
+
+
 def _check_parameters(params: Any, path: Path) -> None:
     """`model.parameters`' sampling values, checked when the file loads: a bad one is one line naming it, never a
     traceback or a request the server refuses."""
@@ -183,16 +212,30 @@ def _check_parameters(params: Any, path: Path) -> None:
         raise TemplateError(f"{path}: 'model.parameters' must be a mapping")
 
     def bad(key: str, expected: str) -> TemplateError:
-        return TemplateError(f"{path}: model.parameters.{key}: expected {expected}, got {show(params[key])}")
+        value = params[key]
+        unread = " (an ${env:} reference left unread: unset, or the dashboard's preview, which reads none)"
+        unread = unread if _is_ref(value) else ""
+        return TemplateError(f"{path}: model.parameters.{key}: expected {expected}, got {show(value)}{unread}")
+
+    def bounded(key: str, value: Any) -> None:  # the bounds every request's parameters keep
+        expected = out_of_bounds(key, value)
+        if expected is not None:
+            raise bad(key, expected)
 
     max_tokens = _integer(params.get("max_tokens", 1))
     if max_tokens is None or max_tokens < 1:
         raise bad("max_tokens", "a whole number >= 1")
+    bounded("max_tokens", max_tokens)
     temperature = _real(params.get("temperature", 0))
     if temperature is None or temperature < 0:
         raise bad("temperature", "a number >= 0")
+    bounded("temperature", temperature)
     if params.get("seed") is not None and _integer(params["seed"]) is None:
         raise bad("seed", "a whole number")
+    bounded("seed", _integer(params.get("seed")))
+    for key in ("top_p", "n"):  # not sent by llmcorr, but a file meant for other tools should not hold nonsense
+        if params.get(key) is not None:
+            bounded(key, _integer(params[key]) if key == "n" else _real(params[key]))
     stop = params.get("stop")
     strings = isinstance(stop, list) and all(isinstance(s, str) for s in stop)
     if not (stop is None or isinstance(stop, str) or strings):
@@ -206,11 +249,14 @@ def _sample(sample: Any, path: Path) -> dict[str, Any]:
     if isinstance(sample, dict):
         return sample
     if isinstance(sample, str):
-        file = path.parent / sample.removeprefix("${file:").removesuffix("}")
+        name = sample.removeprefix("${file:").removesuffix("}")
         try:
+            file = inside(path.parent, name, "sample file")
             loaded = json.loads(file.read_text(encoding="utf-8"))
+        except IncludeRefused as exc:
+            raise TemplateError(f"{path}: sample: {exc.message}") from None
         except (OSError, ValueError, RecursionError) as exc:  # ValueError: not JSON, not UTF-8, a NUL in the name
-            raise TemplateError(f"{path}: sample file {show(str(file))}: {type(exc).__name__}: {exc}") from None
+            raise TemplateError(f"{path}: sample file {show(name)}: {type(exc).__name__}: {exc}") from None
         if isinstance(loaded, dict):
             return loaded
     raise TemplateError(f"{path}: 'sample' must be a mapping or a JSON file name")

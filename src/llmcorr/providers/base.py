@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import abc
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from ..errors import ConfigError
 
 Role = Literal["system", "user", "assistant"]
 
@@ -18,14 +22,60 @@ class Message:
         return {"role": self.role, "content": self.content}
 
 
+#: the most tokens an answer may be allowed: above any model's context today, so more is a typo, not a budget (an
+#: astronomic max_tokens would make an astronomic estimate, and a token bucket no request ever fits)
+MAX_TOKENS_LIMIT = 1_000_000
+#: the sampling temperatures OpenAI-compatible servers accept
+TEMPERATURE_RANGE = (0.0, 2.0)
+#: seeds as servers take them: a signed 64-bit integer
+SEED_RANGE = (-(2**63), 2**63 - 1)
+#: nucleus sampling's share of probability mass
+TOP_P_RANGE = (0.0, 1.0)
+#: answers per request (`n`), as OpenAI bounds it
+N_RANGE = (1, 128)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
+
+
+def out_of_bounds(name: str, value: Any) -> str | None:
+    """What sampling parameter `name` should be ("a number from 0 to 2") when `value` is not that, else None. Checked
+    before anything is spent: a value out of these bounds would hang a run or be refused by every server."""
+    whole = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    real = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if name == "max_tokens" and not (whole and 1 <= value <= MAX_TOKENS_LIMIT):
+        expected = f"a whole number from 1 to {MAX_TOKENS_LIMIT:,}"
+    elif name == "temperature" and not (real and TEMPERATURE_RANGE[0] <= value <= TEMPERATURE_RANGE[1]):
+        expected = f"a number from {TEMPERATURE_RANGE[0]:g} to {TEMPERATURE_RANGE[1]:g}"
+    elif name == "top_p" and not (real and TOP_P_RANGE[0] <= value <= TOP_P_RANGE[1]):
+        expected = f"a number from {TOP_P_RANGE[0]:g} to {TOP_P_RANGE[1]:g}"
+    elif name == "n" and not (whole and N_RANGE[0] <= value <= N_RANGE[1]):
+        expected = f"a whole number from {N_RANGE[0]} to {N_RANGE[1]}"
+    elif name == "seed" and not (value is None or (whole and SEED_RANGE[0] <= value <= SEED_RANGE[1])):
+        expected = "a whole number that fits in 64 bits (signed)"
+    else:
+        return None
+    return expected
+
+
 @dataclass(frozen=True)
 class GenParams:
-    """Sampling parameters sent with a request."""
+    """Sampling parameters sent with a request; a value out of bounds (`out_of_bounds`) is a ConfigError."""
 
     max_tokens: int = 64
     temperature: float = 0.0
     seed: int | None = 0
     stop: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("max_tokens", "temperature", "seed"):
+            expected = out_of_bounds(name, getattr(self, name))
+            if expected is not None:
+                raise ConfigError(f"{name}: expected {expected}, got {_shown(getattr(self, name))}")
+        if not all(isinstance(s, str) for s in self.stop):
+            raise ConfigError(f"stop: expected strings, got {_shown(self.stop)}")
 
     def to_dict(self) -> dict[str, Any]:
         return {

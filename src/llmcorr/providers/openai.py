@@ -18,9 +18,18 @@ from typing import Any
 
 import aiohttp
 
-from ..errors import ConfigError, FatalProviderError, QuotaExhaustedError, RateLimitError, TransientError
+from ..config import without_userinfo
+from ..errors import (
+    ConfigError,
+    FatalProviderError,
+    QuotaExhaustedError,
+    RateLimitError,
+    RequestRejected,
+    TransientError,
+)
 from ..keys import MIN_SCRUBBED, REDACTED, key_value, redact
 from .base import Completion, GenParams, Message, Provider, RateLimitInfo
+from .openai_answer import MalformedAnswer, read_answer
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -114,6 +123,13 @@ def _scrubbed(text: str, key: str | None, limit: int = 200) -> str:
     return redact(text[: limit + len(key or "") + 64], key)[:limit]
 
 
+# a 4xx about the request (its messages, its size, a content filter): that row fails, the run goes on
+REJECTED_STATUSES = frozenset({400, 413, 422})
+# ... unless the server's words say it is about the endpoint (some servers answer a wrong model or key with a 400)
+_ENDPOINT_CODES = ('"model_not_found"', '"invalid_api_key"')
+_ABOUT_ENDPOINT = re.compile(r"\bapi[ _-]?key\b|\bmodel\b[^.]*\b(does not exist|not found)\b", re.I)
+
+
 def _env_proxy(url: str) -> str | None:
     """The proxy the environment (HTTPS_PROXY, HTTP_PROXY, NO_PROXY…) names for `url`, looked up once per client:
     aiohttp's `trust_env` would look it up (and read ~/.netrc) on a thread for every request."""
@@ -158,7 +174,7 @@ class OpenAIProvider(Provider):
         return {
             "kind": self.kind,
             "model": self.model,
-            "base_url": self.base_url,
+            "base_url": without_userinfo(self.base_url),  # a password in the URL is never recorded
             "api_key_env": self.api_key_env,
         }
 
@@ -202,12 +218,13 @@ class OpenAIProvider(Provider):
             payload["seed"] = params.seed
         if params.stop:
             payload["stop"] = list(params.stop)
-        url = self._url()
+        target = self._url()
+        url = without_userinfo(target)  # as errors name it: no user:password@
         data = json.dumps(payload, ensure_ascii=False).encode()
         key = self._key()
         start = time.perf_counter()
         try:
-            async with self._get_client().post(url, data=data, headers=self._headers(key), proxy=self._proxy) as r:
+            async with self._get_client().post(target, data=data, headers=self._headers(key), proxy=self._proxy) as r:
                 response = _Response(r.status, r.headers, await r.read())
         except TimeoutError as exc:
             raise TransientError(f"{url}: timed out after {self.timeout_s:g}s") from exc
@@ -216,13 +233,13 @@ class OpenAIProvider(Provider):
             raise TransientError(f"{url}: {type(exc).__name__}" + (f": {detail}" if detail else "")) from exc
         latency_ms = (time.perf_counter() - start) * 1000
         self._raise_for_status(url, response, key)
-        return self._parse(url, response, latency_ms, key)
+        return self._parse(url, response, latency_ms, key, params.max_tokens)
 
     def _raise_for_status(self, url: str, response: _Response, key: str | None = None) -> None:
         status = response.status
         if status < 400:
             return
-        message = _server_message(response, key)
+        message = " ".join(_server_message(response, key).split())  # one line, whatever the server sent
         text = f"{url}: HTTP {status}" + (f": {message}" if message else "")
         if status == 429:
             lowered = message.lower()
@@ -233,34 +250,37 @@ class OpenAIProvider(Provider):
             )
         if status >= 500 or status == 408:
             raise TransientError(text)
-        raise FatalProviderError(text)
+        about_endpoint = _ABOUT_ENDPOINT.search(message) or any(c in response.text for c in _ENDPOINT_CODES)
+        if status in REJECTED_STATUSES and not about_endpoint:
+            raise RequestRejected(text)  # this request, not the endpoint: only its row fails
+        raise FatalProviderError(text)  # 401, 403, 404 (a model not found): the endpoint, for every row
 
-    def _parse(self, url: str, response: _Response, latency_ms: float, key: str | None = None) -> Completion:
+    def _parse(
+        self, url: str, response: _Response, latency_ms: float, key: str | None = None, max_tokens: int | None = None
+    ) -> Completion:
+        raw = response.body
+        if key and len(key) >= MIN_SCRUBBED and key.encode() in raw:  # a server that echoes the key it was sent:
+            raw = raw.replace(key.encode(), REDACTED.encode())  # gone before any text is read or cut from the body
         try:
-            body = json.loads(response.body)
+            body = json.loads(raw)
         except ValueError as exc:
             raise TransientError(f"{url}: malformed response: not JSON ({len(response.body)} bytes)") from exc
         try:
-            choice = body["choices"][0]
-            text = choice["message"].get("content") or ""
-            usage = body.get("usage") or {}
-            input_tokens = int(usage.get("prompt_tokens") or 0)
-            output_tokens = int(usage.get("completion_tokens") or 0)
-        except IndexError as exc:
-            raise TransientError(f"{url}: malformed response: empty choices") from exc
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            what = _scrubbed(f"{type(exc).__name__}: {exc}", key)
-            raise TransientError(f"{url}: malformed response: unexpected JSON ({what})") from exc
+            answer = read_answer(body, max_tokens)  # any valid JSON: text and sane counts, or what came back
+        except MalformedAnswer as exc:
+            raise TransientError(f"{url}: malformed response: {_scrubbed(str(exc), key)}") from None
+        text = answer.text
         if key and len(key) >= MIN_SCRUBBED and key in text:  # a server that answers with the key it was sent
             text = text.replace(key, REDACTED)
         return Completion(
             text=text,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
+            input_tokens=answer.input_tokens,
+            output_tokens=answer.output_tokens,
             latency_ms=latency_ms,
-            model=str(body.get("model") or self.model),
-            finish_reason=choice.get("finish_reason"),
+            model=answer.model or self.model,
+            finish_reason=answer.finish_reason,
             ratelimit=parse_ratelimit(response.headers),
+            extra={"truncated_from": answer.truncated_from} if answer.truncated_from else {},
         )
 
     async def aclose(self) -> None:

@@ -153,6 +153,7 @@ def run(
     executor: str = _R["executor"],
     ray_address: str | None = _R["ray_address"],
     confirm: ConfirmFn | None = _R["confirm"],
+    allow_env: list[str] | None = _R["allow_env"],
 ) -> RunResult:
     """Run a flow over every row of `data` and record it as a run; returns the rows joined with their outputs.
 
@@ -164,6 +165,7 @@ def run(
     `resume_from` a run whose finished rows are reused, no token spent; `executor` "local", or "ray": the rows spread
     over a Ray cluster (`pip install 'llmcorr[ray]'`) at `ray_address` (default: a local Ray instance). `confirm` is
     called with the estimate before anything is recorded or spent (return False: the run does not start).
+    `allow_env` names the environment variables a prompt file's inputs and sample may read as `${env:VAR}`.
     Inside a Python flow, `llmcorr.chat(...)` (sync) or `await llmcorr.achat(...)` asks the run's LLM.
     """
     return run_sync(
@@ -189,6 +191,7 @@ def run(
             executor=executor,
             ray_address=ray_address,
             confirm=confirm,
+            allow_env=allow_env,
         )
     )
 
@@ -203,15 +206,19 @@ def resume(
     progress: bool = _S["progress"],
     config: Config | None = _S["config"],
     provider: Provider | EndpointConfig | None = _S["provider"],
+    skip_failed: bool = _S["skip_failed"],
 ) -> CorrectionResult | RunResult:
-    """Continue a stopped run (interrupted, cancelled or failed): finished rows are kept, failed rows retried.
+    """Continue a stopped run (interrupted, cancelled or failed): finished rows are kept, failed rows retried
+    (`skip_failed=True`: kept as they are, for rows the server rejects, which would fail again), missing rows run.
 
     A correct run takes `predictions` (needed again for a run made from a DataFrame) and `provider`; a prompt or flow
     run takes `data` and `flow` (needed again when not importable); any run `output`, `progress` and `config`.
     """
     given = {"predictions": predictions, "data": data, "flow": flow, "provider": provider}
     options = {k: v for k, v in given.items() if v is not None}
-    return run_sync(resume_any_async(run, output=output, progress=progress, config=config, **options))
+    return run_sync(
+        resume_any_async(run, output=output, progress=progress, config=config, skip_failed=skip_failed, **options)
+    )
 
 
 __all__ = [

@@ -2,7 +2,7 @@
 
 plan_batch(...)        (batch_plan.py) everything the user can get wrong is checked before a run is recorded
 run_batch_async(...)   a new run; `resume_from=` reuses another run's finished rows (no token spent on them)
-resume_batch_async     continue a stopped run: finished rows kept, failed and missing rows run
+resume_batch_async     continue a stopped run: finished rows kept, failed (unless `skip_failed`) and missing rows run
 rerun_batch_async      the same spec as a new run (free where the response cache has the answers)
 """
 
@@ -20,6 +20,7 @@ import pandas as pd
 from ..config import Config
 from ..data import RowWriter
 from ..errors import UserError
+from ..prompts.env import allowing_env, env_policy, key_names
 from ..scheduler import describe_endpoints
 from ..store import RowRecord, RunRecord, Store
 from .batch_plan import _PLAIN, KINDS, BatchPlan, _by_index, parse_mapping, plan_batch, recorded_plan, row_inputs
@@ -136,6 +137,18 @@ def _records(plan: BatchPlan, store: Store, run_id: str, only_stored: bool = Fal
             yield {"row": i, **_record(plan.columns, cells, row)} if only_stored else _record(plan.columns, cells, row)
 
 
+def _write_kept(plan: BatchPlan, store: Store, run_id: str, writer: RowWriter) -> None:
+    """After a run that did not complete (failed, cancelled): the output file holds every row the store holds, in
+    input order with its `row` number, whatever part of the streamed lines had reached the file. Best effort: a store
+    that can no longer be read leaves the file as it was, and the run's own error is what the user sees."""
+    try:
+        columns = ["row", *_output_columns(plan, store, run_id)]
+        kept = ({**r, "row": r["row"] + 1} for r in _records(plan, store, run_id, only_stored=True))
+        writer.finish_rows(kept, columns)
+    except Exception as exc:  # never hide the error that ended the run
+        log.warning("could not rewrite %s with the run's kept rows: %s", writer.path, exc)
+
+
 def _metrics(plan: BatchPlan, store: Store, run_id: str) -> dict[str, Any] | None:
     """The flow's aggregate over every row's outputs (in input order; {} for a row without one), if it has one."""
     if plan.flow is None or plan.flow.aggregate is None:
@@ -179,32 +192,38 @@ async def _execute(
 
         return both
 
-    with flow_context(llm, plan.params):
-        async with recorded(store, run_id, plan.scheduler, plan.config, plan.kind, hint=hint):
-            with row_progress(todo, f"running {run_id}", progress, plan.scheduler) as on_row:
-                if executor == "ray":
-                    recipe = make_recipe(plan.scheduler, store, plan.params, cache, width, job=_PLAIN, flow=plan.flow)
-                    await execute_ray(
-                        plan.items(skip, cells),
-                        recipe,
-                        store,
-                        run_id,
-                        plan.scheduler,
-                        written(on_row),
-                        request_timeout(plan.scheduler),
-                        address=ray_address,
-                    )
-                else:
-                    await execute(
-                        plan.items(skip, cells),
-                        plan.processor(llm),
-                        store,
-                        run_id,
-                        width,
-                        written(on_row),
-                        request_timeout(plan.scheduler),
-                    )
-            metrics = _metrics(plan, store, run_id)
+    try:
+        with flow_context(llm, plan.params):
+            async with recorded(store, run_id, plan.scheduler, plan.config, plan.kind, hint=hint):
+                with row_progress(todo, f"running {run_id}", progress, plan.scheduler) as on_row:
+                    if executor == "ray":
+                        recipe = make_recipe(
+                            plan.scheduler, store, plan.params, cache, width, job=_PLAIN, flow=plan.flow
+                        )
+                        await execute_ray(
+                            plan.items(skip, cells),
+                            recipe,
+                            store,
+                            run_id,
+                            plan.scheduler,
+                            written(on_row),
+                            request_timeout(plan.scheduler),
+                            address=ray_address,
+                        )
+                    else:
+                        await execute(
+                            plan.items(skip, cells),
+                            plan.processor(llm),
+                            store,
+                            run_id,
+                            width,
+                            written(on_row),
+                            request_timeout(plan.scheduler),
+                        )
+                metrics = _metrics(plan, store, run_id)
+    except BaseException:  # failed or cancelled: the file streamed so far may hold fewer rows than the store
+        _write_kept(plan, store, run_id, writer)
+        raise
     store.finish_run(run_id, "completed", metrics=metrics, usage=plan.scheduler.stats())
     record = store.get_run(run_id)
     columns = _output_columns(plan, store, run_id)
@@ -231,13 +250,17 @@ async def run_batch_async(
     executor: str = "local",
     ray_address: str | None = None,
     confirm: ConfirmFn | None = None,
+    allow_env: list[str] | None = None,
     **options: Any,
 ) -> RunResult:
     """Plan, record and run a batch; see the module docstring and `llmcorr.run` for the options. `confirm` is
-    asked with the estimate before anything is recorded or spent (False: the run does not start)."""
+    asked with the estimate before anything is recorded or spent (False: the run does not start). `allow_env`: the
+    environment variables a prompt file's inputs and sample may read (`--allow-env`; prompts/env.py)."""
     started = time.perf_counter()
     check_executor(executor)
-    plan = plan_batch(flow, data, output=output, **options)
+    keys = key_names(options.get("config") or Config.load()) if allow_env else set()
+    with allowing_env(env_policy(allow_env or [], keys)):
+        plan = plan_batch(flow, data, output=output, **options)
     if executor == "ray":
         check_endpoints(plan.scheduler)
     endpoints = describe_endpoints(plan.scheduler.endpoints)
@@ -253,6 +276,8 @@ async def run_batch_async(
         spec = plan.spec.to_dict() | {"cache": cache}
         if executor != "local":
             spec["options"]["executor"] = executor  # `runs show` says how it ran; a resume runs locally
+        if allow_env:
+            spec["options"]["allow_env"] = sorted(set(allow_env))  # names only: a resume reads them again
         if resume_from is not None:
             source, reuse = _reusable(plan, store, resume_from)
             spec["options"]["resumed_from"] = source.id
@@ -262,6 +287,7 @@ async def run_batch_async(
         store.add_rows(run_id, list(reuse.values()))
         for record in _records(plan, store, run_id, only_stored=True):
             writer.write(record.pop("row"), record)
+        writer.flush()  # the file holds every kept row before any new one: a kill loses none of them
         todo = plan.rows - len(reuse)
         result = await _execute(
             plan, store, run_id, reuse, todo, writer, progress, cache, started, concurrency, executor, ray_address
@@ -302,16 +328,19 @@ async def resume_batch_async(
     output: str | Path | None = None,
     progress: bool = False,
     config: Config | None = None,
+    skip_failed: bool = False,
 ) -> RunResult:
-    """Continue a stopped prompt or flow run: finished rows kept (no token spent on them again), the rest run. The
-    output goes to `output`, else to the file the run was writing (rewritten in input order at the end)."""
+    """Continue a stopped prompt or flow run: finished rows kept (no token spent on them again), the rest run;
+    `skip_failed` keeps its failed rows as they are (a request the server rejects fails again) and runs only the
+    missing ones. The output goes to `output`, else to the file the run was writing (rewritten in input order at the
+    end, and with every kept row if the resume fails or is cancelled)."""
     started = time.perf_counter()
     if output is None:
         with Store((config or Config.load()).store_path) as store:
             output = recorded_output(store.get_run(run))
     config, record, plan = _recorded(run, config, data, flow, output)
     with Store(config.store_path) as store:
-        done = store.reopen_run(record.id)
+        done = store.reopen_run(record.id, retry_failed=not skip_failed)
         if output is not None:
             store.set_output_path(record.id, output)
         todo = plan.rows - len(done)
@@ -326,6 +355,7 @@ async def resume_batch_async(
         writer = RowWriter(output)
         for row in _records(plan, store, record.id, only_stored=True):
             writer.write(row.pop("row"), row)
+        writer.flush()  # every kept row in the file before the first new one (a kill cannot truncate it to fewer)
         cache = bool(record.spec.get("cache", True))
         return await _execute(plan, store, record.id, done, todo, writer, progress, cache, started)
 

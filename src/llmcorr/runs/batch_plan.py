@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config, EndpointConfig
-from ..data import Table, as_frame, check_output_path, open_table
+from ..data import Table, as_frame, open_table
 from ..data.io import show_names
 from ..errors import DataError, UserError
+from ..prompts.env import allowing_env, env_policy, key_names
 from ..prompts.prompty import load_prompty
 from ..providers import Provider
 from ..providers.base import GenParams
@@ -31,8 +32,17 @@ from .engine import Process, WorkItem, make_scheduler, prompt_rows
 from .estimate import Estimate, estimate
 from .flows import Flow, flow_item, flow_rows, jsonable, load_flow
 from .llm import CachedLLM
+from .outputs import check_output, source_file
 from .prompt_run import PromptJob
-from .spec import RunSpec, absolute, config_source, data_sha256, endpoint_records, recorded_file
+from .spec import (
+    RunSpec,
+    absolute,
+    config_source,
+    data_sha256,
+    endpoint_records,
+    recorded_endpoints,
+    recorded_file,
+)
 
 _REF = re.compile(r"^\$\{(data|run\.outputs|run\.inputs)\.([^}]+)\}$")
 KINDS = ("prompt", "flow")
@@ -215,8 +225,13 @@ def plan_batch(
         if upstream is not None:
             extra, up = upstream_columns(store, upstream)
             upstream_id = up.id
-    if output is not None:
-        check_output_path(output)  # an unwritable output fails now, not after the run
+        if output is not None:  # an output the run reads, or another run writes, or cannot be written: now
+            reads = {
+                "data file": data if isinstance(data, str | Path) else None,
+                "prompt file": prompty.path if prompty is not None else None,
+                "flow source": source_file(loaded.fn) if loaded is not None else None,
+            }
+            check_output(output, reads, store)
     columns = table.columns + [c for c in extra if c not in table.columns]
     mapped = parse_mapping(mapping or {}, columns)
     job = None
@@ -316,21 +331,23 @@ def recorded_plan(
     if data_sha256(Path(data) if isinstance(data, str | Path) else as_frame(data)[0]) != spec["data_sha256"]:
         raise UserError(f"run {record.label}: the data in {data} is not what the run was made from ({spec['data']})")
     opts = spec["options"]
-    endpoints = [EndpointConfig(**e) for e in opts.get("endpoint_configs", [])]
-    plan = plan_batch(
-        flow if flow is not None else _recorded_flow(record),
-        data,
-        init=opts.get("init") or None,
-        mapping=opts.get("mapping") or {},
-        upstream=opts.get("run"),
-        output=output,
-        limit=opts.get("limit"),
-        max_tokens=spec["params"]["max_tokens"],
-        temperature=spec["params"].get("temperature", 0.0),
-        seed=spec["params"].get("seed") or 0,
-        endpoints=[e.name for e in endpoints] or None,
-        config=config.model_copy(update={"endpoints": endpoints}) if endpoints else config,
-    )
+    endpoints = recorded_endpoints(opts, config)
+    allowed = opts.get("allow_env") or []  # the variables the run's prompt file was let read (`--allow-env`)
+    with allowing_env(env_policy(allowed, key_names(config) if allowed else ())):
+        plan = plan_batch(
+            flow if flow is not None else _recorded_flow(record),
+            data,
+            init=opts.get("init") or None,
+            mapping=opts.get("mapping") or {},
+            upstream=opts.get("run"),
+            output=output,
+            limit=opts.get("limit"),
+            max_tokens=spec["params"]["max_tokens"],
+            temperature=spec["params"].get("temperature", 0.0),
+            seed=spec["params"].get("seed") or 0,
+            endpoints=[e.name for e in endpoints] or None,
+            config=config.model_copy(update={"endpoints": endpoints}) if endpoints else config,
+        )
     if plan.spec.template_sha256 != spec["template_sha256"]:
         what = "prompt file" if record.kind == "prompt" else "flow's source file"
         raise UserError(f"run {record.label}: the {what} {spec['template']} has changed since the run was made")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -15,7 +16,7 @@ from ..config import Config, EndpointConfig
 from ..correct import Corrector, Predictions, load_predictions
 from ..correct.corrector import builtin_template
 from ..correct.rounds import LoopOptions
-from ..data import check_output_path, write_table
+from ..data import write_table
 from ..errors import DataError, UserError
 from ..prompts import load_template
 from ..providers import Provider
@@ -27,6 +28,7 @@ from .correction_table import gated, integer_columns, keep_integers, recorded_ta
 from .engine import execute, make_scheduler, recorded, request_timeout
 from .estimate import Estimate, describe_estimate, estimate
 from .llm import CachedLLM
+from .outputs import check_output
 from .progress import row_progress
 from .spec import (
     ConfirmFn,
@@ -35,6 +37,7 @@ from .spec import (
     config_source,
     data_sha256,
     endpoint_records,
+    recorded_endpoints,
     recorded_file,
     recorded_output,
 )
@@ -112,8 +115,10 @@ def plan_correction(
         raise UserError("--samples must be >= 1")
     loop = LoopOptions(format_retries, double_check, change_threshold, samples)
     table = load_predictions(predictions, columns=columns, problem=problem)
-    if output is not None:
-        check_output_path(output)
+    if output is not None:  # an output the run reads, or another run writes, or cannot be written: now
+        with Store(config.store_path) as store:
+            data = predictions if isinstance(predictions, str | Path) else None
+            check_output(output, {"data file": data, "prompt template": template}, store)
     corrector = Corrector(
         table,
         task=task,
@@ -244,7 +249,7 @@ def recorded_options(
         raise DataError(f"--flow {template}: no such template file")
     opts = spec["options"]
     # the run's own endpoints, as recorded: names, kinds, quotas, key variable names (never keys)
-    recorded = [EndpointConfig(**e) for e in opts.get("endpoint_configs", [])]
+    recorded = recorded_endpoints(opts, config)
     return data, {
         "task": opts["task"],
         "shots": opts["shots"],
@@ -290,10 +295,11 @@ async def resume_async(
     config: Config | None = None,
     provider: Provider | EndpointConfig | None = None,
     template: str | Path | None = None,
+    skip_failed: bool = False,
 ) -> CorrectionResult:
-    """Continue a stopped run: its finished rows are kept (no token spent on them again), failed rows are retried,
-    missing rows are run. The data and the template must be the same bytes as before (checked by hash). The output
-    goes to `output`, else to the file the run was writing."""
+    """Continue a stopped run: its finished rows are kept (no token spent on them again), failed rows are retried
+    (`skip_failed`: kept as they are), missing rows are run. The data and the template must be the same bytes as
+    before (checked by hash). The output goes to `output`, else to the file the run was writing."""
     started = time.perf_counter()
     config = config or Config.load()
     with Store(config.store_path) as store:
@@ -302,7 +308,7 @@ async def resume_async(
         output = output if output is not None else recorded_output(record)
         plan = plan_correction(data, output=output, **options)
         _check_template(plan, record)
-        done = store.reopen_run(record.id)
+        done = store.reopen_run(record.id, retry_failed=not skip_failed)
         if output is not None:
             store.set_output_path(record.id, output)
         log.info(
@@ -354,17 +360,26 @@ async def _run(
     items = (plan.job.item(i) for i in plan.job.order(share_prefixes=local) if i not in skip)
     process = correction_rows(plan.job, CachedLLM(scheduler, store, cache), plan.params, plan.loop)
     hint = f"; resume with `llmcorr runs resume {run_id}`"
-    async with recorded(store, run_id, scheduler, plan.config, "correct", hint=hint):
-        with row_progress(len(plan.job.rows) - len(skip), f"correcting {run_id}", progress, scheduler) as on_row:
-            width = scheduler.max_concurrency * 2
-            await execute(items, process, store, run_id, width, on_row, request_timeout(scheduler))
-        rows = store.rows(run_id)
-        result = result_table(test, rows, table.problem)
-        valid = (
-            result_table(plan.job.valid, rows, table.problem, offset=len(test)) if plan.spec.options["gate"] else None
-        )
-        result, metrics = gated(result, valid, table.problem)
-        result = keep_integers(result, plan.spec.options["int_columns"])
+    try:
+        async with recorded(store, run_id, scheduler, plan.config, "correct", hint=hint):
+            with row_progress(len(plan.job.rows) - len(skip), f"correcting {run_id}", progress, scheduler) as on_row:
+                width = scheduler.max_concurrency * 2
+                await execute(items, process, store, run_id, width, on_row, request_timeout(scheduler))
+            rows = store.rows(run_id)
+            result = result_table(test, rows, table.problem)
+            valid = (
+                result_table(plan.job.valid, rows, table.problem, offset=len(test))
+                if plan.spec.options["gate"]
+                else None
+            )
+            result, metrics = gated(result, valid, table.problem)
+            result = keep_integers(result, plan.spec.options["int_columns"])
+    except BaseException:  # failed or cancelled: the output shows every row the store keeps (the rest unprocessed)
+        if output is not None:
+            with contextlib.suppress(Exception):  # never hide the error that ended the run
+                kept = result_table(test, store.rows(run_id), table.problem)
+                write_table(keep_integers(kept, plan.spec.options["int_columns"]), output)
+        raise
     store.finish_run(run_id, "completed", metrics=metrics, usage=scheduler.stats())
     record = store.get_run(run_id)
     if output is not None:

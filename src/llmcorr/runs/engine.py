@@ -18,7 +18,8 @@ from typing import Any, Protocol
 from opentelemetry.trace import Status, StatusCode
 
 from ..config import Config, EndpointConfig
-from ..errors import FatalProviderError, ProviderError, RunCancelled
+from ..errors import FatalProviderError, ProviderError, RequestRejected, RunCancelled, StoreError
+from ..keys import scrub_all
 from ..providers import Provider
 from ..providers.base import GenParams, Message
 from ..scheduler import Scheduler, build_endpoints
@@ -57,17 +58,18 @@ def prompt_rows(job: Job, llm: CachedLLM, params: GenParams) -> Process:
     """Each item's messages → one LLM answer (cached or fresh) → the job's interpretation, as a row."""
 
     async def process(item: WorkItem) -> RowRecord:
-        prompt = [m.to_dict() for m in item.messages]
+        prompt = scrub_all([m.to_dict() for m in item.messages])  # recorded without values read via --allow-env
         try:
             answer = await llm.complete(item.messages, params)
         except FatalProviderError:
             raise
-        except ProviderError as exc:
-            attempts = llm.scheduler.retry.max_attempts
+        except ProviderError as exc:  # its tries spent, or rejected by the server (sent once): this row fails
+            attempts = 1 if isinstance(exc, RequestRejected) else llm.scheduler.retry.max_attempts
             return RowRecord(
                 item.index, item.sample_id, item.inputs, "error", prompt=prompt, error=str(exc), attempts=attempts
             )
         output, parse_error = job.interpret(item, answer.text)
+        note = "; ".join(e for e in (parse_error, answer.truncation) if e) or None  # a cut answer is still an answer
         return RowRecord(
             item.index,
             item.sample_id,
@@ -77,7 +79,7 @@ def prompt_rows(job: Job, llm: CachedLLM, params: GenParams) -> Process:
             endpoint=answer.endpoint,
             response=answer.text,
             output=output,
-            error=parse_error,
+            error=note,
             input_tokens=answer.input_tokens,
             output_tokens=answer.output_tokens,
             duration_ms=answer.latency_ms,
@@ -115,9 +117,11 @@ async def execute(
     A row that fails on its own is the processor's to record as an error row. An exception that escapes it (a fatal
     provider error: bad key, exhausted quota, unloadable model) stops the run; so do `llmcorr runs cancel` (seen
     within CANCEL_POLL_S) and the first Ctrl-C or SIGTERM (`stopping.request_stop`, seen at once), with
-    `RunCancelled`. Either way, no item is started after that and no request is sent (the enclosing `recorded()`
-    block's scheduler stops admitting: rows still waiting for their turn are left for a resume), the requests
-    already sent are waited for (up to `drain_timeout_s`) and their rows kept.
+    `RunCancelled`. A store that cannot be written (disk full: `StoreError`) stops it at once, the requests in
+    flight abandoned (their answers could not be kept either). Otherwise, no item is started after that and no
+    request is sent (the enclosing `recorded()` block's scheduler stops admitting: rows still waiting for their
+    turn are left for a resume), the requests already sent are waited for (up to `drain_timeout_s`) and their rows
+    kept.
     """
     source = iter(items)
     recording = _recording.get()
@@ -158,7 +162,11 @@ async def execute(
         batch = finished[:]
         finished.clear()
         usage_noted = time.monotonic()
-        store.add_rows(run_id, batch, usage=usage() if usage is not None else None)
+        try:
+            store.add_rows(run_id, batch, usage=usage() if usage is not None else None)
+        except StoreError as exc:  # a full disk: these answers are lost (a resume asks for them again)
+            exc.rows_lost += len(batch)
+            raise
         flush_spans()
         if on_row is not None:
             for row in batch:
@@ -274,7 +282,9 @@ async def recorded(
 ) -> AsyncIterator[None]:
     """Trace the block as the run's root span, and record how it ends when it does not complete: `cancelled`
     (Ctrl-C, SIGTERM, `runs cancel`) or `failed`, with the per-endpoint usage so far; the scheduler is closed either
-    way. An `execute` of the run inside the block commits the scheduler's usage with its rows."""
+    way. A store that cannot be written (`StoreError`) marks it `failed` if the store still takes that (else it shows
+    as `interrupted` when next opened) and names the rows kept. An `execute` of the run inside the block commits
+    the scheduler's usage with its rows."""
     token = _recording.set((run_id, scheduler))
     try:
         with run_tracing(store, run_id, kind, enabled=config.tracing, otlp=config.otlp):
@@ -283,9 +293,35 @@ async def recorded(
         why = str(exc) if isinstance(exc, RunCancelled) else "stopped by the user"
         store.finish_run(run_id, "cancelled", error=why + hint, usage=scheduler.stats())
         raise
+    except StoreError as exc:
+        raise _store_failed(store, run_id, scheduler, exc) from None
     except BaseException as exc:
         store.finish_run(run_id, "failed", error=f"{type(exc).__name__}: {exc}", usage=scheduler.stats())
         raise
     finally:
         _recording.reset(token)
         await scheduler.aclose()
+
+
+def _store_failed(store: Store, run_id: str, scheduler: Scheduler, exc: StoreError) -> StoreError:
+    """The run as a full disk left it: marked `failed` if the store takes that (with the answers waiting for a
+    commit, the lost rows' among them, else without them); `exc` (the first store error, if writing spans failed
+    too) naming its rows kept."""
+    first = exc
+    while isinstance(first.__context__, StoreError):
+        first = first.__context__
+    error = f"the store could not be written ({first.reason})"
+    for attempt in ("with the answers waiting", "without them"):
+        try:
+            store.finish_run(run_id, "failed", error=error, usage=scheduler.stats())
+            first.marked = True
+            if attempt == "with the answers waiting":
+                first.rows_lost = 0  # the lost rows' answers made it to the response cache: a resume reads them
+            break
+        except StoreError:
+            store.drop_pending_cache()  # the status matters more than these answers
+    with contextlib.suppress(Exception):  # the store can still be read
+        record = store.get_run(run_id)
+        first.run, first.rows_total = record.label, record.rows_total
+        first.rows_kept = record.rows_done - record.rows_failed
+    return first

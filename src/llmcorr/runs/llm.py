@@ -1,4 +1,9 @@
-"""Every LLM call a run makes: the response cache first, then the scheduler. Used by prompt runs and by flows."""
+"""Every LLM call a run makes: the response cache first, then the scheduler. Used by prompt runs and by flows.
+
+An answer is stored once in full, in its row (and the response cache): the LLM call's span keeps the first
+SPAN_ANSWER_CHARS of it. An answer cut at the provider's cap (providers/openai_answer.py `max_answer_chars`) says so
+in `truncation`, which a prompt run's row keeps as its `error`.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import json
 from dataclasses import dataclass
 
 from ..providers.base import GenParams, Message
+from ..providers.openai_answer import max_answer_chars
 from ..scheduler import Scheduler
 from ..store import Store
 from ..tracing import llm_span
@@ -13,6 +19,13 @@ from .cache import cache_key
 
 # OpenTelemetry GenAI semantic conventions' names for the systems behind each endpoint kind
 _PROVIDER_NAMES = {"openai": "openai", "azure": "azure.ai.openai", "local": "llama_cpp"}
+SPAN_ANSWER_CHARS = 10_000  # an answer's characters in its span: the row holds it whole, once
+
+
+def _span_answer(text: str) -> str:
+    if len(text) <= SPAN_ANSWER_CHARS:
+        return text
+    return text[:SPAN_ANSWER_CHARS] + f"… [{len(text):,} characters in all: the row's response holds them]"
 
 
 @dataclass(frozen=True)
@@ -24,6 +37,7 @@ class Answer:
     attempts: int
     endpoint: str | None
     cached: bool
+    truncation: str | None = None  # "answer truncated at 1,000,000 characters (it had 10,000,000)"
 
 
 class CachedLLM:
@@ -36,6 +50,7 @@ class CachedLLM:
         self.use_cache = use_cache
         self.identities = {e.name: e.provider.cache_identity() for e in scheduler.endpoints}
         self.model = "/".join(sorted({str(i.get("model") or e) for e, i in self.identities.items()}))
+        self.max_chars = max_answer_chars()  # a bad LLMCORR_MAX_ANSWER_CHARS fails here, before any request
 
     async def complete(self, messages: list[Message], params: GenParams, sample: int = 0) -> Answer:
         with llm_span(self.model, [m.to_dict() for m in messages], params.to_dict()) as span:
@@ -45,7 +60,10 @@ class CachedLLM:
                     {
                         "gen_ai.usage.input_tokens": answer.input_tokens,
                         "gen_ai.usage.output_tokens": answer.output_tokens,
-                        "gen_ai.output.messages": json.dumps([{"role": "assistant", "content": answer.text}]),
+                        "gen_ai.output.messages": json.dumps(
+                            [{"role": "assistant", "content": _span_answer(answer.text)}]
+                        ),
+                        "llmcorr.answer_chars": len(answer.text),
                         "llmcorr.endpoint": answer.endpoint or "",
                         "llmcorr.cache_hit": answer.cached,
                         "llmcorr.attempts": answer.attempts,
@@ -64,11 +82,16 @@ class CachedLLM:
         if self.use_cache:
             hit = self.store.cached_response(list(dict.fromkeys(keys.values())))
             if hit is not None:
-                return Answer(hit[1], 0, 0, 0.0, 0, None, cached=True), 0
+                cut = f"answer truncated at {self.max_chars:,} characters" if len(hit[1]) >= self.max_chars else None
+                return Answer(hit[1], 0, 0, 0.0, 0, None, cached=True, truncation=cut), 0
         result = await self.scheduler.complete(messages, params)
         c = result.completion
-        if self.use_cache:
+        if self.use_cache and c.text.strip():  # an empty answer is no answer: asking again may give one
             model = json.dumps(self.identities[result.endpoint], sort_keys=True, default=str)
             self.store.cache_put(keys[result.endpoint], model, c.text, c.input_tokens, c.output_tokens)
-        answer = Answer(c.text, c.input_tokens, c.output_tokens, c.latency_ms, result.attempts, result.endpoint, False)
+        had = c.extra.get("truncated_from")
+        cut = f"answer truncated at {len(c.text):,} characters (it had {had:,})" if had else None
+        answer = Answer(
+            c.text, c.input_tokens, c.output_tokens, c.latency_ms, result.attempts, result.endpoint, False, cut
+        )
         return answer, result.rate_limited

@@ -19,7 +19,7 @@ from .._version import __version__
 from ..errors import UserError
 
 if TYPE_CHECKING:
-    from ..config import Config
+    from ..config import Config, EndpointConfig
     from ..scheduler import Scheduler
     from ..store import RunRecord
     from .estimate import Estimate
@@ -74,6 +74,24 @@ def recorded_output(record: RunRecord) -> str | None:
 def config_source(config: Config) -> str | None:
     """The llmcorr.toml a run was made with, absolute (it may hold the store's location), or None."""
     return absolute(config.source) if config.source else None
+
+
+def recorded_endpoints(options: dict[str, Any], config: Config) -> list[EndpointConfig]:
+    """The endpoints a recorded run used (its spec's `endpoint_configs`: names, kinds, URLs, quotas, key variable
+    names), for a resume or rerun. A URL is recorded without its `user:password@`: where this llmcorr.toml has the same
+    endpoint at that URL with its credentials, that one is used, so the resume authenticates as the run did."""
+    from ..config import EndpointConfig, without_userinfo
+
+    current = {e.name: e for e in config.endpoints}
+    out = []
+    for fields in options.get("endpoint_configs", []):
+        recorded = EndpointConfig(**fields)
+        mine = current.get(recorded.name)
+        same = mine is not None and mine.kind == recorded.kind and mine.model == recorded.model
+        if same and mine is not None and mine.base_url and without_userinfo(mine.base_url) == recorded.base_url:
+            recorded = recorded.model_copy(update={"base_url": mine.base_url})
+        out.append(recorded)
+    return out
 
 
 def endpoint_records(scheduler: Scheduler) -> list[dict[str, Any]]:

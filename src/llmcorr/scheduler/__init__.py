@@ -4,11 +4,14 @@ place.
 A request is charged what the server will charge (prompt tokens + max_tokens, one request) against the quota of the
 endpoint that can admit it earliest — with several endpoints, capacity is spread by quota — then waits for its
 reservation, takes a concurrency slot and is sent. Rate limits and transient failures are retried with bounded,
-jittered exponential backoff honouring Retry-After; fatal errors are raised at once.
+jittered exponential backoff honouring Retry-After; fatal errors, and a request the server rejects for what it holds
+(`RequestRejected`: that row fails), are raised at once.
 
 Every wait is bounded, so no row waits forever: a request fails after `max_attempts` failed tries (5xx, timeouts,
 dropped connections, malformed answers) or `max_rate_limited` 429s, whichever comes first; the backoff between tries
-is at most `max_delay_s` (plus jitter), each try at most the endpoint's `timeout_s`. 429s have their own, larger
+is at most `max_delay_s` (plus jitter), each try at most the endpoint's `timeout_s` — or less, once the endpoint's
+answers show how long a try takes (scheduler/deadlines.py: a hung try is cut at 3x the p99 latency and retried, and
+while it is waited out it leaves its concurrency slot to another request). 429s have their own, larger
 budget because they are the server pacing us, not failing: a storm (a quota set higher than the server's, another
 client spending the same quota) costs time, not rows. A 429 whose
 Retry-After is longer than `max_retry_after_s` (5 minutes) is not pacing but a quota spent for hours (a per-day or
@@ -28,9 +31,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import KINDS, EndpointConfig
-from ..errors import FatalProviderError, QuotaExhaustedError, RateLimitError, RunCancelled, TransientError
+from ..errors import (
+    FatalProviderError,
+    QuotaExhaustedError,
+    RateLimitError,
+    RequestRejected,
+    RunCancelled,
+    TransientError,
+)
 from ..providers import describe_endpoint, make_provider
 from ..providers.base import Completion, GenParams, Message, Provider
+from .deadlines import DEADLINE_FACTOR
 from .endpoint import Endpoint, Quota
 from .tokens import chat_prompt_tokens
 
@@ -164,7 +175,7 @@ class Scheduler:
                 if len(spent) == len(self.endpoints):  # every daily quota is spent: stop instead of sending more
                     raise spent[0]
                 for i, e in enumerate(self.endpoints):
-                    if e.gate.free and e.exhausted is None:
+                    if e.exhausted is None and e.free(now):
                         key = (e.quota.admission_delay(charges[i][1], now), e.gate.active / e.gate.limit, -e.weight, i)
                         best = key if best is None or key < best else best
                 if best is None:  # every endpoint is at its concurrency limit: wait for a response
@@ -182,20 +193,36 @@ class Scheduler:
                 endpoint.gate.active += 1
                 return endpoint, seq, prompt, charge
 
-    async def _release(self, endpoint: Endpoint) -> None:
+    async def _release(self, endpoint: Endpoint, seq: int) -> None:
         endpoint.gate.active -= 1
+        endpoint.done(seq)
         async with self._freed:
             self._freed.notify_all()
 
     async def complete(self, messages: list[Message], params: GenParams) -> Scheduled:
         charges = self._charges(messages, params)
-        attempt = refused = failed = 0
+        attempt = refused = failed = cuts = 0
         while True:
             attempt += 1
             endpoint, seq, prompt, charge = await self._admit(charges)
             started = time.monotonic()
+            timer = endpoint.deadline(seq, cuts)
+            error: Exception
             try:
-                completion = await endpoint.provider.complete(messages, params)
+                async with timer:
+                    completion = await endpoint.provider.complete(messages, params)
+            except TimeoutError as exc:  # the try's deadline (providers turn their own timeouts into TransientError)
+                endpoint.on_error(seq)
+                failed += 1
+                if not timer.expired():
+                    error = TransientError(f"{endpoint.name}: {str(exc) or 'timed out'}")
+                else:
+                    cuts += 1
+                    error = TransientError(
+                        f"{endpoint.name}: no answer after {time.monotonic() - started:.1f}s (a try's deadline:"
+                        f" {DEADLINE_FACTOR:g}x the p99 latency of the endpoint's answers, doubled on each retry,"
+                        f" at most timeout_s {endpoint.config.timeout_s:g}s)"
+                    )
             except RateLimitError as exc:
                 if (exc.retry_after or 0.0) > self.retry.max_retry_after_s:
                     endpoint.on_error(seq)  # no pause: nothing more is sent here in this run
@@ -209,11 +236,14 @@ class Scheduler:
                     raise spent from exc
                 endpoint.on_rate_limited(seq, charge, exc.retry_after)
                 refused += 1
-                error: Exception = exc
+                error = exc
             except TransientError as exc:
                 endpoint.on_error(seq)
                 failed += 1
                 error = exc
+            except RequestRejected:  # the server refused what this request holds: sending it again gets the same
+                endpoint.on_error(seq)
+                raise
             except FatalProviderError as exc:
                 endpoint.on_error(seq)
                 if isinstance(exc, QuotaExhaustedError):
@@ -225,12 +255,14 @@ class Scheduler:
                 endpoint.on_success(seq, completion, prompt, time.monotonic() - started)
                 return Scheduled(completion, attempt, endpoint.name, refused)
             finally:
-                await self._release(endpoint)
+                await self._release(endpoint, seq)
             if failed >= self.retry.max_attempts or refused >= self.retry.max_rate_limited:
                 raise error
             self.retried += 1
             if isinstance(error, RateLimitError):
                 continue  # the quota group is paused until Retry-After; the head of the line waits it out
+            if timer.expired():
+                continue  # the cut try already waited its deadline: the retry goes at once
             wait = self.retry.delay(failed)
             log.debug("%s: retrying after %.1fs (attempt %d): %s", endpoint.name, wait, attempt, error)
             await asyncio.sleep(wait)

@@ -7,11 +7,15 @@ The client models what the server charges and never exceeds it:
   worth, well inside any server's enforcement window (Azure enforces per 10 s);
 - `x-ratelimit-remaining-*` headers lower our level when someone else spends the same quota;
 - a 429 pauses the whole quota group until Retry-After and cuts its rate once per episode; successes after the
-  episode give the rate back slowly (additive increase, multiplicative decrease).
+  episode give the rate back slowly (additive increase, multiplicative decrease);
+- a try gets a deadline learned from the endpoint's answers, and a try stalled past half of it leaves its slot to
+  another request (scheduler/deadlines.py): hangs cost the time of a deadline, not the run's pace.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 import random
 import time
@@ -21,6 +25,7 @@ from dataclasses import dataclass, field
 from ..config import EndpointConfig
 from ..providers.base import Completion, Provider, RateLimitInfo
 from .buckets import Bucket
+from .deadlines import Deadlines
 from .tokens import TokenCounter, bytes_estimate, tiktoken_counter
 
 # Opening burst: half a second of quota, never a whole minute's. A burst as large as the server's own bucket would
@@ -132,7 +137,8 @@ class Quota:
 
 
 class Gate:
-    """An endpoint's concurrency limit; the scheduler admits one request at a time, so plain counters suffice."""
+    """An endpoint's concurrency limit; the scheduler admits one request at a time, so plain counters suffice.
+    `active` counts every try in flight, stalled ones included (`Endpoint.free` lets stalled ones be replaced)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = max(1, limit)
@@ -167,6 +173,16 @@ class EndpointStats:
         }
 
 
+@dataclass
+class _Flight:
+    """A try in flight: when it was admitted (time.monotonic, the event loop's clock), how many earlier tries of
+    its request were cut at their deadline, and its timer once the provider call has started."""
+
+    started: float
+    cuts: int = 0
+    timer: asyncio.Timeout | None = None
+
+
 class Endpoint:
     """A provider plus everything the scheduler knows about it."""
 
@@ -181,7 +197,9 @@ class Endpoint:
         self.latency_s = 1.0  # EMA of request latency
         self.gate = Gate(self._concurrency())
         self.stats = EndpointStats()
+        self.deadlines = Deadlines(config.timeout_s, adaptive=config.kind != "local")
         self._sent: deque[tuple[int, float]] = deque()  # (sequence, charged tokens) of requests in flight
+        self._flights: dict[int, _Flight] = {}  # the tries in flight by sequence, oldest first
         self._seq = 0
         self.exhausted: Exception | None = None  # a daily / billing quota error: nothing more is sent here
 
@@ -217,8 +235,51 @@ class Endpoint:
     def admitted(self, charge: float) -> int:
         self._seq += 1
         self._sent.append((self._seq, charge))
+        self._flights[self._seq] = _Flight(time.monotonic())
         self.stats.requests += 1
         return self._seq
+
+    def stalled(self, now: float) -> int:
+        """Tries in flight for longer than half the deadline (scheduler/deadlines.py)."""
+        after = self.deadlines.stall_after()
+        if after is None:
+            return 0
+        count = 0
+        for flight in self._flights.values():  # oldest first: stop at the first one still within its time
+            if now - flight.started <= after:
+                break
+            count += 1
+        return count
+
+    def free(self, now: float) -> bool:
+        """Whether a try may start here now: fewer than `gate.limit` tries in flight, not counting stalled ones,
+        up to twice the limit in all. A `max_concurrency` the user set is never passed (a server's parallelism is
+        kept exactly: there a stalled try holds its slot until its deadline cuts it)."""
+        active, limit = self.gate.active, self.gate.limit
+        if active < limit:
+            return True
+        ceiling = min(2 * limit, self.config.max_concurrency or 2 * limit)
+        return active < ceiling and active - self.stalled(now) < limit
+
+    def deadline(self, seq: int, cuts: int) -> asyncio.Timeout:
+        """The timer of try `seq` (to enter around the provider call), `cuts` earlier tries having been cut."""
+        flight = self._flights[seq]
+        limit = self.deadlines.for_try(cuts)
+        flight.cuts = cuts
+        flight.timer = asyncio.timeout_at(None if limit is None else flight.started + limit)
+        return flight.timer
+
+    def _retime(self) -> None:
+        """The deadline was learned or moved: every try in flight gets it, counted from its own start."""
+        for flight in self._flights.values():
+            if flight.timer is not None:
+                limit = self.deadlines.for_try(flight.cuts)
+                with contextlib.suppress(RuntimeError):  # a timer already expiring or left needs nothing
+                    flight.timer.reschedule(None if limit is None else flight.started + limit)
+
+    def done(self, seq: int) -> None:
+        """Try `seq` has left its slot, however it ended."""
+        self._flights.pop(seq, None)
 
     def _finished(self, seq: int) -> tuple[float, float]:
         """Forget request `seq`; return (requests, tokens) sent after it that are still in flight."""
@@ -228,6 +289,7 @@ class Endpoint:
                 later_requests += 1
                 later_tokens += charge
         self._sent = deque((s, c) for s, c in self._sent if s != seq)
+        self._flights.pop(seq, None)
         return later_requests, later_tokens
 
     def on_success(self, seq: int, completion: Completion, estimated_prompt: int, latency_s: float) -> None:
@@ -240,6 +302,8 @@ class Endpoint:
             ratio = completion.input_tokens / (estimated_prompt / self.calibration)
             self.calibration = 0.8 * self.calibration + 0.2 * ratio
         self.latency_s = 0.8 * self.latency_s + 0.2 * latency_s
+        if self.deadlines.observe(latency_s):
+            self._retime()
         if completion.ratelimit is not None:
             self.quota.observe_headers(completion.ratelimit, later_requests, later_tokens, now, age_s=latency_s)
         self.quota.on_success(now)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from typing import Any
 
+from ..errors import StoreError
+from . import row_writes
 from .db import Connection
+from .failures import writes
 from .records import utc_now
 
 CACHE_BUFFER = 1024  # answers held for the next commit at most
@@ -15,6 +19,7 @@ class CacheStore:
     """The response-cache part of `Store` (store/runs.py): answers wait in memory for the next commit of rows."""
 
     conn: Connection
+    path: Any  # the store's location, for its errors
     _cache_pending: dict[str, tuple[Any, ...]]  # answers waiting for the next commit, by key
     _cache_hits: Counter[str]
 
@@ -39,16 +44,39 @@ class CacheStore:
         if len(self._cache_pending) >= CACHE_BUFFER:
             self.flush_cache()
 
+    @writes
     def flush_cache(self) -> None:
         """Commit the answers and hit counts not yet written."""
         if self._cache_pending or self._cache_hits:
             with self.conn:
                 self.conn.execute("BEGIN IMMEDIATE")
                 self._write_cache()
+            self._cache_written()
+
+    def salvage_cache(self) -> None:
+        """After a failed batch: the cache's waiting answers one by one, dropping any the store refuses."""
+        pending, hits = self._cache_pending, self._cache_hits
+        try:
+            for waiting in [{}, *({k: v} for k, v in pending.items())]:
+                self._cache_pending, self._cache_hits = waiting, hits if not waiting else Counter()
+                with contextlib.suppress(*row_writes.unstorable()):
+                    self.flush_cache()
+        except StoreError:  # a full disk: every answer waits for the next commit that can be made
+            self._cache_pending, self._cache_hits = pending, Counter()
+            raise
+        self._cache_pending, self._cache_hits = {}, Counter()
+
+    def drop_pending_cache(self) -> int:
+        """Forget the answers waiting for a commit (a store that cannot take them may still take a run's status);
+        how many were dropped."""
+        dropped = len(self._cache_pending)
+        self._cache_pending, self._cache_hits = {}, Counter()
+        return dropped
 
     def _write_cache(self) -> None:
-        pending, self._cache_pending = self._cache_pending, {}
-        hits, self._cache_hits = self._cache_hits, Counter()
+        """Write the waiting answers and hits in the caller's transaction; they wait on until it commits (a full disk
+        leaves them for the next commit that can be made: `_cache_written`)."""
+        pending, hits = self._cache_pending, self._cache_hits
         if pending:
             self.conn.executemany(
                 "INSERT OR IGNORE INTO cache (key, model, response, input_tokens, output_tokens, created_utc)"
@@ -57,3 +85,7 @@ class CacheStore:
             )
         if hits:
             self.conn.executemany("UPDATE cache SET hits = hits + ? WHERE key = ?", [(n, k) for k, n in hits.items()])
+
+    def _cache_written(self) -> None:
+        """The transaction that wrote the waiting answers committed."""
+        self._cache_pending, self._cache_hits = {}, Counter()

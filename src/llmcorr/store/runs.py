@@ -6,6 +6,7 @@ process's stretch of work on a run with its usage (segments.py).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -17,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import NotFoundError, UserError
-from . import segments
+from . import row_writes, segments
 from .cache import CacheStore
 from .db import StoreURL, connect, dialect, store_location
+from .failures import writes
 from .records import RowRecord, RunRecord, utc_now
 from .spans import SpanStore
 
@@ -52,13 +54,14 @@ def _pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass  # alive, another user's
     return True
 
 
 class Store(CacheStore, SpanStore):
     """The run store at `path`. Opening it marks runs whose process died as `interrupted`."""
 
+    @writes
     def __init__(self, path: Path | str | StoreURL) -> None:
         self.path = store_location(path)  # a file, or a PostgreSQL URL (which prints without its password)
         self.conn = connect(self.path)
@@ -81,6 +84,7 @@ class Store(CacheStore, SpanStore):
 
     # -- runs -------------------------------------------------------------------------------------------------
 
+    @writes
     def create_run(
         self,
         kind: str,
@@ -122,43 +126,32 @@ class Store(CacheStore, SpanStore):
         """Commit one finished row and the run's running totals in a single transaction."""
         self.add_rows(run_id, [row])
 
+    @writes
     def add_rows(self, run_id: str, rows: Sequence[RowRecord], usage: dict[str, Any] | None = None) -> None:
         """Commit finished rows and the run's running totals in a single transaction (one WAL write for many), with
         `usage`: this process's per-endpoint usage so far (the scheduler's `stats()`, taken after these rows'
-        answers), so a run keeps the usage of every row it keeps even if its process is killed next."""
+        answers), so a run keeps the usage of every row it keeps even if its process is killed next. A value the
+        store cannot take fails its own row, never the batch: the cache's answers, then the rows, go one by one,
+        a row the store refuses kept as an `error` row (row_writes.py). A full disk or an I/O error is `StoreError`
+        (failures.py); the cache's answers then wait for the next commit that can be made."""
         if not rows:
             if usage is not None:
                 self.record_usage(run_id, usage)
             return
+        try:
+            self._commit_rows(run_id, rows, usage, with_cache=True)
+        except row_writes.unstorable():
+            self.salvage_cache()  # first: a kill meanwhile leaves the answers, not paid twice
+            for row in rows:
+                self._commit_alone(run_id, row, usage)
+
+    def _commit_rows(
+        self, run_id: str, rows: Sequence[RowRecord], usage: dict[str, Any] | None, with_cache: bool = False
+    ) -> None:
         now = utc_now()
         with self.conn:
             self.conn.execute("BEGIN IMMEDIATE")
-            self.conn.executemany(
-                "INSERT INTO rows (run_id, row_index, sample_id, inputs_json, prompt_json, response, output_json,"
-                " status, error, input_tokens, output_tokens, duration_ms, attempts, endpoint, cached, created_utc)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        run_id,
-                        row.row_index,
-                        row.sample_id,
-                        json.dumps(row.inputs, default=str),
-                        json.dumps(row.prompt) if row.prompt is not None else None,
-                        row.response,
-                        json.dumps(row.output) if row.output is not None else None,
-                        row.status,
-                        row.error,
-                        row.input_tokens,
-                        row.output_tokens,
-                        row.duration_ms,
-                        row.attempts,
-                        row.endpoint,
-                        int(row.cached),
-                        now,
-                    )
-                    for row in rows
-                ],
-            )
+            self.conn.executemany(row_writes.INSERT_ROW, [row_writes.row_values(run_id, row, now) for row in rows])
             self.conn.execute(
                 "UPDATE runs SET rows_done = rows_done + ?, rows_failed = rows_failed + ?,"
                 " input_tokens = input_tokens + ?, output_tokens = output_tokens + ? WHERE id = ?",
@@ -171,8 +164,22 @@ class Store(CacheStore, SpanStore):
                 ),
             )
             segments.record(self.conn, self._segment(run_id, now), run_id, now, usage)
-            self._write_cache()
+            if with_cache:
+                self._write_cache()
+        if with_cache:
+            self._cache_written()
 
+    def _commit_alone(self, run_id: str, row: RowRecord, usage: dict[str, Any] | None) -> None:
+        """Commit one row; one the store refuses becomes an error row keeping what it can (row_writes.py)."""
+        try:
+            self._commit_rows(run_id, [row], usage)
+        except row_writes.unstorable() as exc:
+            for kept in row_writes.kept_as_error(row, exc):
+                with contextlib.suppress(*row_writes.unstorable()):
+                    return self._commit_rows(run_id, [kept], usage)
+            raise
+
+    @writes
     def record_usage(self, run_id: str, usage: dict[str, Any] | None) -> None:
         """This process is still working on the run, with this per-endpoint usage so far (None: as recorded last)."""
         now = utc_now()
@@ -191,6 +198,7 @@ class Store(CacheStore, SpanStore):
         per-endpoint usage each recorded (store/segments.py)."""
         return segments.segments(self.conn, run_id)
 
+    @writes
     def finish_run(
         self,
         run_id: str,
@@ -221,10 +229,11 @@ class Store(CacheStore, SpanStore):
         row = self.conn.execute("SELECT cancel_requested FROM runs WHERE id = ?", (run_id,)).fetchone()
         return bool(row and row["cancel_requested"])
 
-    def reopen_run(self, run_id: str) -> set[int]:
-        """Make a stopped run resumable: drop its failed rows (to retry them), mark it running again in this
-        process (a new segment: the usage recorded so far stands, this process's is added to it), and return the
-        indices of the rows it keeps."""
+    @writes
+    def reopen_run(self, run_id: str, retry_failed: bool = True) -> set[int]:
+        """Make a stopped run resumable: drop its failed rows (to retry them; `retry_failed=False` keeps them as
+        they are), mark it running again in this process (a new segment: the usage recorded so far stands, this
+        process's is added to it), and return the indices of the rows it keeps."""
         with self.conn:
             self.conn.execute("BEGIN IMMEDIATE")
             status = self.conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
@@ -232,17 +241,18 @@ class Store(CacheStore, SpanStore):
                 raise NotFoundError(f"no run with id {run_id!r}")
             if status["status"] == "running":
                 raise UserError(f"run {run_id} is still running; cancel it first (`llmcorr runs cancel {run_id}`)")
-            self.conn.execute("DELETE FROM rows WHERE run_id = ? AND status = 'error'", (run_id,))
+            if retry_failed:
+                self.conn.execute("DELETE FROM rows WHERE run_id = ? AND status = 'error'", (run_id,))
             totals = self.conn.execute(
-                "SELECT COUNT(*) AS n, COALESCE(SUM(input_tokens), 0) AS i, COALESCE(SUM(output_tokens), 0) AS o"
-                " FROM rows WHERE run_id = ?",
+                "SELECT COUNT(*) AS n, COALESCE(SUM(input_tokens), 0) AS i, COALESCE(SUM(output_tokens), 0) AS o,"
+                " COUNT(CASE WHEN status = 'error' THEN 1 END) AS f FROM rows WHERE run_id = ?",
                 (run_id,),
             ).fetchone()
             self.conn.execute(
                 "UPDATE runs SET status = 'running', finished_utc = NULL, error = NULL, metrics_json = NULL,"
-                " cancel_requested = 0, pid = ?, host = ?, rows_done = ?, rows_failed = 0, input_tokens = ?,"
+                " cancel_requested = 0, pid = ?, host = ?, rows_done = ?, rows_failed = ?, input_tokens = ?,"
                 " output_tokens = ? WHERE id = ?",
-                (os.getpid(), socket.gethostname(), totals["n"], totals["i"], totals["o"], run_id),
+                (os.getpid(), socket.gethostname(), totals["n"], totals["f"], totals["i"], totals["o"], run_id),
             )
             self._segments[run_id] = segments.open_segment(self.conn, run_id, utc_now())
         return {r[0] for r in self.conn.execute("SELECT row_index FROM rows WHERE run_id = ?", (run_id,))}
@@ -359,16 +369,12 @@ class Store(CacheStore, SpanStore):
         after = -1
         while True:
             batch = self.conn.execute(
-                f"SELECT {columns}, row_index FROM rows WHERE run_id = ? AND row_index > ? ORDER BY row_index LIMIT ?",
+                f"SELECT {row_writes.columns_read(columns)}, row_index FROM rows WHERE run_id = ? AND row_index > ?"
+                " ORDER BY row_index LIMIT ?",
                 (run_id, after, page),
             ).fetchall()
             for r in batch:
-                d = dict(r)
-                for col in ("inputs_json", "prompt_json", "output_json"):
-                    if col in d:
-                        raw = d.pop(col)
-                        d[col.removesuffix("_json")] = json.loads(raw) if raw is not None else None
-                yield d
+                yield row_writes.decoded(dict(r))
             if len(batch) < page:
                 return
             after = batch[-1]["row_index"]

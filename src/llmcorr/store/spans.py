@@ -7,6 +7,7 @@ import sqlite3
 from typing import Any
 
 from .db import Connection
+from .failures import writes
 
 
 def _span(row: sqlite3.Row) -> dict[str, Any]:
@@ -21,7 +22,9 @@ class SpanStore:
     """The spans part of `Store` (store/runs.py)."""
 
     conn: Connection
+    path: Any  # the store's location, for its errors
 
+    @writes
     def add_spans(self, records: list[tuple[Any, ...]]) -> None:
         """Finished spans: (span_id, trace_id, parent_id, run_id, row_index, kind, name, start_ns, end_ns, status,
         error, attributes_json), in one transaction."""

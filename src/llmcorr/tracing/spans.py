@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from opentelemetry.trace import Status, StatusCode
 
+from ..keys import scrub
 from ..store import Store
 from .otlp import OtlpForwarder
 
@@ -100,8 +101,8 @@ class StoreSpanProcessor:
             span.start_ns,
             span.end_ns,
             span.status,
-            span.error,
-            json.dumps(attrs, default=str),
+            scrub(span.error) if span.error else span.error,  # values read via --allow-env, as keys are
+            scrub(json.dumps(attrs, default=str)),
         )
         with self._lock:
             self._buffer.append(record)

@@ -56,7 +56,8 @@ class TokenAuth:
                 if message["type"] == "http.response.start":
                     cookie = Response()
                     _set_cookie(cookie, self.token)
-                    message["headers"] = [*message.get("headers", []), *cookie.raw_headers]
+                    cookies = [(k, v) for k, v in cookie.raw_headers if k.lower() == b"set-cookie"]
+                    message["headers"] = [*message.get("headers", []), *cookies]  # not its own Content-Length
                 await send(message)
 
             await self.app(scope, receive, send_with_cookie)

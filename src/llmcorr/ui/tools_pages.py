@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from ..config import Config, EndpointConfig
 from ..errors import LlmcorrError, NotFoundError, UserError
+from ..prompts.env import NO_ENV
 from ..prompts.preview import PromptPreview, parse_inputs, preview, prompty_from_text
 from ..prompts.prompty import load_prompty
 from ..report.charts import metric_bars, requests_over_time
@@ -104,9 +105,9 @@ def preview_outcome(config: Config, path: str, template: str, inputs: str, endpo
         if path.strip():
             if not path.strip().endswith(".prompty"):
                 raise UserError(f"{path.strip()}: expected a .prompty file")
-            prompty = load_prompty(Path(path.strip()).expanduser())
+            prompty = load_prompty(Path(path.strip()).expanduser(), env=NO_ENV)
         else:
-            prompty = prompty_from_text(template)
+            prompty = prompty_from_text(template, env=NO_ENV)  # the preview never reads the server's environment
         outcome.sample, outcome.declared = prompty.sample or None, list(prompty.inputs)
         values = parse_inputs(inputs, "inputs") if inputs.strip() else dict(prompty.sample)
         outcome.shown = preview(prompty, values, _endpoint(config, endpoint))

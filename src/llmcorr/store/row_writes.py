@@ -1,0 +1,122 @@
+"""How a finished row becomes a `rows` record, and what is kept of a row the store cannot take.
+
+A batch of rows is committed in one transaction (store/runs.py `add_rows`). A value the database cannot hold — an
+integer past 64 bits, a string with a lone surrogate, an output that is not JSON — fails the whole transaction; the
+batch is then committed row by row, and a row that still fails is kept as an `error` row saying why, with as much
+of it as the store can take (`kept_as_error`): one bad answer costs its own row, never the rows committed with it.
+
+An answer is stored once: a row whose output is just its response (a prompt run's `{"output": answer}`) keeps
+`SAME_AS_RESPONSE` in `output_json`, and `decoded` gives the output back from the response.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+from .records import RowRecord
+
+INSERT_ROW = (
+    "INSERT INTO rows (run_id, row_index, sample_id, inputs_json, prompt_json, response, output_json,"
+    " status, error, input_tokens, output_tokens, duration_ms, attempts, endpoint, cached, created_utc)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+SAME_AS_RESPONSE = "=response"  # output_json (a JSON string, never an output: those are objects) of such a row
+_RESPONSE = "_response_for_output"  # the response, read along with output_json when the caller did not ask for it
+_COUNT_MAX = 2**31 - 1  # a kept error row's token counts: past this, a count is no count (and sums would overflow)
+
+
+def row_values(run_id: str, row: RowRecord, now: str) -> tuple[Any, ...]:
+    """The row's INSERT_ROW parameters (raises TypeError/ValueError for an output that is not JSON)."""
+    return (
+        run_id,
+        row.row_index,
+        row.sample_id,
+        json.dumps(row.inputs, default=str),
+        json.dumps(row.prompt) if row.prompt is not None else None,
+        row.response,
+        _output_json(row),
+        row.status,
+        row.error,
+        row.input_tokens,
+        row.output_tokens,
+        row.duration_ms,
+        row.attempts,
+        row.endpoint,
+        int(row.cached),
+        now,
+    )
+
+
+def _output_json(row: RowRecord) -> str | None:
+    if row.output is None:
+        return None
+    if isinstance(row.response, str) and row.output == {"output": row.response}:
+        return json.dumps(SAME_AS_RESPONSE)  # the answer is the response column's: not stored twice
+    return json.dumps(row.output)
+
+
+def columns_read(columns: str) -> str:
+    """The SQL column list to read for `columns`: output_json brings the response along (see SAME_AS_RESPONSE)."""
+    if columns == "*" or "output_json" not in columns or "response" in columns:
+        return columns
+    return f"{columns}, response AS {_RESPONSE}"
+
+
+def decoded(record: dict[str, Any]) -> dict[str, Any]:
+    """A `rows` record as the store hands it out: JSON columns decoded (`inputs`, `prompt`, `output`)."""
+    response = record.pop(_RESPONSE, record.get("response"))
+    for col in ("inputs_json", "prompt_json", "output_json"):
+        if col in record:
+            raw = record.pop(col)
+            record[col.removesuffix("_json")] = json.loads(raw) if raw is not None else None
+    if record.get("output") == SAME_AS_RESPONSE:
+        record["output"] = {"output": response}
+    return record
+
+
+def unstorable() -> tuple[type[BaseException], ...]:
+    """The errors that mean "a value the store cannot take" (not a broken or full disk): binding, overflow, JSON."""
+    errors: tuple[type[BaseException], ...] = (
+        OverflowError,  # "Python int too large to convert to SQLite INTEGER"
+        TypeError,  # an output json.dumps cannot write, a token count that is not a number
+        ValueError,  # a lone surrogate (UnicodeEncodeError), a circular output
+        sqlite3.DataError,
+        sqlite3.InterfaceError,
+        sqlite3.ProgrammingError,  # "Error binding parameter 6: type 'list' is not supported"
+    )
+    psycopg = sys.modules.get("psycopg")  # loaded only when the store is PostgreSQL
+    if psycopg is not None:
+        errors += (psycopg.DataError, psycopg.errors.NumericValueOutOfRange)
+    return errors
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _COUNT_MAX else 0
+
+
+def kept_as_error(row: RowRecord, exc: BaseException) -> Iterator[RowRecord]:
+    """`row` as an error row saying why the store refused it, most kept first: its answer, then without the answer
+    and prompt, then only its index."""
+    detail = " ".join(str(exc).split())[:160]
+    reason = f"the store could not keep this row's answer ({type(exc).__name__}: {detail})"
+    duration = row.duration_ms if isinstance(row.duration_ms, int | float) else None
+    error = replace(
+        row,
+        status="error",
+        error=reason,
+        output=None,
+        input_tokens=_count(row.input_tokens),
+        output_tokens=_count(row.output_tokens),
+        duration_ms=duration,
+        attempts=_count(row.attempts),
+        response=row.response if isinstance(row.response, str) else None,
+        endpoint=row.endpoint if isinstance(row.endpoint, str) else None,
+    )
+    yield error
+    yield replace(error, response=None, prompt=None)
+    yield replace(error, response=None, prompt=None, inputs={}, sample_id=None, endpoint=None)
