@@ -108,7 +108,12 @@ class RateLimitError(ProviderError):
 
 
 class TransientError(ProviderError):
-    """A failure worth a bounded retry: 5xx, timeout, dropped connection, malformed response."""
+    """A failure worth a bounded retry: 5xx, timeout, dropped connection, malformed response. An answer that came
+    but was no answer (empty, not text) may still have been billed: `input_tokens`/`output_tokens` are what the
+    server reported for it (0 when nothing came), counted in the run's usage."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
 
 
 class FatalProviderError(ProviderError):

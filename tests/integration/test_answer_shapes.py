@@ -91,6 +91,10 @@ def test_content_that_is_no_answer_fails_that_row_after_its_tries_and_is_never_c
         assert row["status"] == "error" and row["attempts"] == TRIES and row["response"] is None
         assert re.search(FAILING[fault], row["error"]) and "\n" not in row["error"], row["error"]
     assert cached_answers(path) == []  # what came back was never taken for an answer
+    # a non-answer is billed all the same: the run's usage holds the tokens the server reported for every try
+    billed = sum(e["prompt_tokens"] for e in srv.request_log() if e["status"] == 200)
+    assert record.usage is not None and billed > 0
+    assert sum(u["input_tokens"] for u in record.usage.values()) == billed, (record.usage, billed)
 
 
 def test_list_content_and_absurd_usage_are_answers_with_sane_counts(tmp_path: Path) -> None:

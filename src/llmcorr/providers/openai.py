@@ -29,7 +29,7 @@ from ..errors import (
 )
 from ..keys import MIN_SCRUBBED, REDACTED, key_value, redact
 from .base import Completion, GenParams, Message, Provider, RateLimitInfo
-from .openai_answer import MalformedAnswer, read_answer
+from .openai_answer import MalformedAnswer, read_answer, token_count
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -268,7 +268,12 @@ class OpenAIProvider(Provider):
         try:
             answer = read_answer(body, max_tokens)  # any valid JSON: text and sane counts, or what came back
         except MalformedAnswer as exc:
-            raise TransientError(f"{url}: malformed response: {_scrubbed(str(exc), key)}") from None
+            error = TransientError(f"{url}: malformed response: {_scrubbed(str(exc), key)}")
+            usage = body.get("usage") if isinstance(body, dict) else None  # a failed answer may still be billed
+            if isinstance(usage, dict):
+                error.input_tokens = token_count(usage.get("prompt_tokens"))
+                error.output_tokens = token_count(usage.get("completion_tokens"))
+            raise error from None
         text = answer.text
         if key and len(key) >= MIN_SCRUBBED and key in text:  # a server that answers with the key it was sent
             text = text.replace(key, REDACTED)

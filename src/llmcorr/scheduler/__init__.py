@@ -238,7 +238,7 @@ class Scheduler:
                 refused += 1
                 error = exc
             except TransientError as exc:
-                endpoint.on_error(seq)
+                endpoint.on_error(seq, exc.input_tokens, exc.output_tokens)  # a billed non-answer counts as spent
                 failed += 1
                 error = exc
             except RequestRejected:  # the server refused what this request holds: sending it again gets the same

@@ -317,9 +317,12 @@ class Endpoint:
         jitter = random.uniform(0, 0.25) * (retry_after or 1.0)
         self.quota.on_rate_limited((retry_after if retry_after is not None else 1.0) + jitter, now, self.latency_s)
 
-    def on_error(self, seq: int) -> None:
+    def on_error(self, seq: int, input_tokens: int = 0, output_tokens: int = 0) -> None:
+        """A try that failed; the tokens a server billed for it anyway (an empty answer) count in the usage."""
         self._finished(seq)
         self.stats.errors += 1
+        self.stats.input_tokens += input_tokens
+        self.stats.output_tokens += output_tokens
 
     def cost(self) -> float | None:
         return self.config.cost(self.stats.input_tokens, self.stats.output_tokens)

@@ -126,8 +126,8 @@ class RemoteEndpoint(Endpoint):
         super().on_rate_limited(seq, charge, retry_after)
         self.keeper.on_rate_limited.remote(self._numbers.pop(seq), charge, retry_after)
 
-    def on_error(self, seq: int) -> None:
-        super().on_error(seq)
+    def on_error(self, seq: int, input_tokens: int = 0, output_tokens: int = 0) -> None:
+        super().on_error(seq, input_tokens, output_tokens)
         self.keeper.on_error.remote(self._numbers.pop(seq))
 
 
