@@ -190,6 +190,18 @@ def test_plain_progress_prints_every_tenth_and_a_final_line(monkeypatch: pytest.
     assert "━" not in out.getvalue() and not re.search(r"\d:\d\d", out.getvalue())
 
 
+def test_a_plain_line_the_clock_asked_for_is_not_followed_at_once_by_another(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slow start (a model loading) prints a line by time at row 3; the next comes a whole step later, not at 4."""
+    clock = iter([0.0, *(0.1 * i if i < 2 else 20.0 + 0.1 * i for i in range(40)), 100.0])  # 20 s for row 3
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    out = io.StringIO()
+    with progress._plain_progress(Console(file=out, width=300), 40, "running r1", None) as on_row:
+        for i in range(40):
+            on_row(RowRecord(i, None, {}, "ok"))
+    done = [int(m.group(1)) for m in re.finditer(r"running r1: (\d+)/40 rows", out.getvalue())]
+    assert done[:3] == [3, 7, 11] and done[-1] == 40, done
+
+
 def test_plain_progress_prints_nothing_for_no_rows() -> None:
     out = io.StringIO()
     with progress._plain_progress(Console(file=out), 0, "running r1", None):

@@ -142,7 +142,7 @@ def _plain_progress(
         if done < total and (done >= next_at or now - last >= PLAIN_EVERY_S):  # the last row: the final line
             line(now)
             last = now
-            next_at = (done // step + 1) * step
+            next_at = done + step  # a line the clock asked for pushes the next one a whole step on
 
     yield on_row
     if done:
