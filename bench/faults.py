@@ -32,7 +32,6 @@ import csv
 import logging
 import os
 import random
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.kill_check import peek
 from bench.quota_server import DEFINE_PROMPTY as PROMPTY
 from bench.quota_server import QuotaServer, QuotaServerConfig
 from bench.quota_stats import FAULTS
@@ -107,27 +107,12 @@ class Line:
     problems: list[str] = field(default_factory=list)
 
 
-def _peek(db: Path, what: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """A read-only query of the store ([] without one): the harness never marks a run `interrupted` itself."""
-    if not db.exists():
-        return []
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-    try:
-        return conn.execute(what, args).fetchall()
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):
-            return []
-        raise
-    finally:
-        conn.close()
-
-
 def _store_rows(db: Path) -> tuple[str, list[tuple[int, str]]]:
     """The run's status and its (row_index, status) rows."""
-    found = _peek(db, "SELECT id, status FROM runs WHERE name = ?", (NAME,))
+    found = peek(db, "SELECT id, status FROM runs WHERE name = ?", (NAME,))
     if not found:
         return "not recorded", []
-    rows = _peek(db, "SELECT row_index, status FROM rows WHERE run_id = ? ORDER BY row_index", (found[0][0],))
+    rows = peek(db, "SELECT row_index, status FROM rows WHERE run_id = ? ORDER BY row_index", (found[0][0],))
     return str(found[0][1]), [(int(i), str(s)) for i, s in rows]
 
 
