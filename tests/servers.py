@@ -66,7 +66,10 @@ class ScriptedServer:
                 data = raw.encode()
                 self.send_response(reply.status)
                 self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
+                if reply.headers.get("connection") == "close":  # a body that ends where the connection does
+                    self.close_connection = True
+                else:
+                    self.send_header("content-length", str(len(data)))
                 for key, value in reply.headers.items():
                     self.send_header(key, value)
                 self.end_headers()

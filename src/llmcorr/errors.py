@@ -4,6 +4,7 @@
 LlmcorrError
 ├── RunCancelled              a run was asked to stop (`runs cancel`, Ctrl-C): finished rows are kept
 ├── StoreError                the store could not be written (disk full, I/O error, file-size limit). CLI: exit code 1
+├── OutputError               an output file could not be written (its rows are in the store). CLI: exit code 1
 ├── UserError                 the user can fix it: bad data, bad config, bad template. CLI: one line, exit code 2.
 │   ├── DataError             a predictions/data file or DataFrame is unreadable or does not fit
 │   ├── ConfigError           a bad option, provider setting or missing environment variable
@@ -70,6 +71,23 @@ class StoreError(LlmcorrError):
 
     def __str__(self) -> str:
         return self.line()
+
+
+class OutputError(LlmcorrError):
+    """An output file could not be written (disk full, a read-only folder, a file-size limit). Not bad input: the
+    run's rows are in the store (`runs resume` of a completed run writes the file again, asking nothing). The CLI
+    prints the line, exit code 1."""
+
+    def __init__(self, path: object, reason: str, run: str | None = None) -> None:
+        super().__init__(path, reason, run)
+        self.path, self.reason, self.run = str(path), reason, run
+
+    def __str__(self) -> str:
+        text = f"{self.path} could not be written ({self.reason})"
+        if self.run is None:
+            return text
+        command = "llmcorr runs resume " + shlex.quote(self.run)
+        return f"{text}: run {self.run} has every row it finished in the store; make room, then `{command}` writes it"
 
 
 class UserError(LlmcorrError):
@@ -139,6 +157,7 @@ __all__ = [
     "FatalProviderError",
     "LlmcorrError",
     "NotFoundError",
+    "OutputError",
     "ProviderError",
     "QuotaExhaustedError",
     "RateLimitError",

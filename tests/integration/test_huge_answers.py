@@ -1,10 +1,12 @@
 """Huge answers (issue 13, item 9), met by real `llmcorr run`s against the quota server answering 10 MB to every
 request (bench/quota_shapes.py `huge_answer`).
 
-What they show: the answer is cut at 1,000,000 characters (LLMCORR_MAX_ANSWER_CHARS) where it is read, the row stays
-`ok` and its error says it was truncated and from what length; the store keeps the answer once in the row (its output,
-the answer itself, points at it; the LLM span keeps a preview) and once in the response cache — a store of about two
-answers a row, not four 10 MB copies; a run answered from the cache says the answer was truncated too.
+What they show: the answer is cut at 1,000,000 characters (LLMCORR_MAX_ANSWER_CHARS) where it is read, the row
+stays `ok` and its error says it was truncated and from what length; the store keeps the answer once, in the
+response cache: the rows of the run and of a second run answered from the cache reference it (their output, the
+answer itself, too; the LLM span keeps a preview) — a store of about one answer a row, not four 10 MB copies; a
+run answered from the cache says the answer was truncated too, and both runs' output files hold the whole answer.
+A body past 64 bytes per character of the cap is not read at all: that try fails, saying so.
 """
 
 from __future__ import annotations
@@ -72,7 +74,8 @@ def test_a_10_mb_answer_is_cut_at_the_cap_stored_once_and_the_row_says_so(tmp_pa
         conn.row_factory = sqlite3.Row
         runs = {r["name"]: r["id"] for r in conn.execute("SELECT id, name FROM runs")}
         rows = conn.execute(
-            "SELECT run_id, status, error, response, output_json, cached FROM rows ORDER BY run_id, row_index"
+            "SELECT v.run_id, v.status, v.error, v.response, v.output_json, v.cached, r.response AS own"
+            " FROM rows_with_response v JOIN rows r USING (run_id, row_index) ORDER BY v.run_id, v.row_index"
         ).fetchall()
         cache = [r[0] for r in conn.execute("SELECT length(response) FROM cache")]
         span_answers = [
@@ -86,13 +89,15 @@ def test_a_10_mb_answer_is_cut_at_the_cap_stored_once_and_the_row_says_so(tmp_pa
         assert row["status"] == "ok" and len(row["response"]) == CAP and row["cached"] == 0
         assert row["error"] == f"answer truncated at {CAP:,} characters (it had {HUGE:,})"
         assert len(row["output_json"]) < 100  # the output is the answer: not stored a second time
+    assert all(row["own"] is None for row in rows)  # no row keeps a copy: the cache's is the one
     for row in cached:
         assert row["status"] == "ok" and row["cached"] == 1 and len(row["response"]) == CAP
         assert row["error"] == f"answer truncated at {CAP:,} characters"
     assert cache == [CAP] * ROWS
     assert span_answers and all(len(a) < 20_000 for a in span_answers)  # a preview, not the answer again
-    # rows of two runs (2 x 3 answers) + the cache (3): about 9 MB, where four 10 MB copies a row made 240 MB
-    assert store_bytes(path) < (2 * ROWS + ROWS) * CAP * 1.2 + 2_000_000, store_bytes(path)
+    # the cache's 3 answers for both runs: about 3 MB, where a copy in each row made 9 MB and four copies 240 MB
+    assert store_bytes(path) < ROWS * CAP * 1.2 + 2_000_000, store_bytes(path)
 
-    out = pd.read_csv(path / "huge.csv", keep_default_na=False)
-    assert [len(v) for v in out["output"]] == [CAP] * ROWS  # read back whole from the response
+    for name in ("huge", "again"):
+        out = pd.read_csv(path / f"{name}.csv", keep_default_na=False)
+        assert [len(v) for v in out["output"]] == [CAP] * ROWS  # read back whole from the cache

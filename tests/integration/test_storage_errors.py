@@ -168,24 +168,34 @@ def test_a_file_size_limit_fails_the_run_in_one_line_and_it_resumes_with_its_row
     check_failed_then_resumed(path, server, failed, "file-size limit reached, ulimit -f")
 
 
-@pytest.fixture
-def tiny_disk(tmp_path: Path) -> Iterator[Callable[[str], None]]:
-    """A 400 KiB tmpfs at tmp_path/home (root only); call it with a new size to grow it."""
-    home = tmp_path / "home"
-    home.mkdir()
+def mounted_tiny(folder: Path, size: str) -> Iterator[Callable[[str], None]]:
+    """A `size` tmpfs at `folder` (root only) while the generator runs; it yields a function to resize it."""
+    folder.mkdir()
     if os.geteuid() != 0:
         pytest.skip("a real full disk needs a tmpfs mount (root); the file-size-limit test covers the rest")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(home)], capture_output=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True)
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
 
     def resize(size: str) -> None:
-        subprocess.run(["mount", "-o", f"remount,size={size}", str(home)], check=True)
+        subprocess.run(["mount", "-o", f"remount,size={size}", str(folder)], check=True)
 
     try:
         yield resize
     finally:
-        subprocess.run(["umount", "-l", str(home)], check=False)
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Callable[[str], None]]:
+    """A 400 KiB tmpfs at tmp_path/home; call it with a new size to grow it."""
+    yield from mounted_tiny(tmp_path / "home", "400k")
+
+
+@pytest.fixture
+def tiny_output_disk(tmp_path: Path) -> Iterator[Callable[[str], None]]:
+    """A 64 KiB tmpfs at tmp_path/out, for the output file alone (the store has room)."""
+    yield from mounted_tiny(tmp_path / "out", "64k")
 
 
 def test_a_full_disk_fails_the_run_in_one_line_a_resume_too_until_there_is_room(
@@ -234,3 +244,35 @@ def test_postgresql_disk_full_and_io_errors_are_storage_failures() -> None:
         str(error)
         == "the store at postgresql://ann@db:5432/llmcorr could not be written (disk full); free space, then try again"
     )
+
+
+def test_a_full_disk_under_the_output_file_costs_nothing_the_store_holds(
+    tmp_path: Path, server: QuotaServer, tiny_output_disk: Callable[[str], None]
+) -> None:
+    """The output (60 rows of 2.5 KB) does not fit its 64 KiB disk; the store has room. The run goes on when the
+    streamed file stops growing (one warning), completes in the store, and ends with one line naming the fix, exit
+    1, no temp file left; the resume it names writes the whole file once there is room, asking the server nothing."""
+    path = workdir(tmp_path, server)
+    out = path / "out" / "out.csv"
+    args = [arg if arg != path / "out.csv" else out for arg in run_args(path)]
+    failed = llmcorr(path, *args)
+    assert failed.returncode == 1, failed.stderr
+    assert "Traceback" not in failed.stdout + failed.stderr
+    lines = [line for line in failed.stderr.splitlines() if line.strip()]
+    assert any("could not be written (No space left on device): it stops growing" in line for line in lines), lines
+    assert lines[-1] == (
+        f"error: {out} could not be written (No space left on device): run full has every row it finished in the "
+        "store; make room, then `llmcorr runs resume full` writes it"
+    ), lines
+    status, rows = stored(path)
+    assert status == "completed" and rows == list(range(ROWS))
+    assert not [f.name for f in out.parent.iterdir() if f.name.endswith(".tmp")]
+    paid = len(asked(server))
+    assert paid == ROWS
+
+    tiny_output_disk("16m")
+    again = llmcorr(path, "runs", "resume", "full", "-q")  # the command the line gave, as given
+    assert again.returncode == 0, again.stderr
+    assert len(asked(server)) == paid  # nothing asked again: the rows were in the store
+    written = pd.read_csv(out)
+    assert len(written) == ROWS and written["word"].tolist() == [f"w{i}" for i in range(ROWS)]

@@ -8,7 +8,7 @@ import pytest
 
 from llmcorr.correct.data import load_predictions
 from llmcorr.data import RowWriter, as_frame, check_output_path, write_table
-from llmcorr.data.io import WRITE_EVERY_S
+from llmcorr.data.output import WRITE_EVERY_S
 from llmcorr.errors import DataError
 
 ROWS = [

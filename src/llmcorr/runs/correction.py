@@ -17,7 +17,7 @@ from ..correct import Corrector, Predictions, load_predictions
 from ..correct.corrector import builtin_template
 from ..correct.rounds import LoopOptions
 from ..data import write_table
-from ..errors import DataError, UserError
+from ..errors import DataError, OutputError, UserError
 from ..prompts import load_template
 from ..providers import Provider
 from ..providers.base import GenParams
@@ -28,7 +28,7 @@ from .correction_table import gated, integer_columns, keep_integers, recorded_ta
 from .engine import execute, make_scheduler, recorded, request_timeout
 from .estimate import Estimate, describe_estimate, estimate
 from .llm import CachedLLM
-from .outputs import check_output
+from .outputs import check_output, claim_output
 from .progress import row_progress
 from .spec import (
     ConfirmFn,
@@ -216,7 +216,7 @@ async def correct_async(
         spec = plan.spec.to_dict() | {"cache": cache}
         rows_total = len(plan.job.rows)
         run_id = store.create_run("correct", spec, rows_total, name=name, estimate=plan.estimate.to_dict())
-        store.set_output_path(run_id, output)
+        claim_output(store, run_id, output)
         return await _run(plan, store, run_id, set(), output, progress, cache, started)
 
 
@@ -308,9 +308,9 @@ async def resume_async(
         output = output if output is not None else recorded_output(record)
         plan = plan_correction(data, output=output, **options)
         _check_template(plan, record)
-        done = store.reopen_run(record.id, retry_failed=not skip_failed)
         if output is not None:
-            store.set_output_path(record.id, output)
+            store.set_output_path(record.id, output)  # claimed first: a file another run writes stops this here
+        done = store.reopen_run(record.id, retry_failed=not skip_failed)
         log.info(
             "resuming %s: %d of %d rows kept, %d to run; endpoints: %s",
             record.label,
@@ -383,7 +383,11 @@ async def _run(
     store.finish_run(run_id, "completed", metrics=metrics, usage=scheduler.stats())
     record = store.get_run(run_id)
     if output is not None:
-        write_table(result, output)
+        try:
+            write_table(result, output)
+        except OutputError as exc:  # the run is complete in the store: say how to get its file
+            exc.run = record.label
+            raise
     return CorrectionResult(
         run_id=run_id,
         name=record.name,

@@ -96,7 +96,7 @@ def correction_rows(job: CorrectionJob, llm: CachedLLM, params: GenParams, loop:
             usage["cached"] += answer.cached
             endpoint = answer.endpoint or endpoint
             parsed = correction.parsed.ok
-            return Round(kind, answer.text, parsed, correction.corrected if parsed else None)
+            return Round(kind, answer.text, parsed, correction.corrected if parsed else None, answer.key)
 
         samples: list[Sample] = []
         try:
@@ -150,6 +150,7 @@ def correction_rows(job: CorrectionJob, llm: CachedLLM, params: GenParams, loop:
             prompt=[m.to_dict() for m in item.messages],
             endpoint=endpoint,
             response=chosen.text,
+            response_key=chosen.key,
             output=output,
             error=None if parsed_any else corrector.interpret(base, chosen.text).parsed.error,
             input_tokens=int(usage["input_tokens"]),

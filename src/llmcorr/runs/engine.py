@@ -78,6 +78,7 @@ def prompt_rows(job: Job, llm: CachedLLM, params: GenParams) -> Process:
             prompt=prompt,
             endpoint=answer.endpoint,
             response=answer.text,
+            response_key=answer.key,
             output=output,
             error=note,
             input_tokens=answer.input_tokens,

@@ -1,7 +1,8 @@
 """Every LLM call a run makes: the response cache first, then the scheduler. Used by prompt runs and by flows.
 
-An answer is stored once in full, in its row (and the response cache): the LLM call's span keeps the first
-SPAN_ANSWER_CHARS of it. An answer cut at the provider's cap (providers/openai_answer.py `max_answer_chars`) says so
+An answer is stored once in full: in the response cache, which the rows made from it reference by `Answer.key`
+(store/row_writes.py), or in its row when it is not cached; the LLM call's span keeps the first SPAN_ANSWER_CHARS of
+it. An answer cut at the provider's cap (providers/openai_answer.py `max_answer_chars`) says so
 in `truncation`, which a prompt run's row keeps as its `error`.
 """
 
@@ -38,6 +39,7 @@ class Answer:
     endpoint: str | None
     cached: bool
     truncation: str | None = None  # "answer truncated at 1,000,000 characters (it had 10,000,000)"
+    key: str | None = None  # the response cache's key holding this text (None: not cached)
 
 
 class CachedLLM:
@@ -83,15 +85,17 @@ class CachedLLM:
             hit = self.store.cached_response(list(dict.fromkeys(keys.values())))
             if hit is not None:
                 cut = f"answer truncated at {self.max_chars:,} characters" if len(hit[1]) >= self.max_chars else None
-                return Answer(hit[1], 0, 0, 0.0, 0, None, cached=True, truncation=cut), 0
+                return Answer(hit[1], 0, 0, 0.0, 0, None, cached=True, truncation=cut, key=hit[0]), 0
         result = await self.scheduler.complete(messages, params)
         c = result.completion
+        key = None
         if self.use_cache and c.text.strip():  # an empty answer is no answer: asking again may give one
             model = json.dumps(self.identities[result.endpoint], sort_keys=True, default=str)
-            self.store.cache_put(keys[result.endpoint], model, c.text, c.input_tokens, c.output_tokens)
+            key = keys[result.endpoint]
+            self.store.cache_put(key, model, c.text, c.input_tokens, c.output_tokens)
         had = c.extra.get("truncated_from")
         cut = f"answer truncated at {len(c.text):,} characters (it had {had:,})" if had else None
         answer = Answer(
-            c.text, c.input_tokens, c.output_tokens, c.latency_ms, result.attempts, result.endpoint, False, cut
+            c.text, c.input_tokens, c.output_tokens, c.latency_ms, result.attempts, result.endpoint, False, cut, key
         )
         return answer, result.rate_limited

@@ -1,36 +1,30 @@
 """Where a run may write its output file, checked before anything is recorded or spent (run, correct, resume,
 rerun, and the dashboard's runs, which go through the same commands).
 
+    claim_output(store, run_id, output)  record a new run's output, atomically refused (and the run removed) if
+                                         another run began writing the file since it was checked
     check_output(output, reads, store)   one line (exit 2) for an output that is a file the run reads (its data,
                                          prompt file, flow source, template, the store), or that another live run is
                                          writing; then the leftovers of an atomic rewrite a killed process left
                                          beside it are removed
 
 "The same file" is the same file however it is named: through a symbolic link, a hard link or `..`
-(`os.path.samefile` where both exist, resolved paths otherwise). Another run is writing the file when the store has
+(store/edits.py `same_file`). Another run is writing the file when the store has
 it `running` with that output: opening the store has already marked a run whose process died as `interrupted`.
 """
 
 from __future__ import annotations
 
 import inspect
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ..data import check_output_path
-from ..data.io import discard_stale_tmp
+from ..data.output import discard_stale_tmp
 from ..errors import DataError
 from ..store import Store
-
-
-def same_file(a: str | Path, b: str | Path) -> bool:
-    """Whether two names reach one file: by identity (device and inode) where both exist, else by resolved path."""
-    try:
-        return os.path.samefile(a, b)
-    except (OSError, ValueError):
-        return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+from ..store.edits import same_file
 
 
 def source_file(target: Any) -> str | None:
@@ -48,17 +42,6 @@ def _store_files(store: Store) -> dict[str, Path]:
     return {"store": store.path, "store's log": Path(f"{store.path}-wal"), "store's index": Path(f"{store.path}-shm")}
 
 
-def live_writer(store: Store, output: str | Path) -> dict[str, Any] | None:
-    """The running run (id, name, pid, host) whose recorded output is `output`, if there is one."""
-    running = store.conn.execute(
-        "SELECT id, name, pid, host, output_path FROM runs WHERE status = 'running' AND output_path IS NOT NULL"
-    ).fetchall()
-    for row in running:
-        if same_file(row["output_path"], output):
-            return {k: row[k] for k in ("id", "name", "pid", "host")}
-    return None
-
-
 def check_output(output: str | Path, reads: Mapping[str, str | Path | None], store: Store) -> Path:
     """`output` checked for a run that reads the files in `reads` ({what: path}; None: no file) and records into
     `store`; one `DataError` line if the run must not write it."""
@@ -71,8 +54,8 @@ def check_output(output: str | Path, reads: Mapping[str, str | Path | None], sto
                 f"--output {output}: that is the run's {what} ({shown}); the run would overwrite what it reads: "
                 "choose another output file"
             )
-    writer = live_writer(store, path)
-    if writer is not None:
+    writer = store.live_writer(path)
+    if writer is not None:  # said here, before the run is recorded; claimed atomically when it is (store/edits.py)
         label = writer["name"] or writer["id"]
         raise DataError(
             f"--output {output}: run {label} (pid {writer['pid']} on {writer['host']}) is writing that file now; "
@@ -80,3 +63,13 @@ def check_output(output: str | Path, reads: Mapping[str, str | Path | None], sto
         )
     discard_stale_tmp(path)
     return path
+
+
+def claim_output(store: Store, run_id: str, output: str | Path | None) -> None:
+    """Record the new run `run_id`'s output file; if another run claimed it since `check_output`, the new run, which
+    has done nothing yet, is removed and the one line raised."""
+    try:
+        store.set_output_path(run_id, output)
+    except DataError:
+        store.delete_run(run_id)
+        raise

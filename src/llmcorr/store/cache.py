@@ -1,16 +1,18 @@
-"""The response cache in the store: answers by request key, committed with the rows made from them."""
+"""The response cache in the store: answers by request key, committed with the rows made from them, which reference
+the cached text rather than keep a copy (`shared_or_own`; store/row_writes.py)."""
 
 from __future__ import annotations
 
 import contextlib
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 from ..errors import StoreError
 from . import row_writes
 from .db import Connection
 from .failures import writes
-from .records import utc_now
+from .records import RowRecord, utc_now
 
 CACHE_BUFFER = 1024  # answers held for the next commit at most
 
@@ -72,6 +74,16 @@ class CacheStore:
         dropped = len(self._cache_pending)
         self._cache_pending, self._cache_hits = {}, Counter()
         return dropped
+
+    def shared_or_own(self, row: RowRecord) -> RowRecord:
+        """`row` referencing the cached answer it was made from, if the cache holds that very text (two requests
+        with one key may have had different answers: the first is cached); else keeping its own text."""
+        if row.response_key is None or not isinstance(row.response, str):
+            return row
+        same = self.conn.execute(
+            "SELECT 1 FROM cache WHERE key = ? AND response = ?", (row.response_key, row.response)
+        ).fetchone()
+        return row if same is not None else replace(row, response_key=None)
 
     def _write_cache(self) -> None:
         """Write the waiting answers and hits in the caller's transaction; they wait on until it commits (a full disk

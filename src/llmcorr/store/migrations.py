@@ -171,6 +171,25 @@ def m005_run_segments(conn: Connection) -> None:
         conn.execute("UPDATE runs SET busy_ms = ?, active_utc = ? WHERE id = ?", (busy_ms, active, run_id))
 
 
+@migration
+def m006_rows_share_cached_answers(conn: Connection) -> None:
+    """An answer is stored once: a row made from a cached answer references it (store/row_writes.py). Rows written
+    before keep their own text. `rows_with_response` shows every row with its full response, for SQL readers."""
+    _script(
+        conn,
+        """
+        ALTER TABLE rows ADD COLUMN response_key TEXT;  -- the cache key whose answer is this row's response
+                                                        -- (response is then NULL: the text is kept once, there)
+        CREATE VIEW rows_with_response AS
+            SELECT rows.run_id, rows.row_index, rows.sample_id, rows.inputs_json, rows.prompt_json,
+                   COALESCE(rows.response, cache.response) AS response, rows.output_json, rows.status, rows.error,
+                   rows.input_tokens, rows.output_tokens, rows.duration_ms, rows.attempts, rows.endpoint,
+                   rows.cached, rows.created_utc
+            FROM rows LEFT JOIN cache ON cache.key = rows.response_key;
+        """,
+    )
+
+
 def _utc(stamp: str) -> datetime:
     when = datetime.fromisoformat(stamp)
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)

@@ -95,3 +95,4 @@ class RowRecord:
     attempts: int = 0
     endpoint: str | None = None
     cached: bool = False  # answered from the response cache: no tokens spent
+    response_key: str | None = None  # the response cache's key holding `response`: the store keeps the text there

@@ -5,8 +5,11 @@ integer past 64 bits, a string with a lone surrogate, an output that is not JSON
 batch is then committed row by row, and a row that still fails is kept as an `error` row saying why, with as much
 of it as the store can take (`kept_as_error`): one bad answer costs its own row, never the rows committed with it.
 
-An answer is stored once: a row whose output is just its response (a prompt run's `{"output": answer}`) keeps
-`SAME_AS_RESPONSE` in `output_json`, and `decoded` gives the output back from the response.
+An answer is stored once. A row made from a cached answer keeps the cache's key in `response_key` and no text of its
+own (`response` NULL): every run, rerun and resume made from the same answer shares the cache's one copy. A row whose
+output is just its response (a prompt run's `{"output": answer}`) keeps `SAME_AS_RESPONSE` in `output_json`.
+`columns_read` and `decoded` give readers the full response and output back; SQL readers of the file get the same from
+the `rows_with_response` view (migrations.py m006).
 """
 
 from __future__ import annotations
@@ -21,24 +24,30 @@ from typing import Any
 from .records import RowRecord
 
 INSERT_ROW = (
-    "INSERT INTO rows (run_id, row_index, sample_id, inputs_json, prompt_json, response, output_json,"
+    "INSERT INTO rows (run_id, row_index, sample_id, inputs_json, prompt_json, response, response_key, output_json,"
     " status, error, input_tokens, output_tokens, duration_ms, attempts, endpoint, cached, created_utc)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+# A row's full response: its own text, else the cached answer it references
+FULL_RESPONSE = "COALESCE(response, (SELECT c.response FROM cache c WHERE c.key = rows.response_key))"
 SAME_AS_RESPONSE = "=response"  # output_json (a JSON string, never an output: those are objects) of such a row
-_RESPONSE = "_response_for_output"  # the response, read along with output_json when the caller did not ask for it
+_RESPONSE = "_response_for_output"  # the response, read along with output_json where the output is the response
+_FULL = "_full_response"  # the response wherever its text is kept (FULL_RESPONSE)
 _COUNT_MAX = 2**31 - 1  # a kept error row's token counts: past this, a count is no count (and sums would overflow)
 
 
 def row_values(run_id: str, row: RowRecord, now: str) -> tuple[Any, ...]:
-    """The row's INSERT_ROW parameters (raises TypeError/ValueError for an output that is not JSON)."""
+    """The row's INSERT_ROW parameters (raises TypeError/ValueError for an output that is not JSON). A row with a
+    `response_key` (one the caller checked the cache holds with the same text: store/runs.py) keeps no text."""
+    shared = row.response_key is not None and isinstance(row.response, str)
     return (
         run_id,
         row.row_index,
         row.sample_id,
         json.dumps(row.inputs, default=str),
         json.dumps(row.prompt) if row.prompt is not None else None,
-        row.response,
+        None if shared else row.response,
+        row.response_key if shared else None,
         _output_json(row),
         row.status,
         row.error,
@@ -61,14 +70,23 @@ def _output_json(row: RowRecord) -> str | None:
 
 
 def columns_read(columns: str) -> str:
-    """The SQL column list to read for `columns`: output_json brings the response along (see SAME_AS_RESPONSE)."""
-    if columns == "*" or "output_json" not in columns or "response" in columns:
-        return columns
-    return f"{columns}, response AS {_RESPONSE}"
+    """The SQL column list to read for `columns`: `response` is the full response (FULL_RESPONSE), and output_json
+    brings it along where the output is the response (SAME_AS_RESPONSE)."""
+    names = {c.strip() for c in columns.split(",")}
+    extra = []
+    if "*" in names or "response" in names:
+        extra.append(f"{FULL_RESPONSE} AS {_FULL}")
+    if "output_json" in names:
+        same = json.dumps(SAME_AS_RESPONSE)
+        extra.append(f"CASE WHEN output_json = '{same}' THEN {FULL_RESPONSE} END AS {_RESPONSE}")
+    return ", ".join([columns, *extra])
 
 
 def decoded(record: dict[str, Any]) -> dict[str, Any]:
-    """A `rows` record as the store hands it out: JSON columns decoded (`inputs`, `prompt`, `output`)."""
+    """A `rows` record as the store hands it out: JSON columns decoded (`inputs`, `prompt`, `output`), `response` the
+    full response wherever its text is kept."""
+    if _FULL in record:
+        record["response"] = record.pop(_FULL)
     response = record.pop(_RESPONSE, record.get("response"))
     for col in ("inputs_json", "prompt_json", "output_json"):
         if col in record:

@@ -13,7 +13,7 @@ import socket
 import sqlite3
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from ..errors import NotFoundError, UserError
 from . import row_writes, segments
 from .cache import CacheStore
 from .db import StoreURL, connect, dialect, store_location
+from .edits import RunEdits
 from .failures import writes
 from .records import RowRecord, RunRecord, utc_now
 from .spans import SpanStore
@@ -58,7 +59,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-class Store(CacheStore, SpanStore):
+class Store(CacheStore, SpanStore, RunEdits):
     """The run store at `path`. Opening it marks runs whose process died as `interrupted`."""
 
     @writes
@@ -151,6 +152,9 @@ class Store(CacheStore, SpanStore):
         now = utc_now()
         with self.conn:
             self.conn.execute("BEGIN IMMEDIATE")
+            if with_cache:
+                self._write_cache()
+            rows = [self.shared_or_own(row) for row in rows]
             self.conn.executemany(row_writes.INSERT_ROW, [row_writes.row_values(run_id, row, now) for row in rows])
             self.conn.execute(
                 "UPDATE runs SET rows_done = rows_done + ?, rows_failed = rows_failed + ?,"
@@ -164,8 +168,6 @@ class Store(CacheStore, SpanStore):
                 ),
             )
             segments.record(self.conn, self._segment(run_id, now), run_id, now, usage)
-            if with_cache:
-                self._write_cache()
         if with_cache:
             self._cache_written()
 
@@ -220,10 +222,6 @@ class Store(CacheStore, SpanStore):
                 (status, now, json.dumps(metrics) if metrics is not None else None, error, run_id),
             )
             segments.record(self.conn, self._segment(run_id, now), run_id, now, usage)
-
-    def request_cancel(self, run_id: str) -> None:
-        """Ask a running run (in any process) to stop cleanly; it notices within about a second."""
-        self.conn.execute("UPDATE runs SET cancel_requested = 1 WHERE id = ? AND status = 'running'", (run_id,))
 
     def cancel_requested(self, run_id: str) -> bool:
         row = self.conn.execute("SELECT cancel_requested FROM runs WHERE id = ?", (run_id,)).fetchone()
@@ -325,38 +323,6 @@ class Store(CacheStore, SpanStore):
             args.append(limit)
         return [RunRecord.from_row(r) for r in self.conn.execute(sql, args)]
 
-    def rename_run(self, run_id: str, name: str | None) -> None:
-        """Give a run a new name (None removes it); names are unique."""
-        if name is not None and not name.strip():
-            raise UserError("a run's name cannot be empty")
-        try:
-            self.conn.execute("UPDATE runs SET name = ? WHERE id = ?", (name, run_id))
-        except sqlite3.IntegrityError:
-            raise UserError(f"a run named {name!r} already exists; choose another name") from None
-
-    def tag_run(self, run_id: str, add: Iterable[str] = (), remove: Iterable[str] = ()) -> list[str]:
-        """Add and remove tags; returns the run's tags, sorted."""
-        add, remove = list(add), list(remove)
-        for tag in add:
-            if not tag.strip() or "," in tag:
-                raise UserError(f"tag {tag!r}: a tag is a non-empty word without commas")
-        with self.conn:
-            self.conn.execute("BEGIN IMMEDIATE")
-            row = self.conn.execute("SELECT tags_json FROM runs WHERE id = ?", (run_id,)).fetchone()
-            if row is None:
-                raise NotFoundError(f"no run with id {run_id!r}")
-            tags = sorted((set(json.loads(row["tags_json"])) | {t.strip() for t in add}) - set(remove))
-            self.conn.execute("UPDATE runs SET tags_json = ? WHERE id = ?", (json.dumps(tags), run_id))
-        return tags
-
-    def set_archived(self, run_id: str, archived: bool) -> None:
-        self.conn.execute("UPDATE runs SET archived = ? WHERE id = ?", (int(archived), run_id))
-
-    def set_output_path(self, run_id: str, path: str | Path | None) -> None:
-        self.conn.execute(
-            "UPDATE runs SET output_path = ? WHERE id = ?", (str(Path(path).resolve()) if path else None, run_id)
-        )
-
     # -- rows -------------------------------------------------------------------------------------------------
 
     def rows(self, run_id: str) -> list[dict[str, Any]]:
@@ -386,12 +352,3 @@ class Store(CacheStore, SpanStore):
                 "SELECT status, COUNT(*) AS n FROM rows WHERE run_id = ? GROUP BY status", (run_id,)
             )
         }
-
-    def runs_with_output(self, path: str | Path) -> list[str]:
-        """The ids of the runs that recorded `path` as their output file."""
-        resolved = str(Path(path).resolve())
-        return [r["id"] for r in self.conn.execute("SELECT id FROM runs WHERE output_path = ?", (resolved,))]
-
-    def delete_run(self, run_id: str) -> None:
-        """Remove a run and (by cascade) its rows and spans. Its output file, if any, is the caller's to remove."""
-        self.conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
