@@ -20,7 +20,7 @@ from bench.quota_server import DEFINE_PROMPTY as PROMPTY
 from bench.quota_server import QuotaServer, QuotaServerConfig
 from llmcorr.runs.summary import endpoint_usage, wall_time
 from llmcorr.store import RunRecord, Store
-from llmcorr.ui.views import run_summary
+from llmcorr.view import run_summary
 
 from .conftest import run_cli, start_cli, store_path, wait_for_rows
 
@@ -163,7 +163,7 @@ def test_a_cancelled_run_resumed_records_both_processes_and_a_no_op_resume_chang
     assert shown.returncode == 0, shown.stderr
     assert str(wall) in shown.stdout and endpoint_usage(after.usage["q"]) in shown.stdout
     assert f"{both['requests']} requests" in shown.stdout and f"${both['cost']:.4f}" in shown.stdout
-    assert run_summary(after)["wall"] == str(wall) and run_summary(after)["wall_s"] == wall.busy_s
+    assert run_summary(after)["wall"] == str(wall) and run_summary(after)["wall_time_s"] == wall.busy_s
     (work / "few.jsonl").write_text('{"word": "w0"}\n')  # a second run to compare with: answered from the cache
     assert run_cli("run", "define.prompty", "-d", "few.jsonl", "--name", "other", "-q").returncode == 0
     compared = run_cli("runs", "compare", "stopped", "other", "--json")

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from llmcorr import view
 from llmcorr.errors import NotFoundError, UserError
 from llmcorr.runs import experiments, summary
 from llmcorr.runs.experiments import Experiments, compare_runs, metric_values
 from llmcorr.store import RowRecord, Store
-from llmcorr.ui import views
 
 CORRECT = {
     "n": 4,
@@ -142,10 +142,10 @@ def test_wall_time_is_the_busy_time_with_the_span_shown_where_a_run_was_paused(s
     assert 2 <= wall.busy_s < 30 and wall.span_s >= 200 + 2  # busy: the two processes; span: pause included
     span = f"{wall.span_s / 60:.1f} min"
     assert wall.paused and str(wall) == f"busy {summary.seconds(wall.busy_s)} (first to last {span})"
-    assert experiments.wall_time_s(record) == views.wall_s(record) == wall.busy_s  # one definition everywhere
-    shown = views.run_summary(record)
-    assert (shown["wall_s"], shown["span_s"], shown["wall"]) == (wall.busy_s, wall.span_s, str(wall))
-    assert summary.cost(record) == views.run_cost(record) == pytest.approx(0.02)  # each process's last snapshot, summed
+    shown = view.run_summary(record)  # one definition everywhere, one name: the CLI's, the dashboard's, compare's
+    assert experiments.wall_time_s(record) == shown["wall_time_s"] == wall.busy_s
+    assert (shown["span_s"], shown["wall"]) == (wall.span_s, str(wall))
+    assert summary.cost(record) == shown["cost"] == pytest.approx(0.02)  # each process's last snapshot, summed
     assert shown["usage_lines"] == [("q", "4 requests, 48 tokens, 0 429s, $0.0200")]
     finished(store, "straight")
     frame = compare_runs(store, ["paused", "straight"])

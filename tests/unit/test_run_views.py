@@ -19,13 +19,14 @@ import pytest
 from rich.console import Console
 
 from llmcorr.cli._render import _metric_label, compare_table, runs_table
-from llmcorr.report.html import _metric_name, _when
+from llmcorr.report.html import _when
 from llmcorr.runs import progress
 from llmcorr.runs.experiments import compare_runs, metric_values
 from llmcorr.runs.flows import Flow, describe_error
 from llmcorr.runs.status import describe, failing
 from llmcorr.runs.stopping import ActiveRun
 from llmcorr.store import RowRecord, RunRecord, Store
+from llmcorr.view import metric_name as _metric_name
 
 GATED = {
     "n": 4,

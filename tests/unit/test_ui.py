@@ -10,8 +10,9 @@ import pytest
 
 from llmcorr.cli.ui import is_loopback
 from llmcorr.report.charts import _ticks, metric_bars, requests_over_time
+from llmcorr.runs.summary import cost as run_cost
 from llmcorr.store import RunRecord
-from llmcorr.ui.views import request_times, row_views, run_cost, trace_tree
+from llmcorr.view import request_times, row_views, trace_tree
 
 MS = 1_000_000
 SVG = "{http://www.w3.org/2000/svg}"

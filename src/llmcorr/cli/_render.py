@@ -18,17 +18,14 @@ from rich.measure import Measurement
 from rich.table import Table
 
 from ..config import Config
-from ..providers import describe_endpoint
 from ..runs.batch import RunResult
 from ..runs.correction import CorrectionResult
 from ..runs.estimate import Estimate
 from ..runs.status import has_failures, status_text
 from ..runs.summary import endpoint_usage, wall_time
 from ..store import RunRecord, Store
+from ..view import METRIC_NAMES, endpoints, flip_rows, headline, metric_rows
 from ._common import console, err_console
-
-_METRIC_NAMES = {"roc_auc": "ROC-AUC", "accuracy": "accuracy", "rmse": "RMSE", "mae": "MAE"}
-_LOWER_IS_BETTER = {"rmse", "mae"}
 
 
 def _fmt(value: Any) -> str:
@@ -40,48 +37,21 @@ def _fmt(value: Any) -> str:
 
 
 def metrics_table(metrics: dict[str, Any], title: str = "base vs corrected (test split)") -> Table:
+    """The metrics of a correct run (view/metrics.py), coloured: green where the correction helped."""
     table = Table(title=title, title_justify="left")
     table.add_column("metric")
     table.add_column("base", justify="right")
     table.add_column("corrected", justify="right")
     table.add_column("change", justify="right")
     table.add_column("change, 95% CI", justify="right")
-    base, corrected = metrics.get("base", {}), metrics.get("corrected", {})
-    intervals = metrics.get("ci95", {}).get("delta", {})
-    for key, label in _METRIC_NAMES.items():
-        if key not in base:
-            continue
-        b, c = base[key], corrected.get(key)
-        change = "n/a"
-        if isinstance(b, float) and isinstance(c, float):
-            delta = c - b
-            better = delta < 0 if key in _LOWER_IS_BETTER else delta > 0
-            colour = "green" if better else ("red" if delta else "")
-            change = f"[{colour}]{delta:+.4f}[/]" if colour else f"{delta:+.4f}"
-        ci = intervals.get(key)
-        table.add_row(label, _fmt(b), _fmt(c), change, f"[{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "")
-    for key, value in metrics.get("flips", {}).items():
-        table.add_row(f"flips: {key.replace('_', ' ')}", "", str(value), "", "")
-    if metrics.get("mcnemar", {}).get("discordant"):
-        table.add_row("flips: McNemar p", "", f"{metrics['mcnemar']['p_value']:.3g}", "", "")
-    for side in ("base", "corrected"):
-        cal = metrics.get("calibration", {}).get(side)
-        if cal and side == "corrected":
-            b_cal = metrics["calibration"]["base"]
-            table.add_row(
-                "calibration: ECE", _fmt(b_cal["ece"]), _fmt(cal["ece"]), f"{cal['ece'] - b_cal['ece']:+.4f}", ""
-            )
-    if "parsed" in metrics:
-        table.add_row("answers parsed", "", f"{metrics['parsed']}/{metrics.get('n', '?')}", "", "")
-    gate = metrics.get("gate")
-    if gate:
-        table.add_row(
-            "gate (chosen on validation)", "", gate["policy"], f"{gate.get('applied_on_test', 0)} applied", ""
-        )
-        ungated = metrics.get("ungated", {}).get("corrected", {})
-        for key, label in _METRIC_NAMES.items():
-            if key in ungated and isinstance(ungated[key], float):
-                table.add_row(f"  without the gate: {label}", "", _fmt(ungated[key]), "", "")
+    for m in metric_rows(metrics):
+        change = "n/a" if m.change is None else f"{m.change:+.4f}"
+        if m.better is not None:
+            change = f"[{'green' if m.better else 'red'}]{change}[/]"
+        ci = f"[{m.change_ci[0]:+.3f}, {m.change_ci[1]:+.3f}]" if m.change_ci else ""
+        table.add_row(m.label, _fmt(m.base), _fmt(m.corrected), change, ci)
+    for label, value in flip_rows(metrics):
+        table.add_row(escape(label), "", escape(str(value)), "", "")
     return table
 
 
@@ -92,9 +62,8 @@ def run_table(record: RunRecord) -> Table:
     table.add_row("run", f"{record.id}" + (f" ({record.name})" if record.name else ""))
     table.add_row("status", _status(record))
     table.add_row("kind", record.kind)
-    for e in record.spec.get("endpoints", []):
-        quota = [f"{e[k]:g} {k}" for k in ("rpm", "tpm") if e.get(k)]
-        table.add_row("endpoint", escape(describe_endpoint(e, *quota)))
+    for e in endpoints(record):  # as the dashboard names them (view/run.py)
+        table.add_row("endpoint", escape(e["label"]))
     table.add_row("data", str(record.spec.get("data", "?")))
     if record.spec.get("options", {}).get("executor"):
         table.add_row("executor", str(record.spec["options"]["executor"]))
@@ -121,16 +90,6 @@ def run_table(record: RunRecord) -> Table:
     if record.error:
         table.add_row("error", record.error)
     return table
-
-
-def headline(metrics: dict[str, Any] | None) -> str:
-    """The main metric of a run, base → corrected, for one cell of the runs list."""
-    if not metrics or "base" not in metrics:
-        return ""
-    for key, short in (("accuracy", "acc"), ("rmse", "RMSE")):
-        if key in metrics["base"]:
-            return f"{short} {metrics['base'][key]:.3f}→{metrics['corrected'][key]:.3f}"
-    return ""
 
 
 _COLOURS = {"completed": "green", "running": "cyan", "failed": "red", "interrupted": "yellow", "cancelled": "yellow"}
@@ -219,12 +178,12 @@ def _metric_label(key: str) -> str:
     if key in _CORRECT_LABELS:
         return _CORRECT_LABELS[key]
     first, sep, rest = key.partition(" ")
-    if first in _METRIC_NAMES and sep:
-        return f"{_METRIC_NAMES[first]} {rest}"
+    if first in METRIC_NAMES and sep:
+        return f"{METRIC_NAMES[first]} {rest}"
     for prefix, label in _CORRECT_PREFIXES.items():
         if key.startswith(prefix):
             rest = key.removeprefix(prefix)
-            name = _METRIC_NAMES.get(rest) or rest.replace("_", " ").replace("ece", "ECE")
+            name = METRIC_NAMES.get(rest) or rest.replace("_", " ").replace("ece", "ECE")
             return label + name
     return key
 

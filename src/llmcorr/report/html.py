@@ -14,17 +14,16 @@ import pandas as pd
 from ..runs.status import status_text
 from ..runs.summary import cost, endpoint_usage, wall_time
 from ..store import RunRecord
+from ..view import metric_name, metric_rows
 from .charts import reliability, scatter
 
-METRIC_NAMES = {"roc_auc": "ROC-AUC", "accuracy": "accuracy", "rmse": "RMSE", "mae": "MAE"}
-LOWER_IS_BETTER = {"rmse", "mae"}
 EXAMPLES = 5  # flips shown of each kind
 
 
 def _env() -> jinja2.Environment:
     loader = jinja2.FileSystemLoader(str(resources.files("llmcorr.report") / "templates"))
     env = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.ChainableUndefined)
-    env.filters.update(when=_when, metric_name=_metric_name)
+    env.filters.update(when=_when, metric_name=metric_name)
     return env
 
 
@@ -33,36 +32,6 @@ def _when(stamp: str | None) -> str:
     if not stamp:
         return ""
     return datetime.fromisoformat(stamp).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _metric_name(key: str) -> str:
-    """`roc_auc` → `ROC-AUC`; another key with its underscores as spaces."""
-    return METRIC_NAMES.get(key, key.replace("_", " "))
-
-
-def _metric_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
-    ci = metrics.get("ci95", {})
-    rows = []
-    for key, label in METRIC_NAMES.items():
-        base = metrics.get("base", {}).get(key)
-        if base is None and key not in metrics.get("base", {}):
-            continue
-        corrected = metrics.get("corrected", {}).get(key)
-        change = corrected - base if isinstance(base, float) and isinstance(corrected, float) else None
-        better = None if not change else (change < 0 if key in LOWER_IS_BETTER else change > 0)
-        rows.append(
-            {
-                "label": label,
-                "base": base,
-                "corrected": corrected,
-                "change": change,
-                "better": better,
-                "base_ci": ci.get("base", {}).get(key),
-                "corrected_ci": ci.get("corrected", {}).get(key),
-                "change_ci": ci.get("delta", {}).get(key),
-            }
-        )
-    return rows
 
 
 def _confusion(table: pd.DataFrame, column: str) -> list[list[int]]:
@@ -124,7 +93,7 @@ def render_report(record: RunRecord, table: pd.DataFrame, metrics: dict[str, Any
             options=record.spec.get("options", {}),
             problem=problem,
             metrics=metrics,
-            metric_rows=_metric_rows(metrics),
+            metric_rows=metric_rows(metrics),
             confusion=confusion,
             plot=plot,
             examples=examples,

@@ -22,8 +22,7 @@ from ..runs.experiments import (
 )
 from ..runs.status import describe, failing, list_runs
 from ..store import RunRecord, Store
-from .common import back_to, form_fields, fragment, open_store, page, templates
-from .views import (
+from ..view import (
     ROW_FILTERS,
     endpoints,
     flip_rows,
@@ -34,6 +33,7 @@ from .views import (
     run_summary,
     trace_tree,
 )
+from .common import back_to, form_fields, fragment, open_store, page, templates
 
 router = APIRouter()
 StoreDep = Annotated[Store, Depends(open_store)]

@@ -18,9 +18,9 @@ from ..prompts.preview import PromptPreview, parse_inputs, preview, prompty_from
 from ..prompts.prompty import load_prompty
 from ..report.charts import metric_bars, requests_over_time
 from ..store import RunRecord, Store
+from ..view import METRIC_NAMES, flip_rows, metric_rows, request_times, run_summary
 from .common import back_to, config_of, form_fields, fragment, open_store, page
 from .launch import check_request, start_run
-from .views import METRIC_NAMES, flip_rows, metric_rows, request_times, run_summary
 
 router = APIRouter()
 StoreDep = Annotated[Store, Depends(open_store)]

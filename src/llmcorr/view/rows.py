@@ -1,0 +1,108 @@
+"""A run's rows as every view shows them: inputs and outputs shortened, what the LLM did to a correct run's
+prediction (and whether the gate let it through), the filters of the dashboard's rows table."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ..correct.gate import Gate
+from ..store import RunRecord
+
+ROW_FILTERS = {
+    "all": "all rows",
+    "errors": "errors only",
+    "changed": "changed predictions only",
+    "gate": "validation rows (for the gate)",
+}
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class RowView:
+    n: int  # 1-based, as the trace names it ("row 1")
+    sample_id: str | None
+    status: str
+    error: str | None
+    inputs: str
+    output: str
+    changed: bool | None  # correct runs: did the LLM change the prediction?
+    tokens: int
+    duration_ms: float | None
+    endpoint: str | None
+    cached: bool
+    attempts: int
+
+
+def _correction(
+    problem: str, inputs: dict[str, Any], output: dict[str, Any], gate: Gate | None
+) -> tuple[str, bool | None]:
+    """What the LLM did to the row's prediction; on a gated run, whether the gate let it through. Validation rows
+    (the gate's evidence) are marked and never count as changed predictions."""
+    base = _number(inputs.get("prediction"))
+    corrected = _number(output.get("corrected_prediction"))
+    if base is None or corrected is None:
+        return "", None
+    if problem == "classification":
+        before, after = int(base >= 0.5), int(output.get("corrected_label", corrected >= 0.5))
+        shown, changed = f"{before} (p={base:.3g}) → {after}", before != after
+    else:
+        shown, changed = f"{base:.4g} → {corrected:.4g}", corrected != base
+    if inputs.get("split") == "valid":
+        return shown + " (validation, for the gate)", None
+    if gate is not None and changed and not bool(gate.applies([base])[0]):
+        return shown + " (held back by the gate)", False
+    return shown, changed
+
+
+def row_view(kind: str, problem: str | None, row: dict[str, Any], gate: Gate | None = None) -> RowView:
+    inputs, output = row.get("inputs") or {}, row.get("output") or {}
+    changed: bool | None = None
+    if kind == "correct":
+        shown_in = _short(inputs.get("input", inputs))
+        problem = problem or "classification"
+        shown_out, changed = _correction(problem, inputs, output, gate) if output else ("", None)
+    else:
+        shown_in = _short(inputs)
+        shown_out = _short(output.get("output") if set(output) == {"output"} else output) if output else ""
+    return RowView(
+        n=row["row_index"] + 1,
+        sample_id=row.get("sample_id"),
+        status=row["status"],
+        error=row.get("error"),
+        inputs=shown_in,
+        output=shown_out,
+        changed=changed,
+        tokens=(row.get("input_tokens") or 0) + (row.get("output_tokens") or 0),
+        duration_ms=row.get("duration_ms"),
+        endpoint=row.get("endpoint"),
+        cached=bool(row.get("cached")),
+        attempts=row.get("attempts") or 0,
+    )
+
+
+def row_views(record: RunRecord, rows: list[dict[str, Any]], show: str = "all") -> list[RowView]:
+    """The run's rows as the table shows them; `show` is one of ROW_FILTERS."""
+    problem = (record.spec.get("options") or {}).get("problem")
+    chosen = (record.metrics or {}).get("gate")
+    gate = Gate(problem or "classification", float(chosen["threshold"])) if chosen else None
+    views = [row_view(record.kind, problem, r, gate) for r in rows]
+    if show == "errors":
+        return [v for v in views if v.status != "ok"]
+    if show == "changed":
+        return [v for v in views if v.changed]
+    if show == "gate":
+        return [v for v in views if v.output.endswith("(validation, for the gate)")]
+    return views
