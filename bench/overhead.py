@@ -37,7 +37,7 @@ import psutil
 
 from bench.instant_server import completions_seen, start_instant_server
 from bench.peers import venvs
-from llmcorr.providers import DEFAULT_HTTP_CONCURRENCY
+from llmcorr.providers.kinds import DEFAULT_HTTP_CONCURRENCY
 
 PROMPTY = """---
 name: Bench

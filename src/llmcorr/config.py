@@ -10,7 +10,7 @@ store_url = "postgresql://me@db.example:5432/llmcorr"  # optional: a team's shar
 [[endpoints]]
 name = "east"                        # referred to by --endpoint east
 kind = "openai"                      # openai (any OpenAI-compatible server; the default with a base_url) | azure |
-                                     # local (the embedded model; no base_url) | vllm | ollama | llamacpp
+                                     # local (the embedded model; no base_url) | vllm | ollama | llamacpp | a plugin's
 base_url = "http://127.0.0.1:8101/v1"
 model = "gpt-4o-mini"
 api_key = "${env:EAST_KEY}"          # the environment's EAST_KEY, else secrets.env's (llmcorr.keys); never stored
@@ -29,13 +29,14 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializeAsAny,
     ValidationError,
     field_serializer,
     field_validator,
@@ -46,20 +47,13 @@ from .errors import ConfigError
 from .keys import check_key_text, key_value, secrets_path
 from .store.db import POSTGRES_SCHEMES, StoreURL
 
+if TYPE_CHECKING:
+    from .providers.registry import ProviderKind
+
 HOME_ENV = "LLMCORR_HOME"
 STORE_ENV = "LLMCORR_STORE"
 CONFIG_FILE = "llmcorr.toml"
 OPENAI_URL = "https://api.openai.com/v1"
-AZURE_WINDOW_S = 10.0
-# Model servers on this machine, by kind: OpenAI-compatible, no key unless configured, no quota (max_concurrency
-# is their throttle). The URL each listens on by default; `base_url` overrides it.
-SERVER_URLS = {
-    "vllm": "http://127.0.0.1:8000/v1",  # vllm serve MODEL
-    "ollama": "http://127.0.0.1:11434/v1",  # ollama serve
-    "llamacpp": "http://127.0.0.1:8080/v1",  # llama-server -m MODEL.gguf --port 8080
-}
-Kind = Literal["local", "openai", "azure", "vllm", "ollama", "llamacpp"]
-KINDS: tuple[str, ...] = get_args(Kind)
 _ENV_REF = re.compile(r"^\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}$")
 
 
@@ -89,6 +83,16 @@ def without_userinfo(url: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
+def _provider_kind(name: str) -> ProviderKind:
+    """The registry's kind `name`, or a ValueError naming the kinds there are (the config adds file and field)."""
+    from .providers import registry  # here: the providers package imports this module
+
+    try:
+        return registry.get(name)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+
+
 def default_home() -> Path:
     return Path(os.environ.get(HOME_ENV) or Path.home() / ".llmcorr").expanduser()
 
@@ -99,7 +103,7 @@ class EndpointConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = "default"
-    kind: Kind = "local"
+    kind: str = "local"  # a provider kind (providers/registry.py): built in, or a plugin's
     model: str | None = None
     model_path: Path | None = None
     base_url: str | None = None
@@ -117,6 +121,9 @@ class EndpointConfig(BaseModel):
     timeout_s: float = Field(default=120.0, gt=0, allow_inf_nan=False)
     window_s: float | None = Field(
         default=None, gt=0, allow_inf_nan=False, description="the server's enforcement window (Azure: 10 s)"
+    )
+    options: SerializeAsAny[BaseModel] | None = Field(
+        default=None, description="the options of the endpoint's kind alone: an instance of its ProviderKind.options"
     )
 
     @model_validator(mode="before")
@@ -148,8 +155,14 @@ class EndpointConfig(BaseModel):
                     'a model without kind or base_url: set base_url (an OpenAI-compatible server), or kind = "openai" '
                     '(api.openai.com) or "azure"; the embedded model takes model_path'
                 )
-        if data.get("kind") in SERVER_URLS and not data.get("base_url"):
-            data = {**data, "base_url": SERVER_URLS[data["kind"]]}
+        kind = _provider_kind(data.get("kind") or "local")
+        if kind.default_base_url and not data.get("base_url"):
+            data = {**data, "base_url": kind.default_base_url}
+        extra = {k: v for k, v in data.items() if k not in cls.model_fields and k != "api_key"}
+        given = data.get("options")
+        if extra or isinstance(given, dict):  # the options of this kind alone, checked by its own model
+            common = {k: v for k, v in data.items() if k not in extra}
+            data = {**common, "options": kind.parse_options({**(given or {}), **extra})}
         return data
 
     @field_validator("base_url")
@@ -169,16 +182,22 @@ class EndpointConfig(BaseModel):
                 f"base_url holds user:password@ and an API key is set ({self.key_env}): one credential per endpoint. "
                 "The URL's user and password are sent as HTTP Basic auth, the key as a bearer token; keep one"
             )
-        if self.kind == "local" and self.base_url:
+        kind = self.provider_kind
+        if not kind.takes_base_url and self.base_url:
             raise ValueError(
-                'kind = "local" runs the embedded llama.cpp model and takes no base_url: for a server at that URL set '
-                'kind = "openai" (or leave kind out)'
+                f'kind = "{self.kind}" runs {kind.about or "in this process"} and takes no base_url: for a server at '
+                'that URL set kind = "openai" (or leave kind out)'
             )
-        if self.kind != "local" and not self.model:
+        if kind.needs_model and not self.model:
             raise ValueError(f"the {self.kind} endpoint needs a model name (model = …, or --model)")
-        if self.kind == "azure" and not self.base_url:
-            raise ValueError("the azure endpoint needs base_url (…/openai/deployments/NAME)")
+        if kind.needs_base_url and not self.base_url:
+            raise ValueError(f"the {self.kind} endpoint needs base_url ({kind.about or 'its URL'})")
         return self
+
+    @property
+    def provider_kind(self) -> ProviderKind:
+        """What this endpoint's kind is and does (providers/registry.py)."""
+        return _provider_kind(self.kind)
 
     @property
     def group(self) -> str:
@@ -187,8 +206,9 @@ class EndpointConfig(BaseModel):
 
     @property
     def enforcement_window_s(self) -> float | None:
-        """The server's fixed enforcement window: as configured, 10 s for Azure, none (continuous) otherwise."""
-        return self.window_s or (AZURE_WINDOW_S if self.kind == "azure" else None)
+        """The server's fixed enforcement window: as configured, else its kind's (Azure: 10 s), else none
+        (continuous)."""
+        return self.window_s or self.provider_kind.enforcement_window_s
 
     @property
     def key_env(self) -> str | None:

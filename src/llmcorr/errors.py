@@ -18,7 +18,7 @@ LlmcorrError
         └── QuotaExhaustedError   a daily / billing quota is spent: the run stops cleanly
 ```
 
-Foreign exceptions (httpx, llama.cpp, pandas) are translated into these at the boundary that calls them.
+Foreign exceptions (aiohttp, llama.cpp, pandas) are translated into these at the boundary that calls them.
 Messages never contain secrets: providers build them from status codes and server messages, never headers.
 """
 

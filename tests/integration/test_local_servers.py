@@ -13,13 +13,15 @@ from urllib.parse import urlsplit
 import pandas as pd
 import pytest
 
-from llmcorr.config import SERVER_URLS, Config
+from llmcorr.config import Config
 from llmcorr.providers import make_provider
+from llmcorr.providers.kinds import LLAMACPP, OLLAMA, VLLM
 from tests.servers import ScriptedServer
 
 from .conftest import run_cli
 from .test_openai_server import llama_cpp_server
 
+SERVER_URLS = {k.name: k.default_base_url for k in (VLLM, OLLAMA, LLAMACPP)}
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 PROMPTY = """---

@@ -12,6 +12,7 @@ from rich.console import Console
 
 from ..config import Config
 from ..errors import UserError
+from ..providers import registry
 
 console = Console()
 err_console = Console(stderr=True)
@@ -34,7 +35,7 @@ ProviderKind = Annotated[
     typer.Option(
         "--provider",
         help="local (embedded llama.cpp; the default, unless --base-url names a server), openai (any "
-        "OpenAI-compatible server) or azure",
+        "OpenAI-compatible server), azure, vllm, ollama, llamacpp, or a plugin's kind",
         callback=_mark_default,
     ),
 ]
@@ -84,8 +85,8 @@ def load_config(
     """The config file (if any) plus the default endpoint described by the command's flags. `--base-url` means an
     OpenAI-compatible server unless `--provider` says otherwise; the embedded model takes neither a URL nor a model
     name."""
-    if provider not in ("local", "openai", "azure"):
-        raise UserError(f"--provider: expected local, openai or azure, got {provider!r}")
+    if provider not in registry.names():
+        raise UserError(f"--provider: expected one of {', '.join(registry.names())}, got {provider!r}")
     if provider == "local" and (base_url is not None or model is not None):
         if not isinstance(provider, DefaultProvider):
             flag = "--base-url" if base_url is not None else "--model"

@@ -17,7 +17,7 @@ def confirmer(yes: bool) -> ConfirmFn:
     endpoint."""
 
     def ask(planned: Estimate | None, scheduler: Scheduler) -> bool:
-        remote = any(e.config.kind != "local" for e in scheduler.endpoints)
+        remote = any(e.config.provider_kind.remote for e in scheduler.endpoints)
         if yes or not remote or not sys.stdin.isatty():
             return True
         if planned is not None:

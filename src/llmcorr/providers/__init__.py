@@ -1,4 +1,5 @@
-"""LLM endpoints behind one interface. `make_provider` builds one from a `ProviderConfig`."""
+"""LLM endpoints behind one interface, by kind (registry.py: built-in kinds and plugins alike). `make_provider`
+builds one from an endpoint's config."""
 
 from __future__ import annotations
 
@@ -7,37 +8,10 @@ from pathlib import PurePath
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ..config import OPENAI_URL, EndpointConfig
 from .base import Completion, GenParams, Message, Provider, RateLimitInfo
 from .local import EMBEDDED_FILE, LocalProvider, embedded_model_path
 from .openai import AzureOpenAIProvider, OpenAIProvider
-from .servers import SERVER_PROVIDERS
-
-DEFAULT_HTTP_CONCURRENCY = 8
-
-
-def make_provider(config: EndpointConfig) -> Provider:
-    """The provider a config names. Heavy work (loading a model, opening connections) happens on first use."""
-    if config.kind == "local":
-        return LocalProvider(model_path=config.model_path)
-    base_url = config.base_url or OPENAI_URL
-    concurrency = config.max_concurrency or DEFAULT_HTTP_CONCURRENCY
-    if config.kind == "azure":
-        return AzureOpenAIProvider(
-            model=config.model or "",
-            base_url=base_url,
-            api_key_env=config.key_env,
-            max_concurrency=concurrency,
-            timeout_s=config.timeout_s,
-            api_version=config.api_version,
-        )
-    return SERVER_PROVIDERS.get(config.kind, OpenAIProvider)(  # vllm, ollama, llamacpp: localhost defaults
-        model=config.model or "",
-        base_url=base_url,
-        api_key_env=config.key_env,
-        max_concurrency=concurrency,
-        timeout_s=config.timeout_s,
-    )
+from .registry import ProviderKind, make_provider
 
 
 def printable_url(url: str) -> str:
@@ -56,7 +30,7 @@ def describe_endpoint(info: Mapping[str, Any], *extras: str) -> str:
     recorded plus its name: "east (openai http://127.0.0.1:8101/v1, model gpt-4o-mini, concurrency 8)", "local (local
     embedded model SmolLM2-135M-Instruct.Q4_1, concurrency 1)". Never a key; a URL without its credentials."""
     kind, model = info.get("kind") or "?", info.get("model") or "?"
-    if kind == "local":
+    if kind == "local":  # the embedded model is named by its file, not a URL
         path = info.get("model_path")
         where = "local embedded model " + (model if not path or PurePath(path).name == EMBEDDED_FILE else str(path))
     else:
@@ -73,6 +47,7 @@ __all__ = [
     "Message",
     "OpenAIProvider",
     "Provider",
+    "ProviderKind",
     "RateLimitInfo",
     "describe_endpoint",
     "embedded_model_path",

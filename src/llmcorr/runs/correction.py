@@ -356,8 +356,8 @@ async def _run(
 ) -> CorrectionResult:
     """Execute a recorded run's remaining rows, then finish it: completed, cancelled, interrupted or failed."""
     scheduler, test, table = plan.scheduler, plan.test, plan.table
-    local = all(e.config.kind == "local" for e in scheduler.endpoints)  # one model, one KV cache: share prefixes
-    items = (plan.job.item(i) for i in plan.job.order(share_prefixes=local) if i not in skip)
+    shared = all(e.config.provider_kind.shares_kv_cache for e in scheduler.endpoints)  # one KV cache: share prefixes
+    items = (plan.job.item(i) for i in plan.job.order(share_prefixes=shared) if i not in skip)
     process = correction_rows(plan.job, CachedLLM(scheduler, store, cache), plan.params, plan.loop)
     hint = f"; resume with `llmcorr runs resume {run_id}`"
     try:

@@ -18,8 +18,6 @@ from ..store import Store
 from ..tracing import llm_span
 from .cache import cache_key
 
-# OpenTelemetry GenAI semantic conventions' names for the systems behind each endpoint kind
-_PROVIDER_NAMES = {"openai": "openai", "azure": "azure.ai.openai", "local": "llama_cpp"}
 SPAN_ANSWER_CHARS = 10_000  # an answer's characters in its span: the row holds it whole, once
 
 
@@ -51,6 +49,8 @@ class CachedLLM:
         self.store = store
         self.use_cache = use_cache
         self.identities = {e.name: e.provider.cache_identity() for e in scheduler.endpoints}
+        # OpenTelemetry GenAI semantic conventions' names for the systems behind the endpoints
+        self.systems = {e.name: e.config.provider_kind.provider_name for e in scheduler.endpoints}
         self.model = "/".join(sorted({str(i.get("model") or e) for e, i in self.identities.items()}))
         self.max_chars = max_answer_chars()  # a bad LLMCORR_MAX_ANSWER_CHARS fails here, before any request
 
@@ -75,8 +75,7 @@ class CachedLLM:
                     }
                 )
                 if answer.endpoint is not None:
-                    kind = str(self.identities[answer.endpoint].get("kind"))
-                    span.set_attribute("gen_ai.provider.name", _PROVIDER_NAMES.get(kind, kind))
+                    span.set_attribute("gen_ai.provider.name", self.systems[answer.endpoint])
             return answer
 
     async def _complete(self, messages: list[Message], params: GenParams, sample: int) -> tuple[Answer, int]:

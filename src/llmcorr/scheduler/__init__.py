@@ -3,9 +3,11 @@ place.
 
 A request is charged what the server will charge (prompt tokens + max_tokens, one request) against the quota of the
 endpoint that can admit it earliest — with several endpoints, capacity is spread by quota — then waits for its
-reservation, takes a concurrency slot and is sent. Rate limits and transient failures are retried with bounded,
-jittered exponential backoff honouring Retry-After; fatal errors, and a request the server rejects for what it holds
-(`RequestRejected`: that row fails), are raised at once.
+reservation, takes a concurrency slot and is sent. Its prompt is counted once, when it is queued; its charge is
+worked out from that count with each endpoint's calibration when it reaches the head of the line (endpoint.py).
+Rate limits and transient failures are retried with bounded, jittered exponential backoff honouring Retry-After;
+fatal errors, and a request the server rejects for what it holds (`RequestRejected`: that row fails), are raised at
+once.
 
 Every wait is bounded, so no row waits forever: a request fails after `max_attempts` failed tries (5xx, timeouts,
 dropped connections, malformed answers) or `max_rate_limited` 429s, whichever comes first; the backoff between tries
@@ -30,7 +32,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import KINDS, EndpointConfig
+from ..config import EndpointConfig
 from ..errors import (
     FatalProviderError,
     QuotaExhaustedError,
@@ -39,7 +41,7 @@ from ..errors import (
     RunCancelled,
     TransientError,
 )
-from ..providers import describe_endpoint, make_provider
+from ..providers import describe_endpoint, make_provider, registry
 from ..providers.base import Completion, GenParams, Message, Provider
 from .deadlines import DEADLINE_FACTOR
 from .endpoint import Endpoint, Quota
@@ -106,10 +108,10 @@ class Scheduler:
         if isinstance(endpoints, Provider):  # a bare provider: no quota, its own concurrency
             provider = endpoints
             base_url = getattr(provider, "base_url", None)
-            kind = provider.kind if provider.kind in KINDS else "openai" if base_url else "local"
+            kind = provider.kind if provider.kind in registry.names() else "openai" if base_url else "local"
             config = EndpointConfig(
                 name=provider.model,
-                kind=kind,  # type: ignore[arg-type]
+                kind=kind,
                 model=provider.model,
                 base_url=base_url,
                 max_concurrency=max_concurrency or provider.max_concurrency,
@@ -143,27 +145,29 @@ class Scheduler:
             out[e.name] = {**e.stats.as_dict(), "cost": e.cost(), "rpm": e.config.rpm, "tpm": e.config.tpm}
         return out
 
-    def _charges(self, messages: list[Message], params: GenParams) -> list[tuple[int, int]]:
-        """(estimated prompt tokens, token charge) per endpoint; counted once per tokenizer."""
+    def _raw_prompts(self, messages: list[Message]) -> list[int]:
+        """The prompt's raw (uncalibrated) token count per endpoint, counted once per tokenizer; 0 where the
+        endpoint's quota counts no tokens."""
         counted: dict[int, int] = {}
         out = []
         for e in self.endpoints:
             if e.quota.tokens is None:
-                out.append((0, 0))
+                out.append(0)
                 continue
             key = id(e.counter)
             if key not in counted:
                 counted[key] = chat_prompt_tokens(messages, e.counter)
-            prompt = e.estimate_prompt(counted[key])
-            out.append((prompt, prompt + params.max_tokens))
+            out.append(counted[key])
         return out
 
-    async def _admit(self, charges: list[tuple[int, int]]) -> tuple[Endpoint, int, int, int]:
-        """Wait at the head of the line until some endpoint can take the request now; reserve it there.
+    async def _admit(self, raw: list[int], max_tokens: int) -> tuple[Endpoint, int, int, int]:
+        """Wait at the head of the line until some endpoint can take the request now; reserve it there. Return the
+        endpoint, the request's number there, its raw prompt count there and its charge.
 
         One request decides at a time, in arrival order, and only when it can go at once, so the schedule always
-        reflects the latest headers, 429s and rate changes (nothing is booked seconds ahead). A large request at
-        the head waits for its tokens and the requests behind it wait with it: nobody waits forever.
+        reflects the latest headers, 429s, rate changes and calibration (nothing is booked seconds ahead, and a
+        charge is worked out when it is decided, not when the request was queued). A large request at the head
+        waits for its tokens and the requests behind it wait with it: nobody waits forever.
         """
         async with self._head:
             while True:
@@ -174,9 +178,10 @@ class Scheduler:
                 spent = [e.exhausted for e in self.endpoints if e.exhausted is not None]
                 if len(spent) == len(self.endpoints):  # every daily quota is spent: stop instead of sending more
                     raise spent[0]
+                charges = [e.charge(raw[i], max_tokens) for i, e in enumerate(self.endpoints)]
                 for i, e in enumerate(self.endpoints):
                     if e.exhausted is None and e.free(now):
-                        key = (e.quota.admission_delay(charges[i][1], now), e.gate.active / e.gate.limit, -e.weight, i)
+                        key = (e.quota.admission_delay(charges[i], now), e.gate.active / e.gate.limit, -e.weight, i)
                         best = key if best is None or key < best else best
                 if best is None:  # every endpoint is at its concurrency limit: wait for a response
                     async with self._freed:
@@ -188,10 +193,9 @@ class Scheduler:
                     await asyncio.sleep(min(delay, MAX_POLL_S))
                     continue
                 endpoint = self.endpoints[i]
-                prompt, charge = charges[i]
-                seq = await endpoint.acquire(charge, now)  # a quota kept elsewhere (a Ray run) waits here
+                seq = await endpoint.acquire(charges[i], now)  # a quota kept elsewhere (a Ray run) waits here
                 endpoint.gate.active += 1
-                return endpoint, seq, prompt, charge
+                return endpoint, seq, raw[i], charges[i]
 
     async def _release(self, endpoint: Endpoint, seq: int) -> None:
         endpoint.gate.active -= 1
@@ -200,11 +204,11 @@ class Scheduler:
             self._freed.notify_all()
 
     async def complete(self, messages: list[Message], params: GenParams) -> Scheduled:
-        charges = self._charges(messages, params)
+        raw = self._raw_prompts(messages)
         attempt = refused = failed = cuts = 0
         while True:
             attempt += 1
-            endpoint, seq, prompt, charge = await self._admit(charges)
+            endpoint, seq, raw_prompt, charge = await self._admit(raw, params.max_tokens)
             started = time.monotonic()
             timer = endpoint.deadline(seq, cuts)
             error: Exception
@@ -252,7 +256,7 @@ class Scheduler:
                         continue  # another endpoint still has quota: go there
                 raise
             else:
-                endpoint.on_success(seq, completion, prompt, time.monotonic() - started)
+                endpoint.on_success(seq, completion, raw_prompt, time.monotonic() - started)
                 return Scheduled(completion, attempt, endpoint.name, refused)
             finally:
                 await self._release(endpoint, seq)

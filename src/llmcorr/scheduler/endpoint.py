@@ -2,10 +2,18 @@
 
 The client models what the server charges and never exceeds it:
 - a request costs 1 from the request bucket and `prompt tokens + max_tokens` from the token bucket at admission
-  (OpenAI's charge); the prompt estimate is calibrated against the `usage` the server reports;
+  (OpenAI's charge), the prompt tokens estimated as `ceil(raw x calibration)` with the calibration of that moment
+  (not of the moment the request was queued); `raw` is our own count (scheduler/tokens.py);
+- the calibration estimates how the server counts against our count: the ratio of the server's prompt tokens
+  (`usage`) to the raw counts of the same requests, summed over about the last `CALIBRATION_WINDOW` answers with
+  older ones discounted. It is a plain average of what the server said, so it cannot feed back on itself: an
+  earlier design scaled each answer by the calibration at admission over the calibration now, which with a deep
+  queue (hundreds of requests, tens of seconds between a charge and its answer) was a delayed multiplicative
+  feedback that oscillated — charges first too high, then a burst of 429s;
 - buckets refill continuously at the quota rate; their capacity (the opening burst) is `DEFAULT_BURST_S` seconds'
   worth, well inside any server's enforcement window (Azure enforces per 10 s);
-- `x-ratelimit-remaining-*` headers lower our level when someone else spends the same quota;
+- `x-ratelimit-remaining-*` headers lower our level when someone else spends the same quota (or when our charges
+  were low): they correct the bucket's level only, never the calibration, which `usage` alone sets;
 - a 429 pauses the whole quota group until Retry-After and cuts its rate once per episode; successes after the
   episode give the rate back slowly (additive increase, multiplicative decrease);
 - a try gets a deadline learned from the endpoint's answers, and a try stalled past half of it leaves its slot to
@@ -38,6 +46,7 @@ RATE_CUT = 0.85  # on a 429 episode, the rate is cut to this fraction (once per 
 RATE_FLOOR = 0.1  # never below this fraction of the configured quota
 RECOVERY_PER_OK = 0.001  # each success after an episode gives back this fraction of the quota
 MAX_AUTO_CONCURRENCY = 256
+CALIBRATION_WINDOW = 100  # answers the calibration averages over: an answer weighs 1/e as much 100 answers later
 
 
 class Quota:
@@ -193,11 +202,14 @@ class Endpoint:
         self.quota = quota
         self.weight = (config.tpm or 0) + (config.rpm or 0) * 1000 or 1.0
         self.counter: TokenCounter = self._counter()
-        self.calibration = 1.0  # server's prompt tokens / our estimate (EMA)
+        self.calibration = 1.0  # the server's prompt tokens / our raw count (1 until the first answer)
+        self._server_tokens = 0.0  # discounted sums of the server's prompt tokens and of our raw counts, same answers
+        self._raw_tokens = 0.0
         self.latency_s = 1.0  # EMA of request latency
         self.gate = Gate(self._concurrency())
         self.stats = EndpointStats()
-        self.deadlines = Deadlines(config.timeout_s, adaptive=config.kind != "local")
+        # a request over the network can hang and be cut; an in-process model's cannot
+        self.deadlines = Deadlines(config.timeout_s, adaptive=config.provider_kind.remote)
         self._sent: deque[tuple[int, float]] = deque()  # (sequence, charged tokens) of requests in flight
         self._flights: dict[int, _Flight] = {}  # the tries in flight by sequence, oldest first
         self._seq = 0
@@ -205,7 +217,7 @@ class Endpoint:
 
     def _counter(self) -> TokenCounter:
         own = self.provider.count_tokens
-        if self.config.kind == "local":
+        if not self.config.provider_kind.remote:  # an in-process model counts with its own tokenizer
             return lambda text: own(text) or bytes_estimate(text)
         return tiktoken_counter()
 
@@ -222,8 +234,22 @@ class Endpoint:
             need = cap
         return max(1, min(cap, need))
 
-    def estimate_prompt(self, prompt_tokens: int) -> int:
-        return math.ceil(prompt_tokens * self.calibration)
+    def estimate_prompt(self, raw_prompt: int) -> int:
+        """The prompt tokens the server will count for a prompt we count `raw_prompt`."""
+        return math.ceil(raw_prompt * self.calibration)
+
+    def charge(self, raw_prompt: int, max_tokens: int) -> int:
+        """A request's token charge if it were admitted now (0 where the quota counts no tokens)."""
+        return self.estimate_prompt(raw_prompt) + max_tokens if self.quota.tokens is not None else 0
+
+    def calibrate(self, raw_prompt: int, server_prompt: int) -> None:
+        """Learn from one answer: the server counted `server_prompt` for a prompt we count `raw_prompt`."""
+        if raw_prompt <= 0 or server_prompt <= 0:
+            return
+        keep = 1 - 1 / CALIBRATION_WINDOW
+        self._server_tokens = keep * self._server_tokens + server_prompt
+        self._raw_tokens = keep * self._raw_tokens + raw_prompt
+        self.calibration = self._server_tokens / self._raw_tokens
 
     async def acquire(self, charge: float, now: float) -> int:
         """Reserve `charge` on the quota and number the request. Here the reservation is immediate (the scheduler
@@ -292,15 +318,14 @@ class Endpoint:
         self._flights.pop(seq, None)
         return later_requests, later_tokens
 
-    def on_success(self, seq: int, completion: Completion, estimated_prompt: int, latency_s: float) -> None:
+    def on_success(self, seq: int, completion: Completion, raw_prompt: int, latency_s: float) -> None:
+        """Request `seq` was answered; `raw_prompt` is our raw count of its prompt (0: do not calibrate)."""
         later_requests, later_tokens = self._finished(seq)
         now = time.monotonic()
         self.stats.ok += 1
         self.stats.input_tokens += completion.input_tokens
         self.stats.output_tokens += completion.output_tokens
-        if completion.input_tokens and estimated_prompt:
-            ratio = completion.input_tokens / (estimated_prompt / self.calibration)
-            self.calibration = 0.8 * self.calibration + 0.2 * ratio
+        self.calibrate(raw_prompt, completion.input_tokens)
         self.latency_s = 0.8 * self.latency_s + 0.2 * latency_s
         if self.deadlines.observe(latency_s):
             self._retime()

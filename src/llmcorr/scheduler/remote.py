@@ -116,8 +116,8 @@ class RemoteEndpoint(Endpoint):
         self._numbers[seq] = number
         return seq
 
-    def on_success(self, seq: int, completion: Completion, estimated_prompt: int, latency_s: float) -> None:
-        super().on_success(seq, completion, estimated_prompt, latency_s)
+    def on_success(self, seq: int, completion: Completion, raw_prompt: int, latency_s: float) -> None:
+        super().on_success(seq, completion, raw_prompt, latency_s)
         number = self._numbers.pop(seq)
         tokens = completion.input_tokens, completion.output_tokens
         self.keeper.on_success.remote(number, *tokens, completion.ratelimit, latency_s)

