@@ -8,7 +8,12 @@ Prompt flow, LiteLLM's Router and Inspect AI, on the same quota emulator (bench/
 Each (scenario, tool) gets fresh emulator state (`reset()`) and its own child process (bench/peers/), so the client
 under test never shares a GIL with the server. The measurement is the server's own per-second series: utilization of
 the binding quota over the steady state, i.e. whole seconds from `--skip` seconds after the first admitted request
-(the opening burst) to the last whole second with an admission (the tail); see bench/RESULTS.md.
+(the opening burst) to the last whole second with an admission (the tail); see bench/RESULTS.md. Next to it, the
+same figure per 10-s window from 20 s after the first admission (min and median), so that a late burst cannot hide
+an under-used stretch. Scenarios, tools and the workload: bench/quota_setups.py (issue 14's long runs,
+tokenizer-mismatch, no-quota-config, no-quota-config-no-headers and azure-10s-long, are 120 s each).
+
+    python -m bench.quota --scenario tokenizer-mismatch --tools llmcorr --seconds 60   # a shorter long run
 
 Prompt flow, LiteLLM and Inspect AI run from their own virtualenvs (bench/peers/venvs.py), created with pip the first
 time they are needed (`--no-install` skips those tools instead).
@@ -17,182 +22,44 @@ time they are needed (`--no-install` skips those tools instead).
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import math
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from contextlib import ExitStack, suppress
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench.peers import venvs
 from bench.peers.__main__ import RESULT_MARK
-from bench.peers.common import EndpointSpec, Result, Scenario
+from bench.peers.common import Result, Scenario
 from bench.quota_server import QuotaServer, QuotaServerConfig
-from bench.quota_tokens import count_prompt_tokens
-from llmcorr.scheduler.tokens import tiktoken_counter
+from bench.quota_setups import (
+    MAX_TOKENS,
+    QUICK,
+    SETUPS,
+    TOOLS,
+    Knobs,
+    Setup,
+    Tool,
+    binding,
+    charge,
+    endpoints_for,
+    requests_for,
+    scenario_for,
+    seconds_for,
+    server_config,
+    window_s,
+)
 
 REPO = Path(__file__).resolve().parents[1]
-MODEL = "m"
-MAX_TOKENS = 64
-SYSTEM = (
-    "You are an expert medicinal chemist. You are shown molecules with a trained model's prediction of whether they "
-    "penetrate the blood-brain barrier, and the true label. Correct the model's prediction for the last molecule."
-)
-SHOT = (
-    "Molecule: CC(C)Cc1ccc(cc1)[C@@H](C)C(=O)O. Model prediction: True (probability 0.71). Label: {label}.\n"
-    "Molecule: CN1CCC[C@H]1c2cccnc2. Model prediction: False (probability 0.38). Label: {label}.\n"
-)
-USER = "".join(SHOT.format(label=label) for label in ("True", "False", "True")) + (
-    "Molecule: COc1ccc2[nH]cc(CCN(C)C)c2c1. Model prediction: True (probability 0.64).\n"
-    "Answer as 'Prediction: <True or False>; Explanation: <one sentence>'."
-)
-MESSAGES = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": USER}]
-RESPONSE = (
-    "Prediction: True; Explanation: the molecule is small, lipophilic and has few hydrogen-bond donors, like the "
-    "labelled examples that cross the barrier, so the model's prediction stands."
-)
-LATENCY_S, PER_TOKEN_S = 0.2, 0.004  # the emulator's reply time: 0.2 s + 4 ms per completion token
-
-
-@dataclass(frozen=True)
-class Setup:
-    """A scenario: the emulator's mode and the quota of each endpoint (rpm, tpm), all told to every tool."""
-
-    name: str
-    about: str
-    mode: str
-    quotas: tuple[tuple[int, int], ...]
-    window_s: float | None = None
-    hidden: float = 0.0
-    bucket_s: float | None = None  # OpenAI mode: this scenario's server bucket in seconds of quota (else --bucket-s)
-
-
-SETUPS = (
-    Setup("tpm-bound", "OpenAI mode, rpm 60,000, tpm 120,000", "openai", ((60_000, 120_000),)),
-    Setup("rpm-bound", "OpenAI mode, rpm 600, tpm 10,000,000", "openai", ((600, 10_000_000),)),
-    Setup("azure-10s", "Azure mode, 10 s windows, rpm 720, tpm 120,000", "azure", ((720, 120_000),), window_s=10.0),
-    Setup(
-        "three-endpoints",
-        "3 OpenAI-mode servers, tpm 30k : 60k : 120k (1:2:4), rpm 60,000 each",
-        "openai",
-        ((60_000, 30_000), (60_000, 60_000), (60_000, 120_000)),
-    ),
-    Setup(
-        "hidden-30pct",
-        "OpenAI mode, rpm 600, 1 s bucket; an unseen client spends 30%",
-        "openai",
-        ((600, 10_000_000),),
-        hidden=0.3,
-        bucket_s=1.0,  # a 10 s bucket pays for ~30 s of both clients at once: the run would end before it empties
-    ),
-)
-
-QUICK = ["tpm-bound", "three-endpoints"]
-
-
-@dataclass(frozen=True)
-class Tool:
-    key: str  # the --tools name
-    label: str
-    runner: str  # module in bench.peers
-    venv: str | None = None  # a key of bench/peers/venvs.py: its packages live there; None: the dev venv
-    workers: int | None = None
-    routes: bool = False  # spreads work across several endpoints; else it gets the largest one only
-    multi_ok: bool = True  # worth running on the three-endpoint scenario with one endpoint
-
-
-TOOLS = (
-    Tool("llmcorr", "llmcorr Scheduler", "llmcorr_runner", routes=True),
-    Tool("paper", "paper loop (sleep 60/rpm)", "paper_loop"),
-    Tool("promptflow", "pf run, default workers (4)", "promptflow_runner", "promptflow", multi_ok=False),
-    Tool("promptflow", "pf run, 16 workers", "promptflow_runner", "promptflow", workers=16, multi_ok=False),
-    Tool("litellm", "LiteLLM Router usage-based-v2", "litellm_runner", "litellm", routes=True),
-    Tool("inspect", "Inspect AI --max-connections 16", "inspect_runner", "inspect", 16, multi_ok=False),
-)
-
-
-@dataclass(frozen=True)
-class Knobs:
-    seconds: float  # the work takes this long at the full quota
-    skip_s: float  # steady state starts this long after the first admission
-    bucket_s: float  # OpenAI mode: the server's bucket capacity in seconds of quota
-    azure_window_s: float | None = None  # overrides the Azure scenario's window (--quick)
-
-
-@functools.cache
-def charge() -> int:
-    """Tokens the server charges one request: prompt (cl100k_base, OpenAI's chat framing) + max_tokens."""
-    return count_prompt_tokens(MESSAGES, tiktoken_counter()) + MAX_TOKENS
-
-
-def binding(setup: Setup) -> str:
-    rpm, tpm = setup.quotas[0]
-    return "requests" if rpm <= tpm / charge() else "tokens"
-
-
-def requests_for(setup: Setup, seconds: float) -> int:
-    per_min = sum(min(rpm, tpm / charge()) for rpm, tpm in setup.quotas) * (1 - setup.hidden)
-    return math.ceil(per_min / 60 * seconds)
-
-
-def window_s(setup: Setup, knobs: Knobs) -> float | None:
-    return setup.window_s and (knobs.azure_window_s or setup.window_s)
-
-
-def server_config(setup: Setup, rpm: int, tpm: int, knobs: Knobs) -> QuotaServerConfig:
-    openai = setup.mode == "openai"
-    bucket_s = min(setup.bucket_s or knobs.bucket_s, knobs.bucket_s)
-    return QuotaServerConfig(
-        rpm=rpm,
-        tpm=tpm,
-        mode="openai" if openai else "azure",
-        request_capacity=rpm * bucket_s / 60 if openai else None,
-        token_capacity=tpm * bucket_s / 60 if openai else None,
-        window_s=window_s(setup, knobs) or 10.0,
-        hidden_client_fraction=setup.hidden,
-        base_latency_s=LATENCY_S,
-        per_output_token_s=PER_TOKEN_S,
-        response_text=RESPONSE,
-        model=MODEL,
-        count_tokens=tiktoken_counter(),  # the server counts as llmcorr's scheduler does (cl100k_base, bundled)
-    )
-
-
-def endpoints_for(setup: Setup, tool: Tool) -> list[int]:
-    """Which of the scenario's endpoints the tool is given: all of them, or the largest if it cannot route."""
-    every = range(len(setup.quotas))
-    return (
-        list(every)
-        if tool.routes
-        else [max(every, key=lambda i: min(setup.quotas[i][0], setup.quotas[i][1] / charge()))]
-    )
-
-
-def scenario_for(setup: Setup, tool: Tool, knobs: Knobs, work_dir: str) -> Scenario:
-    endpoints: list[EndpointSpec] = []
-    for i in endpoints_for(setup, tool):
-        rpm, tpm = setup.quotas[i]
-        endpoints.append({"name": f"e{i}", "rpm": rpm, "tpm": tpm, "window_s": window_s(setup, knobs)})
-    return {
-        "name": setup.name,
-        "mode": setup.mode,
-        "model": MODEL,
-        "endpoints": endpoints,
-        "messages": MESSAGES,
-        "max_tokens": MAX_TOKENS,
-        "charge": charge(),
-        "requests": requests_for(setup, knobs.seconds),
-        "seconds": knobs.seconds,
-        "workers": tool.workers,
-        "work_dir": work_dir,
-    }
+WINDOW_S = 10  # the per-window utilization: windows of this many seconds
+WINDOWS_FROM_S = 20  # ... from this long after the first admission
 
 
 def launch(tool: Tool, base_urls: list[str], scenario: Scenario, limit_s: float) -> tuple[Result, float]:
@@ -230,12 +97,12 @@ def launch(tool: Tool, base_urls: list[str], scenario: Scenario, limit_s: float)
     return {"ok": 0, "failed": 0, "wall_s": wall, "errors": {}, "note": note}, wall
 
 
-def bucket_levels(snapshot: dict[str, Any], config: QuotaServerConfig) -> list[tuple[int, float]]:
+def bucket_levels(setup: Setup, snapshot: dict[str, Any], config: QuotaServerConfig) -> list[tuple[int, float]]:
     """OpenAI mode: the server's bucket level at the end of each second, in requests of this benchmark's size,
     replayed from the per-second series (refill, then that second's admissions and the hidden client's share)."""
     if config.mode != "openai":
         return []
-    size = charge()
+    size = charge(setup)
     caps = (config.request_capacity or config.rpm, config.token_capacity or config.tpm)
     levels = list(caps) if config.start_full else [0.0, 0.0]
     out = []
@@ -266,10 +133,12 @@ def measure(
         "rate_limited_pct": 100 * limited / received if received else 0.0,
         "rate_limited_at_s": sorted({r["second"] for s in snapshots for r in s["series"] if r["rate_limited"]}),
         "steady": None,
+        "windows": [],
     }
     if not firsts:
         return out
-    levels = [bucket_levels(snap, config) for snap, config in zip(snapshots, configs, strict=True)]
+    out["windows"] = windows(setup, snapshots, min(firsts), max(lasts))
+    levels = [bucket_levels(setup, snap, config) for snap, config in zip(snapshots, configs, strict=True)]
     emptied = [next((sec + 1 for sec, level in series if level < 1), None) for series in levels]
     spent = max((e for e in emptied if e is not None), default=0)
     start, end = max(math.ceil(min(firsts) + knobs.skip_s), spent), math.floor(max(lasts))
@@ -301,6 +170,18 @@ def _rates(setup: Setup, snapshots: list[dict[str, Any]], start: int, end: int) 
     return {"binding": kind, "utilization": utilization, **per_min}
 
 
+def windows(setup: Setup, snapshots: list[dict[str, Any]], first: float, last: float) -> list[dict[str, Any]]:
+    """Utilization of the binding quota in each whole WINDOW_S-second window from WINDOWS_FROM_S after the first
+    admission to the last whole second with an admission (Azure mode: the server's own windows, aligned to its
+    reset), so that a later burst cannot hide an under-used stretch."""
+    start, end = math.ceil(first + WINDOWS_FROM_S), math.floor(last)
+    if setup.mode == "azure":
+        start = math.ceil(start / WINDOW_S) * WINDOW_S
+    return [
+        {"start_s": t, **_rates(setup, snapshots, t, t + WINDOW_S)} for t in range(start, end - WINDOW_S + 1, WINDOW_S)
+    ]
+
+
 def _level_at(levels: list[tuple[int, float]], second: int) -> float:
     return next((level for sec, level in reversed(levels) if sec <= second), levels[0][1])
 
@@ -319,7 +200,7 @@ def run_one(setup: Setup, tool: Tool, knobs: Knobs, work_root: str, install: boo
         servers = [stack.enter_context(QuotaServer(config)) for config in configs]
         for srv in servers:
             srv.reset()
-        limit_s = 3 * knobs.seconds + 60
+        limit_s = 3 * seconds_for(setup, knobs) + 60
         result, process_s = launch(tool, [srv.base_url for srv in servers], scenario, limit_s)
         snapshots = [srv.stats() for srv in servers]
         arrivals = [log[0]["t"] for log in (srv.request_log() for srv in servers) if log]
@@ -337,7 +218,7 @@ def run_one(setup: Setup, tool: Tool, knobs: Knobs, work_root: str, install: boo
 
 def _cell(row: dict[str, Any]) -> list[str]:
     if "skipped" in row:
-        return [row["tool"], row["scenario"], row["skipped"], "", "", "", "", ""]
+        return [row["tool"], row["scenario"], row["skipped"], *[""] * (len(HEADER) - 3)]
     steady, result = row["steady"], row["result"]
     if steady is None:
         whole = row.get("whole_run")
@@ -352,12 +233,24 @@ def _cell(row: dict[str, Any]) -> list[str]:
             f"{steady['requests']:.0f}",
             f"{steady['tokens']:,.0f}",
         )
+    shares = sorted(w["utilization"] for w in row.get("windows", []))
+    per_window = f"{shares[0]:.3f} / {statistics.median(shares):.3f} ({len(shares)})" if shares else "-"
     limited = f"{row['rate_limited']} ({row['rate_limited_pct']:.1f}%)"
     done = f"{row['ok']}/{row['requests']}"
-    return [row["tool"], row["scenario"], util, rpm, tpm, limited, done, f"{result['wall_s']:.1f}"]
+    return [row["tool"], row["scenario"], util, per_window, rpm, tpm, limited, done, f"{result['wall_s']:.1f}"]
 
 
-HEADER = ["tool", "scenario", "utilization (steady)", "requests/min", "tokens/min", "429s", "done", "wall s"]
+HEADER = [
+    "tool",
+    "scenario",
+    "utilization (steady)",
+    f"{WINDOW_S}-s windows min / median (n)",
+    "requests/min",
+    "tokens/min",
+    "429s",
+    "done",
+    "wall s",
+]
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -394,7 +287,9 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="a smoke run: 10 s runs, 2 s buckets and Azure windows, steady state from 3 s",
     )
-    parser.add_argument("--seconds", type=float, help="how long the work takes at the full quota (default 30)")
+    parser.add_argument(
+        "--seconds", type=float, help="how long the work takes at the full quota (default: the scenario's, else 30)"
+    )
     parser.add_argument("--skip", type=float, help="seconds after the first admission not counted (default 10)")
     parser.add_argument("--bucket-s", type=float, help="OpenAI mode: server bucket in seconds of quota (default 10)")
     parser.add_argument("--no-install", action="store_true", help="skip tools whose venv is missing (else: create it)")
@@ -409,7 +304,7 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         _parser().error(f"--tools: unknown {', '.join(sorted(unknown))}")
     knobs = Knobs(
-        seconds=args.seconds or (6.0 if args.quick else 30.0),
+        seconds=args.seconds or (6.0 if args.quick else None),
         skip_s=args.skip if args.skip is not None else (2.0 if args.quick else 10.0),
         bucket_s=args.bucket_s or (1.0 if args.quick else 10.0),
         azure_window_s=1.0 if args.quick else None,
@@ -419,7 +314,12 @@ def main(argv: list[str] | None = None) -> None:
     tools = [t for t in TOOLS if t.key in wanted]
     print(f"one request: {charge() - MAX_TOKENS} prompt tokens + max_tokens {MAX_TOKENS} = {charge()} charged; {knobs}")
     for setup in setups:
-        print(f"  {setup.name}: {setup.about}; {requests_for(setup, knobs.seconds)} requests")
+        seconds = seconds_for(setup, knobs)
+        told = "" if setup.told else "; tools told no quota"
+        counted = f"; charge {charge(setup)}" if setup.prompt_count != "tiktoken" else ""
+        print(
+            f"  {setup.name}: {setup.about}; {requests_for(setup, seconds)} requests ({seconds:.0f} s){told}{counted}"
+        )
     work_root = tempfile.mkdtemp(prefix="bench-quota-")  # each run's files: the tool's logs, pf's run folders
     rows = []
     began = time.monotonic()

@@ -204,3 +204,32 @@ def parse_duration(text: str) -> float:
         raise ValueError(f"not a duration: {text!r}")
     scale = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
     return sum(float(n) * scale[u] for n, u in parts)
+
+
+LIMIT_HEADER_STYLES = ("openai", "azure", "none")
+
+
+def limit_headers(h: Headroom, style: str) -> list[tuple[str, str]]:
+    """The x-ratelimit-* headers a server of this style sends with `h`.
+
+    - "openai": x-ratelimit-{limit,remaining,reset}-{requests,tokens}, as api.openai.com does.
+    - "azure": x-ratelimit-remaining-requests and -tokens only: what Azure OpenAI's chat completions send (captured
+      responses in Azure/azure-rest-api-specs#26884 and EvolvingPrograms/oaib#11 carry just those two; some 429s
+      add a reset-tokens header, which this emulator leaves out: its 429s carry Retry-After).
+    - "none": no rate-limit headers at all (vLLM, Ollama, llama.cpp's server).
+    """
+    if style == "none":
+        return []
+    remaining = [
+        ("x-ratelimit-remaining-requests", str(h.remaining_requests)),
+        ("x-ratelimit-remaining-tokens", str(h.remaining_tokens)),
+    ]
+    if style == "azure":
+        return remaining
+    return [
+        ("x-ratelimit-limit-requests", str(h.limit_requests)),
+        ("x-ratelimit-limit-tokens", str(h.limit_tokens)),
+        *remaining,
+        ("x-ratelimit-reset-requests", format_duration(h.reset_requests_s)),
+        ("x-ratelimit-reset-tokens", format_duration(h.reset_tokens_s)),
+    ]

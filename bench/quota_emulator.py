@@ -14,11 +14,26 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from bench.quota_buckets import AzureLimiter, Limiter, OpenAILimiter, Verdict, format_duration
+from bench.quota_buckets import (
+    LIMIT_HEADER_STYLES,
+    AzureLimiter,
+    Limiter,
+    OpenAILimiter,
+    Verdict,
+    format_duration,
+    limit_headers,
+)
 from bench.quota_http import Request, Response, json_response
 from bench.quota_shapes import SHAPES, AnswerShapeFaults, rejection, reshape
 from bench.quota_stats import FAULTS, Stats
-from bench.quota_tokens import TokenCounter, count_prompt_tokens, text_tokens, tokenizer_name, truncate_to_tokens
+from bench.quota_tokens import (
+    TokenCounter,
+    chars4_prompt_tokens,
+    count_prompt_tokens,
+    text_tokens,
+    tokenizer_name,
+    truncate_to_tokens,
+)
 
 AZURE_PATH = re.compile(r"^/openai/deployments/([^/]+)/chat/completions$")
 CHAT_PATHS = ("/v1/chat/completions", "/chat/completions")
@@ -55,6 +70,12 @@ class QuotaServerConfig(AnswerShapeFaults):
     """The model named by GET /v1/models (a request's own `model` is echoed back)."""
     count_tokens: TokenCounter | None = None
     """str -> tokens; None = bench.quota_tokens.text_tokens (tiktoken offline, else ceil(utf-8 bytes / 4))."""
+    prompt_count: Literal["tiktoken", "chars4"] = "tiktoken"
+    """Prompt tokens, charged and in usage: "tiktoken" = count_prompt_tokens with `count_tokens`; "chars4" =
+    ceil(characters of the messages' contents / 4), no framing (a self-hosted model's tokenizer, not tiktoken's)."""
+    limit_headers: Literal["openai", "azure", "none"] = "openai"
+    """Which x-ratelimit-* headers answers carry: "openai" all six; "azure" remaining-{requests,tokens} only, as
+    Azure OpenAI; "none" none (vLLM, Ollama, llama.cpp). 429s carry Retry-After in every style."""
     base_latency_s: float = 0.0
     """Seconds before every reply (asyncio.sleep; the loop keeps serving)."""
     per_output_token_s: float = 0.0
@@ -97,6 +118,8 @@ class QuotaServerConfig(AnswerShapeFaults):
 
         need(self.rpm > 0 and self.tpm > 0, "rpm and tpm must be positive")
         need(self.mode in ("openai", "azure"), f"mode must be 'openai' or 'azure', not {self.mode!r}")
+        need(self.prompt_count in ("tiktoken", "chars4"), "prompt_count must be 'tiktoken' or 'chars4'")
+        need(self.limit_headers in LIMIT_HEADER_STYLES, f"limit_headers must be one of {LIMIT_HEADER_STYLES}")
         need((self.request_capacity or 1) >= 1, "request_capacity must be at least 1")
         need((self.token_capacity or 1) >= 1, "token_capacity must be at least 1")
         need(self.window_s > 0, "window_s must be positive")
@@ -164,7 +187,8 @@ class Emulator:
     def snapshot(self, include_log: bool = False) -> dict[str, Any]:
         cfg = self.config
         snap = self.stats.snapshot(time.monotonic(), include_log)
-        settings = {"mode": cfg.mode, "rpm": cfg.rpm, "tpm": cfg.tpm, "tokenizer": tokenizer_name()}
+        tokenizer = "chars/4" if cfg.prompt_count == "chars4" else tokenizer_name()
+        settings = {"mode": cfg.mode, "rpm": cfg.rpm, "tpm": cfg.tpm, "tokenizer": tokenizer}
         return {**settings, "hidden_client_fraction": cfg.hidden_client_fraction, **snap}
 
     def hidden_tick(self) -> None:
@@ -262,15 +286,7 @@ class Emulator:
         return _Chat(model, messages, max_tokens, str(rid) if rid is not None else None)
 
     def _limit_headers(self, now: float) -> list[tuple[str, str]]:
-        h = self.limiter.headroom(now)
-        return [
-            ("x-ratelimit-limit-requests", str(h.limit_requests)),
-            ("x-ratelimit-limit-tokens", str(h.limit_tokens)),
-            ("x-ratelimit-remaining-requests", str(h.remaining_requests)),
-            ("x-ratelimit-remaining-tokens", str(h.remaining_tokens)),
-            ("x-ratelimit-reset-requests", format_duration(h.reset_requests_s)),
-            ("x-ratelimit-reset-tokens", format_duration(h.reset_tokens_s)),
-        ]
+        return limit_headers(self.limiter.headroom(now), self.config.limit_headers)
 
     async def _chat(self, req: Request, deployment: str | None) -> Outcome:
         self.stats.counts["received"] += 1
@@ -291,7 +307,8 @@ class Emulator:
             self.stats.counts["rejected"] += 1
             self.stats.record(start, poisoned[0], "rejected", chat.request_id)
             return Outcome(json_response(poisoned[0], poisoned[1], [("x-request-id", rid)]))
-        prompt = count_prompt_tokens(chat.messages, self.count)
+        chars4 = self.config.prompt_count == "chars4"
+        prompt = chars4_prompt_tokens(chat.messages) if chars4 else count_prompt_tokens(chat.messages, self.count)
         charge = prompt + chat.max_tokens
         tokens = {"prompt_tokens": prompt, "max_tokens": chat.max_tokens}
         daily = self.config.daily_requests

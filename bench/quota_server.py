@@ -18,7 +18,11 @@ How a chat request is charged and answered:
   config's ``default_max_tokens``, 16). Unused max_tokens are never refunded, as at OpenAI.
 - Order: auth (401) → body (400) → daily quota (429 insufficient_quota) → rate limit (429 with Retry-After) →
   admitted and charged → fault knobs (a fault's charge stands) → sleep the latency → 200.
-- Every response to a chat request after auth carries x-ratelimit-{limit,remaining,reset}-{requests,tokens}.
+- Every response to a chat request after auth carries x-ratelimit-{limit,remaining,reset}-{requests,tokens}
+  (``limit_headers="openai"``), only x-ratelimit-remaining-{requests,tokens} (``"azure"``, as Azure OpenAI) or none
+  (``"none"``, as vLLM, Ollama and llama.cpp's server); a 429 always carries Retry-After.
+- ``prompt_count="chars4"``: prompt_tokens = ceil(characters of the messages' contents / 4) instead, in the charge
+  and in ``usage.prompt_tokens`` (a server whose tokenizer is not tiktoken's).
 - The reply is ``response_text`` truncated to max_tokens (finish_reason "length"); completion_tokens =
   min(tokens(response_text), max_tokens).
 - ``stream: true`` and ``n > 1`` are refused with 400: the emulator does neither.
@@ -32,6 +36,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import re
 import socket
 import struct
 import threading
@@ -250,7 +255,7 @@ def _parser() -> argparse.ArgumentParser:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
             continue
         convert: Callable[[str], Any] = float if "float" in kind else int if "int" in kind else str
-        choices = ["openai", "azure"] if f.name == "mode" else None
+        choices = re.findall(r"[\"']([^\"']+)[\"']", kind) if kind.startswith("Literal[") else None
         parser.add_argument(flag, type=convert, default=f.default, choices=choices, help=f"default: {f.default}")
     return parser
 
@@ -263,7 +268,8 @@ def main(argv: list[str] | None = None) -> None:
         _parser().error(str(exc))
     with QuotaServer(config) as srv:
         print(srv.base_url, flush=True)
-        print(f"mode={config.mode} rpm={config.rpm} tpm={config.tpm} tokenizer={tokenizer_name()}", flush=True)
+        tokenizer = "chars/4" if config.prompt_count == "chars4" else tokenizer_name()
+        print(f"mode={config.mode} rpm={config.rpm} tpm={config.tpm} tokenizer={tokenizer}", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
 

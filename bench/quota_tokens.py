@@ -110,6 +110,12 @@ def count_prompt_tokens(messages: Sequence[Mapping[str, Any]], count: TokenCount
     return total
 
 
+def chars4_prompt_tokens(messages: Sequence[Mapping[str, Any]]) -> int:
+    """Prompt tokens as a server with another tokenizer might count them: ceil(characters of every message's content
+    / 4), no framing (the quota server's ``prompt_count="chars4"``)."""
+    return -(-sum(len(content_text(m.get("content"))) for m in messages) // 4)
+
+
 def truncate_to_tokens(text: str, limit: int, count: TokenCounter | None = None) -> str:
     """The longest prefix of `text` that counts at most `limit` tokens (binary search; any monotone counter)."""
     count = count or text_tokens

@@ -12,8 +12,8 @@ API_KEY = "sk-bench-not-a-secret"  # the emulator checks no key; clients that in
 
 class EndpointSpec(TypedDict):
     name: str
-    rpm: int
-    tpm: int
+    rpm: int | None  # None: the tool is told no quota (it uses its defaults)
+    tpm: int | None
     window_s: float | None  # Azure's enforcement window; None in OpenAI mode
 
 
@@ -55,9 +55,12 @@ def chat_url(base_url: str, scenario: Scenario) -> str:
     return f"{base_url.rstrip('/')}/chat/completions"
 
 
-def paced_rpm(spec: EndpointSpec, charge: int) -> float:
-    """The request rate an endpoint's quota allows for requests of `charge` tokens."""
-    return min(float(spec["rpm"]), spec["tpm"] / charge)
+def paced_rpm(spec: EndpointSpec, charge: int) -> float | None:
+    """The request rate an endpoint's quota allows for requests of `charge` tokens; None if no quota was given."""
+    rpm, tpm = spec["rpm"], spec["tpm"]
+    rates = [float(rpm)] if rpm else []
+    rates += [tpm / charge] if tpm else []
+    return min(rates) if rates else None
 
 
 def summarize(outcomes: list[Any], started: float, note: str = "") -> Result:

@@ -1,5 +1,6 @@
-"""LiteLLM Router, routing_strategy="usage-based-routing-v2", one deployment per endpoint with its rpm and tpm;
-all requests at once (asyncio.gather over `router.acompletion`). Router defaults otherwise (its retries included).
+"""LiteLLM Router, routing_strategy="usage-based-routing-v2", one deployment per endpoint with its rpm and tpm
+(told no quota: none, LiteLLM's default, i.e. no limit of its own); all requests at once (asyncio.gather over
+`router.acompletion`). Router defaults otherwise (its retries included).
 
 Needs `litellm` (the peers virtualenv, bench/.venv-peers): imported inside `run`.
 """
@@ -16,7 +17,8 @@ from bench.peers.common import API_KEY, AZURE_API_VERSION, Result, Scenario, roo
 
 def _deployment(base_url: str, i: int, scenario: Scenario) -> dict[str, Any]:
     spec = scenario["endpoints"][i]
-    params: dict[str, Any] = {"api_key": API_KEY, "rpm": spec["rpm"], "tpm": spec["tpm"]}
+    params: dict[str, Any] = {"api_key": API_KEY}
+    params.update({k: spec[k] for k in ("rpm", "tpm") if spec[k] is not None})  # none given: LiteLLM's default
     if scenario["mode"] == "azure":
         params.update(model=f"azure/{scenario['model']}", api_base=root_url(base_url), api_version=AZURE_API_VERSION)
     else:

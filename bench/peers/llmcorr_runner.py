@@ -1,4 +1,5 @@
-"""llmcorr: one Scheduler over every endpoint, told each endpoint's quota; all requests at once (asyncio.gather)."""
+"""llmcorr: one Scheduler over every endpoint, told each endpoint's quota (or, where the scenario tells none, rpm and
+tpm left out, as an llmcorr.toml without them); all requests at once (asyncio.gather)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """The LLMCorr authors' loop: one request at a time, `time.sleep(60 / rpm)` after each (httpx, synchronous).
 
 `rpm` is what the quota allows for this request size (the configured rpm, or tpm / tokens per request when tokens
-bind), as a user of that script would set it. A 429 or error is retried after the same sleep, at most 5 times. The
+bind), as a user of that script would set it; told no quota, it does not sleep (one request in flight is its only
+limit). A 429 or error is retried after the same sleep, at most 5 times. The
 loop stops starting requests after `scenario["seconds"]` (the time the work takes at the full quota), so its row
 shows what it got done in that time.
 """
@@ -19,7 +20,8 @@ MAX_TRIES = 5
 
 def run(base_urls: list[str], scenario: Scenario) -> Result:
     url = chat_url(base_urls[0], scenario)  # one endpoint: the loop has no routing
-    pause = 60 / paced_rpm(scenario["endpoints"][0], scenario["charge"])
+    rpm = paced_rpm(scenario["endpoints"][0], scenario["charge"])
+    pause = 60 / rpm if rpm else 0.0  # told no quota: the loop without its sleep
     body = {"model": scenario["model"], "messages": scenario["messages"], "max_tokens": scenario["max_tokens"]}
     headers = {"authorization": f"Bearer {API_KEY}", "api-key": API_KEY}
     outcomes: list[object] = []
