@@ -45,13 +45,11 @@ from pydantic import (
 
 from .errors import ConfigError
 from .keys import check_key_text, key_value, secrets_path
-from .store.db import POSTGRES_SCHEMES, StoreURL
+from .locations import POSTGRES_SCHEMES, STORE_ENV, StoreURL, default_home
 
 if TYPE_CHECKING:
     from .providers.registry import ProviderKind
 
-HOME_ENV = "LLMCORR_HOME"
-STORE_ENV = "LLMCORR_STORE"
 CONFIG_FILE = "llmcorr.toml"
 OPENAI_URL = "https://api.openai.com/v1"
 _ENV_REF = re.compile(r"^\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}$")
@@ -91,10 +89,6 @@ def _provider_kind(name: str) -> ProviderKind:
         return registry.get(name)
     except ConfigError as exc:
         raise ValueError(str(exc)) from None
-
-
-def default_home() -> Path:
-    return Path(os.environ.get(HOME_ENV) or Path.home() / ".llmcorr").expanduser()
 
 
 class EndpointConfig(BaseModel):

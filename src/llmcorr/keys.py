@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .locations import default_home
 
 SECRETS_ENV = "LLMCORR_SECRETS"
 SECRETS_FILE = "secrets.env"
@@ -39,8 +40,6 @@ _remembered: set[str] = set()  # values read from the environment into prompts (
 
 def secrets_path() -> Path:
     """The secrets file: `LLMCORR_SECRETS`, else secrets.env in llmcorr's home."""
-    from .config import default_home  # config uses this module to check keys
-
     given = os.environ.get(SECRETS_ENV)
     return Path(given).expanduser() if given else default_home() / SECRETS_FILE
 

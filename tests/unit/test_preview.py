@@ -11,7 +11,8 @@ from llmcorr.config import EndpointConfig
 from llmcorr.errors import TemplateError, UserError
 from llmcorr.prompts.preview import parse_inputs, preview, prompty_from_text
 from llmcorr.prompts.prompty import load_prompty
-from llmcorr.scheduler.tokens import chat_prompt_tokens, tiktoken_counter
+from llmcorr.providers import local
+from llmcorr.scheduler.tokens import bytes_estimate, chat_prompt_tokens, tiktoken_counter
 
 PROMPTY = """---
 name: Define
@@ -44,6 +45,15 @@ def test_preview_counts_the_rendered_messages_and_prices_the_worst_case(tmp_path
     assert shown.max_tokens == 10 and shown.endpoint == "east"
     assert shown.cost_max == pytest.approx((shown.prompt_tokens * 2 + 10 * 8) / 1e6)
     assert shown.summary().startswith(f"2 messages · {shown.prompt_tokens} prompt tokens (east) · up to 10 completion")
+
+
+def test_a_local_preview_loads_no_model_and_says_its_count_is_approximate(tmp_path: Path) -> None:
+    (tmp_path / "define.prompty").write_text(PROMPTY)
+    before = dict(local._models)
+    shown = preview(load_prompty(tmp_path / "define.prompty"), {"word": "acid"}, EndpointConfig(name="local"))
+    assert local._models == before  # nothing loaded (a dashboard's preview must not pin a model in memory)
+    assert shown.prompt_tokens == chat_prompt_tokens(shown.messages, bytes_estimate) and shown.cost_max is None
+    assert shown.summary().startswith(f"2 messages · about {shown.prompt_tokens} prompt tokens (local)")
 
 
 def test_typed_prompts_whole_files_or_bare_templates() -> None:

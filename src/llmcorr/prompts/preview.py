@@ -3,7 +3,6 @@ the call could cost. `llmcorr prompt preview` and the dashboard's preview page b
 
 from __future__ import annotations
 
-import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,8 +11,7 @@ from typing import Any
 from ..config import EndpointConfig
 from ..errors import UserError
 from ..providers.base import Message
-from ..scheduler import build_endpoints
-from ..scheduler.tokens import TokenCounter, chat_prompt_tokens
+from ..scheduler.tokens import TokenCounter, bytes_estimate, chat_prompt_tokens, tiktoken_counter
 from .env import EnvPolicy
 from .prompty import Prompty, parse_prompty
 from .render import compile_template
@@ -24,23 +22,26 @@ PASTED = Path("pasted.prompty")  # the name errors give a template that is not i
 @dataclass(frozen=True)
 class PromptPreview:
     messages: list[Message]
-    prompt_tokens: int  # as the endpoint will charge them
+    prompt_tokens: int  # as the endpoint will charge them (about, for an in-process model: `approximate`)
     max_tokens: int  # completion tokens the prompt file allows
     endpoint: str
     cost_max: float | None  # prompt + max_tokens at the endpoint's prices; None when it has none
+    approximate: bool = False
 
     def summary(self) -> str:
         cost = f" · at most ${self.cost_max:.6f}" if self.cost_max is not None else ""
+        about = "about " if self.approximate else ""
         return (
-            f"{len(self.messages)} messages · {self.prompt_tokens:,} prompt tokens ({self.endpoint}) · up to "
+            f"{len(self.messages)} messages · {about}{self.prompt_tokens:,} prompt tokens ({self.endpoint}) · up to "
             f"{self.max_tokens:,} completion tokens{cost} · nothing was sent"
         )
 
 
-@functools.lru_cache(maxsize=16)
 def endpoint_counter(endpoint: EndpointConfig) -> TokenCounter:
-    """The token counter the scheduler would use for `endpoint` (kept: a local model loads once)."""
-    return build_endpoints([endpoint])[0].counter
+    """How `endpoint` counts a prompt, without building a scheduler or loading a model: a server's kind is counted as
+    the scheduler charges it before calibration (tiktoken); an in-process model (nothing charged, no quota) by the
+    byte estimate, which the summary marks as approximate."""
+    return tiktoken_counter() if endpoint.provider_kind.remote else bytes_estimate
 
 
 def preview(
@@ -51,7 +52,9 @@ def preview(
     messages = prompty.render(inputs, where)
     params = prompty.gen_params()
     tokens = chat_prompt_tokens(messages, endpoint_counter(endpoint))
-    return PromptPreview(messages, tokens, params.max_tokens, endpoint.name, endpoint.cost(tokens, params.max_tokens))
+    cost = endpoint.cost(tokens, params.max_tokens)
+    approximate = not endpoint.provider_kind.remote
+    return PromptPreview(messages, tokens, params.max_tokens, endpoint.name, cost, approximate)
 
 
 def prompty_from_text(text: str, path: Path = PASTED, env: EnvPolicy | None = None) -> Prompty:

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import ConfigError
+from ..locations import POSTGRES_SCHEMES, StoreURL
 from .migrations import migrate
 
 BUSY_TIMEOUT_MS = 30_000
-POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
 class Cursor(Protocol):
@@ -35,32 +35,6 @@ class Connection(Protocol):
     def __exit__(self, *exc: Any) -> Any: ...
 
 
-class StoreURL:
-    """A PostgreSQL store's URL. It prints as `postgresql://user@host:port/db`: the password (and the query, which
-    may carry one) never reaches a message, a log or a run's spec; `secret` is for opening the connection only."""
-
-    __slots__ = ("secret",)
-
-    def __init__(self, url: str) -> None:
-        if not url.startswith(POSTGRES_SCHEMES):
-            raise ConfigError("store_url: expected a postgresql://user@host:port/db URL (PostgreSQL)")
-        self.secret = url
-
-    def __str__(self) -> str:
-        scheme, _, rest = self.secret.partition("://")
-        authority, slash, path = rest.partition("/")
-        userinfo, at, hosts = authority.rpartition("@")  # the host part never holds the password
-        user = userinfo.partition(":")[0]
-        return f"{scheme}://{user + '@' if at and user else ''}{hosts}{slash}{path.partition('?')[0]}"
-
-    def __repr__(self) -> str:
-        return f"StoreURL({str(self)!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, StoreURL) and other.secret == self.secret
-
-    def __hash__(self) -> int:
-        return hash(self.secret)
 
 
 def store_location(where: Path | str | StoreURL) -> Path | StoreURL:
