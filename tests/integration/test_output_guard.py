@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -161,3 +162,46 @@ def test_a_table_of_100k_columns_is_one_line(workdir: Path, server: QuotaServer,
     r = run_cli("run", "define.prompty", "-d", "words.csv", "-q", env={"LLMCORR_MAX_COLUMNS": "0"})
     assert_refused(r, "LLMCORR_MAX_COLUMNS='0'")
     assert server.stats()["received"] == 0 and recorded_runs(llmcorr_home) == []
+
+
+def test_a_kill_during_the_final_rewrite_leaves_a_resumable_run_not_a_completed_one(
+    workdir: Path, llmcorr_home: Path
+) -> None:
+    """The output is rewritten in input order when the rows are done; only then is the run completed. Killed
+    during that rewrite (its temp file is there), the run shows as interrupted, and its resume writes the ordered
+    file, asking the server nothing."""
+    rows = 6000
+    (workdir / "many.csv").write_text("word\n" + "".join(f"w{i}\n" for i in range(rows)))
+    (workdir / "long.prompty").write_text(PROMPTY.replace("max_tokens: 4", "max_tokens: 1000"))
+    answer = "an answer long enough to make the rewrite take a while " * 50  # 2.8 KB a row: a ~17 MB file
+    config = QuotaServerConfig(rpm=1_000_000, tpm=1_000_000_000, base_latency_s=0.0, response_text=answer)
+    with QuotaServer(config) as fast:
+        (workdir / "llmcorr.toml").write_text(quota_toml(fast.base_url, 1_000_000))
+        first = run_cli("run", "long.prompty", "-d", "many.csv", "--name", "warm", "-q")  # fills the cache
+        assert first.returncode == 0, first.stderr
+        asked = fast.stats()["received"]
+        out = workdir / "out.csv"
+        proc = start_cli("run", "long.prompty", "-d", "many.csv", "-o", out, "--name", "killed", "-q")
+        try:
+            deadline = time.monotonic() + 120
+            while not list(workdir.glob(".out.csv.*.tmp")):  # the final rewrite has begun
+                assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+                time.sleep(0.001)
+            os.kill(proc.pid, signal.SIGKILL)
+            assert proc.wait(timeout=30) == -signal.SIGKILL  # killed in the rewrite, not after it
+            proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate(timeout=30)
+        with Store(store_path(llmcorr_home)) as store:
+            killed = store.get_run("killed")
+            assert killed.status == "interrupted" and killed.rows_done == rows  # never "completed" half-written
+        again = run_cli("runs", "resume", "killed", "-q")
+        assert again.returncode == 0, again.stderr
+        assert fast.stats()["received"] == asked  # every answer was in the store (or the cache)
+    written = out.read_text().splitlines()
+    assert written[0].split(",")[0] == "word" and [line.split(",")[0] for line in written[1:]] == [
+        f"w{i}" for i in range(rows)
+    ]  # in input order
+    assert not list(workdir.glob(".out.csv*.tmp"))

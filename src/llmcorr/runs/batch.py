@@ -8,6 +8,7 @@ rerun_batch_async      the same spec as a new run (free where the response cache
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Container, Iterator, Mapping
@@ -19,7 +20,7 @@ import pandas as pd
 
 from ..config import Config
 from ..data import RowWriter
-from ..errors import OutputError, UserError
+from ..errors import UserError
 from ..prompts.env import allowing_env, env_policy, key_names
 from ..scheduler import describe_endpoints
 from ..store import RowRecord, RunRecord, Store
@@ -28,7 +29,7 @@ from .engine import execute, recorded, request_timeout
 from .estimate import describe_estimate
 from .flows import flow_context, jsonable
 from .llm import CachedLLM
-from .outputs import claim_output
+from .outputs import claim_output, completed
 from .progress import row_progress
 from .ray_executor import check_endpoints, check_executor, execute_ray
 from .ray_worker import make_recipe
@@ -226,14 +227,9 @@ async def _execute(
     except BaseException:  # failed or cancelled: the file streamed so far may hold fewer rows than the store
         _write_kept(plan, store, run_id, writer)
         raise
-    store.finish_run(run_id, "completed", metrics=metrics, usage=plan.scheduler.stats())
-    record = store.get_run(run_id)
     columns = _output_columns(plan, store, run_id)
-    try:
-        writer.finish_rows(_records(plan, store, run_id), columns)
-    except OutputError as exc:  # the run is complete in the store: say how to get its file
-        exc.run = record.label
-        raise
+    write = functools.partial(writer.finish_rows, _records(plan, store, run_id), columns)
+    record = completed(store, run_id, write, metrics, plan.scheduler.stats())
 
     def load() -> pd.DataFrame:
         with Store(plan.config.store_path) as again:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Mapping
@@ -17,7 +18,7 @@ from ..correct import Corrector, Predictions, load_predictions
 from ..correct.corrector import builtin_template
 from ..correct.rounds import LoopOptions
 from ..data import write_table
-from ..errors import DataError, OutputError, UserError
+from ..errors import DataError, UserError
 from ..prompts import load_template
 from ..providers import Provider
 from ..providers.base import GenParams
@@ -28,7 +29,7 @@ from .correction_table import gated, integer_columns, keep_integers, recorded_ta
 from .engine import execute, make_scheduler, recorded, request_timeout
 from .estimate import Estimate, describe_estimate, estimate
 from .llm import CachedLLM
-from .outputs import check_output, claim_output
+from .outputs import check_output, claim_output, completed
 from .progress import row_progress
 from .spec import (
     ConfirmFn,
@@ -380,14 +381,8 @@ async def _run(
                 kept = result_table(test, store.rows(run_id), table.problem)
                 write_table(keep_integers(kept, plan.spec.options["int_columns"]), output)
         raise
-    store.finish_run(run_id, "completed", metrics=metrics, usage=scheduler.stats())
-    record = store.get_run(run_id)
-    if output is not None:
-        try:
-            write_table(result, output)
-        except OutputError as exc:  # the run is complete in the store: say how to get its file
-            exc.run = record.label
-            raise
+    write = functools.partial(write_table, result, output) if output is not None else lambda: None
+    record = completed(store, run_id, write, metrics, scheduler.stats())
     return CorrectionResult(
         run_id=run_id,
         name=record.name,

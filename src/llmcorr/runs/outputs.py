@@ -3,6 +3,7 @@ rerun, and the dashboard's runs, which go through the same commands).
 
     claim_output(store, run_id, output)  record a new run's output, atomically refused (and the run removed) if
                                          another run began writing the file since it was checked
+    completed(store, run_id, write, …)   a run whose rows are all done: its output written, then marked completed
     check_output(output, reads, store)   one line (exit 2) for an output that is a file the run reads (its data,
                                          prompt file, flow source, template, the store), or that another live run is
                                          writing; then the leftovers of an atomic rewrite a killed process left
@@ -16,14 +17,14 @@ it `running` with that output: opening the store has already marked a run whose 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from ..data import check_output_path
 from ..data.output import discard_stale_tmp
-from ..errors import DataError
-from ..store import Store
+from ..errors import DataError, OutputError
+from ..store import RunRecord, Store
 from ..store.edits import same_file
 
 
@@ -73,3 +74,20 @@ def claim_output(store: Store, run_id: str, output: str | Path | None) -> None:
     except DataError:
         store.delete_run(run_id)
         raise
+
+
+def completed(
+    store: Store, run_id: str, write: Callable[[], object], metrics: dict[str, Any] | None, usage: dict[str, Any]
+) -> RunRecord:
+    """Finish a run whose rows are all done: `write` its output file first, then mark it completed. A kill during
+    the write leaves the run `interrupted`, and its resume writes the file again (asking nothing): never `completed`
+    beside a file still in completion order. A file the disk refuses: the run is completed all the same (its rows are
+    in the store), and the `OutputError` names the resume that writes the file."""
+    try:
+        write()
+    except OutputError as exc:
+        store.finish_run(run_id, "completed", metrics=metrics, usage=usage)
+        exc.run = store.get_run(run_id).label
+        raise
+    store.finish_run(run_id, "completed", metrics=metrics, usage=usage)
+    return store.get_run(run_id)
