@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -47,9 +48,10 @@ def test_every_built_in_kind_is_an_entry_point_of_the_group() -> None:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The plugin, installed by pip into a folder of its own (put on PYTHONPATH by the runs that use it)."""
-    target = tmp_path_factory.mktemp("plugin-site")
+    target, source = tmp_path_factory.mktemp("plugin-site"), tmp_path_factory.mktemp("plugin-src") / PLUGIN.name
+    shutil.copytree(PLUGIN, source)  # built from a copy: the build leaves nothing in the repository
     installed = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(PLUGIN)],
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(source)],
         capture_output=True,
         text=True,
         timeout=300,
