@@ -219,3 +219,30 @@ def test_a_provider_object_cannot_travel_to_the_workers(llmcorr_home: Path) -> N
         llmcorr.run(lambda word: word, pd.DataFrame({"word": ["a"]}), provider=Echo(), executor="ray")
     with Store(store_path(llmcorr_home)) as store:
         assert store.list_runs() == []  # refused before a run was recorded
+
+
+def test_a_correct_run_on_ray_matches_the_local_run(tmp_path: Path, cancer_csv: Path, llmcorr_home: Path) -> None:
+    """`llmcorr correct --executor ray`: the driver builds the prompts, the workers answer them through the LLMCorr
+    loop (format retries included); the rows, outputs, metrics and output file are the local run's."""
+    answers = "Prediction: False; Explanation: emulated"  # overrules every positive prediction
+    quota = QuotaServerConfig(rpm=6000, tpm=1_000_000, base_latency_s=0.02, api_key=KEY, response_text=answers)
+    args = ["--task", "is a benign tumour", "--shots", "2", "--limit", "12", "--no-gate", "--no-cache", "-q"]
+    with QuotaServer(quota) as srv:
+        (tmp_path / "llmcorr.toml").write_text(TOML.format(url=srv.base_url))
+        for name, extra in (("local", []), ("ray", ["--executor", "ray"])):
+            r = run_cli(
+                "correct", "-p", cancer_csv, "--config", tmp_path / "llmcorr.toml", "--name", name,
+                "-o", tmp_path / f"{name}.csv", *args, *extra, env={"RAY_TEST_KEY": KEY}, timeout=300,
+            )  # fmt: skip
+            assert r.returncode == 0, r.stderr
+            assert KEY not in r.stdout + r.stderr
+    with Store(store_path(llmcorr_home)) as store:
+        local, spread = rows(store, "local"), rows(store, "ray")
+        record, first = store.get_run("ray"), store.get_run("local")
+        workers = {s["attributes"].get("llmcorr.worker") for s in store.spans(record.id) if s["kind"] == "row"}
+    assert [r["row_index"] for r in spread] == [r["row_index"] for r in local] and len(spread) == 12
+    for a, b in zip(local, spread, strict=True):
+        assert (a["prompt"], a["output"], a["status"]) == (b["prompt"], b["output"], b["status"])
+    assert record.status == "completed" and record.metrics == first.metrics
+    assert record.spec["options"]["executor"] == "ray" and None not in workers and len(workers) >= 1
+    assert pd.read_csv(tmp_path / "ray.csv").equals(pd.read_csv(tmp_path / "local.csv"))

@@ -59,6 +59,12 @@ OtlpOpt = Annotated[
     typer.Option("--otlp", help="also send the run's spans to this OTLP/HTTP collector, e.g. http://127.0.0.1:4318"),
 ]
 NoTraceOpt = Annotated[bool, typer.Option("--no-trace", help="record no spans for this run")]
+ExecutorOpt = Annotated[
+    str, typer.Option(help="local (this process), or ray: the rows spread over a Ray cluster (needs the ray extra)")
+]
+RayAddressOpt = Annotated[
+    str | None, typer.Option(help="the Ray cluster to use (auto, ray://HOST:10001…); default: a local instance")
+]
 
 
 def setup_logging(quiet: bool = False) -> None:

@@ -15,12 +15,14 @@ from ._common import (
     ConcurrencyOpt,
     ConfigOpt,
     EndpointOpt,
+    ExecutorOpt,
     KeyEnvOpt,
     ModelOpt,
     ModelPathOpt,
     NoTraceOpt,
     OtlpOpt,
     ProviderKind,
+    RayAddressOpt,
     YesOpt,
     console,
     load_config,
@@ -104,6 +106,8 @@ def correct(
     max_concurrency: ConcurrencyOpt = None,
     yes: YesOpt = False,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="call the LLM even when the answer is cached")] = False,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or notes")] = False,
 ) -> None:
     """Correct the test split of a predictions table with an LLM (LLMCorr) and record the run.
@@ -150,6 +154,8 @@ def correct(
         progress=not quiet,
         confirm=confirmer(yes),
         cache=not no_cache,
+        executor=executor,
+        ray_address=ray_address,
         **options,
     )
     print_result(config, result, output)

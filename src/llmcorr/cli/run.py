@@ -15,8 +15,10 @@ from ..runs.batch import run_batch_async
 from ._common import (
     ConfigOpt,
     EndpointOpt,
+    ExecutorOpt,
     NoTraceOpt,
     OtlpOpt,
+    RayAddressOpt,
     YesOpt,
     load_config,
     parse_map_options,
@@ -54,12 +56,8 @@ def run(
     otlp: OtlpOpt = None,
     no_trace: NoTraceOpt = False,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="call the LLM even when the answer is cached")] = False,
-    executor: Annotated[
-        str, typer.Option(help="local (this process), or ray: the rows spread over a Ray cluster (needs the ray extra)")
-    ] = "local",
-    ray_address: Annotated[
-        str | None, typer.Option(help="the Ray cluster to use (auto, ray://HOST:10001…); default: a local instance")
-    ] = None,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = None,
     allow_env: Annotated[
         list[str] | None,
         typer.Option(

@@ -40,6 +40,38 @@ class Correction:
     output: dict[str, Any]
 
 
+def interpret(problem: str, base: float, text: str) -> Correction:
+    """Corrected prediction from an answer; an unparsable answer keeps the base prediction. It needs only the problem:
+    a worker of a Ray run answers rows with it (runs/correction_rows.py `CorrectionRows`).
+
+    Classification keeps probabilities: when the LLM agrees with the model's label the model's probability stands;
+    when it overrules it, the probability is mirrored (p -> 1 - p), so the label flips and the model's confidence
+    ordering is kept for ROC-AUC.
+    """
+    if problem == "classification":
+        parsed = parse_label(text)
+        corrected = base
+        if parsed.ok and bool(parsed.value) != (base >= 0.5):
+            corrected = 1.0 - base
+            if corrected == 0.5:  # 0.5 sits on the threshold: nudge it to the LLM's side
+                corrected = 0.5 + (1e-6 if parsed.value else -1e-6)
+    else:
+        parsed = parse_number(text)
+        corrected = float(parsed.value) if parsed.ok and parsed.value is not None else base
+    return Correction(
+        parsed=parsed, corrected=corrected, output=correction_output(problem, corrected, parsed.explanation)
+    )
+
+
+def correction_output(problem: str, corrected: float, explanation: str | None) -> dict[str, Any]:
+    """A row's output columns for a corrected prediction."""
+    out: dict[str, Any] = {"corrected_prediction": corrected}
+    if problem == "classification":
+        out["corrected_label"] = int(corrected >= 0.5)
+    out["explanation"] = explanation
+    return out
+
+
 KNOWLEDGE_FROM = {"valid": ("valid",), "train": ("train",), "train+valid": ("train", "valid")}
 
 
@@ -107,28 +139,9 @@ class Corrector:
         return self.template.render(task=self.task, knowledge=knowledge, query=self._row_vars(row, False))
 
     def interpret(self, base: float, text: str) -> Correction:
-        """Corrected prediction from an answer; an unparsable answer keeps the base prediction.
-
-        Classification keeps probabilities: when the LLM agrees with the model's label the model's probability
-        stands; when it overrules it, the probability is mirrored (p -> 1 - p), so the label flips and the
-        model's confidence ordering is kept for ROC-AUC.
-        """
-        if self.problem == "classification":
-            parsed = parse_label(text)
-            corrected = base
-            if parsed.ok and bool(parsed.value) != (base >= 0.5):
-                corrected = 1.0 - base
-                if corrected == 0.5:  # 0.5 sits on the threshold: nudge it to the LLM's side
-                    corrected = 0.5 + (1e-6 if parsed.value else -1e-6)
-        else:
-            parsed = parse_number(text)
-            corrected = float(parsed.value) if parsed.ok and parsed.value is not None else base
-        return Correction(parsed=parsed, corrected=corrected, output=self.output(corrected, parsed.explanation))
+        """Corrected prediction from an answer (`interpret`)."""
+        return interpret(self.problem, base, text)
 
     def output(self, corrected: float, explanation: str | None) -> dict[str, Any]:
-        """A row's output columns for a corrected prediction."""
-        out: dict[str, Any] = {"corrected_prediction": corrected}
-        if self.problem == "classification":
-            out["corrected_label"] = int(corrected >= 0.5)
-        out["explanation"] = explanation
-        return out
+        """A row's output columns for a corrected prediction (`correction_output`)."""
+        return correction_output(self.problem, corrected, explanation)

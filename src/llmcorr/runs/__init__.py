@@ -66,6 +66,8 @@ def correct(
     progress: bool = _C["progress"],
     confirm: ConfirmFn | None = _C["confirm"],
     cache: bool = _C["cache"],
+    executor: str = _C["executor"],
+    ray_address: str | None = _C["ray_address"],
 ) -> CorrectionResult:
     """Correct a model's test-split predictions with an LLM (LLMCorr) and record the run in the store.
 
@@ -79,7 +81,9 @@ def correct(
     `describe_molecules` adds RDKit descriptions of SMILES inputs. `endpoints` names llmcorr.toml's endpoints;
     `provider` (a Provider or EndpointConfig) is used instead, default the embedded local model. `confirm` is called
     with the estimate before anything is spent (return False to cancel); `cache=True` answers from the response cache
-    at no cost. `output` is written with the corrected rows. Works in scripts and inside a running event loop (Jupyter).
+    at no cost. `output` is written with the corrected rows. `executor` "local", or "ray": the rows are answered on a
+    Ray cluster (`pip install 'llmcorr[ray]'`) at `ray_address` (default: a local Ray instance), their prompts built
+    here. Works in scripts and inside a running event loop (Jupyter).
     """
     return run_sync(
         correct_async(
@@ -89,6 +93,8 @@ def correct(
             progress=progress,
             confirm=confirm,
             cache=cache,
+            executor=executor,
+            ray_address=ray_address,
             **_correction_options(locals()),
         )
     )

@@ -15,22 +15,24 @@ import pandas as pd
 
 from ..config import Config, EndpointConfig
 from ..correct import Corrector, Predictions, load_predictions
-from ..correct.corrector import builtin_template
 from ..correct.rounds import LoopOptions
 from ..data import write_table
-from ..errors import DataError, UserError
+from ..errors import UserError
 from ..prompts import load_template
 from ..providers import Provider
 from ..providers.base import GenParams
 from ..scheduler import Scheduler, describe_endpoints
 from ..store import RunRecord, Store
 from .correction_rows import CorrectionJob, correction_rows
+from .correction_spec import recorded_options
 from .correction_table import gated, integer_columns, keep_integers, recorded_table, result_table
 from .engine import execute, make_scheduler, recorded, request_timeout
 from .estimate import Estimate, describe_estimate, estimate
 from .llm import CachedLLM
 from .outputs import check_output, claim_output, completed
 from .progress import row_progress
+from .ray_executor import check_endpoints, check_executor, execute_ray
+from .ray_worker import make_recipe
 from .spec import (
     ConfirmFn,
     RunSpec,
@@ -38,8 +40,6 @@ from .spec import (
     config_source,
     data_sha256,
     endpoint_records,
-    recorded_endpoints,
-    recorded_file,
     recorded_output,
 )
 
@@ -191,11 +191,16 @@ async def correct_async(
     progress: bool = False,
     confirm: ConfirmFn | None = None,
     cache: bool = True,
+    executor: str = "local",
+    ray_address: str | None = None,
     **options: Any,
 ) -> CorrectionResult:
     """Correct the test split of a predictions table with an LLM (LLMCorr); see `correct` for the arguments."""
     started = time.perf_counter()
+    check_executor(executor)
     plan = plan_correction(predictions, output=output, **options)
+    if executor == "ray":
+        check_endpoints(plan.scheduler)
     log.info(
         "problem: %s; task: %r; %d test rows (+%d validation rows for the gate); %d shots (%s) from %d rows; "
         "endpoints: %s",
@@ -215,71 +220,12 @@ async def correct_async(
             await plan.scheduler.aclose()
             raise UserError("run cancelled before it started; nothing was spent")
         spec = plan.spec.to_dict() | {"cache": cache}
+        if executor != "local":
+            spec["options"]["executor"] = executor  # `runs show` says how it ran; a resume runs locally
         rows_total = len(plan.job.rows)
         run_id = store.create_run("correct", spec, rows_total, name=name, estimate=plan.estimate.to_dict())
         claim_output(store, run_id, output)
-        return await _run(plan, store, run_id, set(), output, progress, cache, started)
-
-
-def recorded_options(
-    record: RunRecord,
-    config: Config,
-    predictions: str | Path | pd.DataFrame | None = None,
-    provider: Provider | EndpointConfig | None = None,
-    template: str | Path | None = None,
-) -> tuple[str | Path | pd.DataFrame, dict[str, Any]]:
-    """The data and `plan_correction` options that re-create a recorded correct run, its files found again (or
-    given: `predictions`, `template`) and checked against their hashes."""
-    spec = record.spec
-    if record.kind != "correct":
-        raise UserError(f"run {record.label} is a {record.kind} run; only correct runs can be resumed or rerun")
-    data: str | Path | pd.DataFrame
-    if predictions is None:
-        if spec["data"] == "DataFrame":
-            raise UserError(f"run {record.label} was made from a DataFrame: pass it again (predictions=df)")
-        data = recorded_file(record.label, spec["data"], "data file", "--data NEWPLACE")
-    elif isinstance(predictions, str | Path) and not Path(predictions).is_file():
-        raise DataError(f"--data {predictions}: no such file")
-    else:
-        data = predictions
-    if data_sha256(data) != spec["data_sha256"]:
-        raise UserError(f"run {record.label}: the data in {data} is not what the run was made from ({spec['data']})")
-    if template is None:
-        template = _recorded_template(record)
-    elif not Path(template).is_file():
-        raise DataError(f"--flow {template}: no such template file")
-    opts = spec["options"]
-    # the run's own endpoints, as recorded: names, kinds, quotas, key variable names (never keys)
-    recorded = recorded_endpoints(opts, config)
-    return data, {
-        "task": opts["task"],
-        "shots": opts["shots"],
-        "limit": opts["limit"],
-        "seed": opts["seed"],
-        "problem": opts["problem"],
-        "columns": {k: v for k, v in opts["columns"].items() if k != v},
-        "template": template,
-        "max_tokens": spec["params"]["max_tokens"],
-        "temperature": spec["params"].get("temperature", 0.0),
-        "knowledge": opts.get("knowledge", "random"),
-        "knowledge_from": opts.get("knowledge_from", "valid"),
-        **opts.get("loop", {}),
-        "gate": opts.get("gate", False),
-        "gate_rows": opts.get("gate_rows"),
-        "describe_molecules": opts.get("describe_molecules", False),
-        "provider": provider,
-        "endpoints": [e.name for e in recorded] or None,
-        "config": config.model_copy(update={"endpoints": recorded}) if recorded else config,
-    }
-
-
-def _recorded_template(record: RunRecord) -> Path:
-    """The run's prompt template, found again: a built-in one in this installation of llmcorr (it may have moved
-    with an upgrade; the hash check says whether it is the same), a user's own where it was recorded."""
-    path = Path(record.spec["template"])
-    if path.parent.name == "templates" and path.parent.parent.name == "correct" and not path.is_file():
-        return builtin_template(record.spec["options"]["problem"])
-    return recorded_file(record.label, str(path), "prompt template", "--flow NEWPLACE.jinja")
+        return await _run(plan, store, run_id, set(), output, progress, cache, started, executor, ray_address)
 
 
 def _check_template(plan: CorrectionPlan, record: RunRecord) -> None:
@@ -354,18 +300,27 @@ async def _run(
     progress: bool,
     cache: bool,
     started: float,
+    executor: str = "local",
+    ray_address: str | None = None,
 ) -> CorrectionResult:
-    """Execute a recorded run's remaining rows, then finish it: completed, cancelled, interrupted or failed."""
+    """Execute a recorded run's remaining rows (here, or on Ray), then finish it: completed, cancelled, interrupted
+    or failed."""
     scheduler, test, table = plan.scheduler, plan.test, plan.table
     shared = all(e.config.provider_kind.shares_kv_cache for e in scheduler.endpoints)  # one KV cache: share prefixes
     items = (plan.job.item(i) for i in plan.job.order(share_prefixes=shared) if i not in skip)
-    process = correction_rows(plan.job, CachedLLM(scheduler, store, cache), plan.params, plan.loop)
+    answering = plan.job.answering(plan.loop)
     hint = f"; resume with `llmcorr runs resume {run_id}`"
     try:
         async with recorded(store, run_id, scheduler, plan.config, "correct", hint=hint):
             with row_progress(len(plan.job.rows) - len(skip), f"correcting {run_id}", progress, scheduler) as on_row:
                 width = scheduler.max_concurrency * 2
-                await execute(items, process, store, run_id, width, on_row, request_timeout(scheduler))
+                if executor == "ray":
+                    recipe = make_recipe(scheduler, store, plan.params, cache, width, correction=answering)
+                    timeout = request_timeout(scheduler)
+                    await execute_ray(items, recipe, store, run_id, scheduler, on_row, timeout, address=ray_address)
+                else:
+                    process = correction_rows(answering, CachedLLM(scheduler, store, cache), plan.params)
+                    await execute(items, process, store, run_id, width, on_row, request_timeout(scheduler))
             rows = store.rows(run_id)
             result = result_table(test, rows, table.problem)
             valid = (

@@ -4,11 +4,12 @@ then the vote. Every LLM call goes through the cached client (so a rerun is free
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from ..correct.corrector import Corrector
+from ..correct.corrector import Corrector, correction_output, interpret
 from ..correct.rounds import (
     LoopOptions,
     Round,
@@ -53,6 +54,10 @@ class CorrectionJob:
     def base(self, index: int) -> float:
         return self._base[index]
 
+    def answering(self, loop: LoopOptions) -> CorrectionRows:
+        """What answering these rows takes (picklable: for Ray workers)."""
+        return CorrectionRows(self.corrector.problem, tuple(self._base), loop)
+
     def order(self, share_prefixes: bool) -> list[int]:
         """Every row's index: in input order, or (`share_prefixes`, for the embedded model's KV cache) with rows
         that show the same shots next to each other, so consecutive prompts share the longest prefix."""
@@ -71,13 +76,25 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def correction_rows(job: CorrectionJob, llm: CachedLLM, params: GenParams, loop: LoopOptions) -> Process:
+@dataclass(frozen=True)
+class CorrectionRows:
+    """What answering a correct run's rows takes, once their prompts are rendered: the problem, each row's base
+    prediction and the loop. Small and picklable: the driver renders the prompts, a Ray worker answers them."""
+
+    problem: str
+    bases: tuple[float, ...]
+    loop: LoopOptions
+
+    def base(self, index: int) -> float:
+        return self.bases[index]
+
+
+def correction_rows(rows: CorrectionRows, llm: CachedLLM, params: GenParams) -> Process:
     """The engine's processor for a correct run."""
-    corrector = job.corrector
-    problem = corrector.problem
+    problem, loop = rows.problem, rows.loop
 
     async def process(item: WorkItem) -> RowRecord:
-        base = job.base(item.index)
+        base = rows.base(item.index)
         usage = {"input_tokens": 0, "output_tokens": 0, "attempts": 0, "calls": 0, "cached": 0, "latency_ms": 0.0}
         endpoint: str | None = None
 
@@ -87,7 +104,7 @@ def correction_rows(job: CorrectionJob, llm: CachedLLM, params: GenParams, loop:
             sample_params = dataclasses.replace(params, seed=seed) if sample else params
             with step_span(kind, {"llmcorr.sample": sample}) as span:
                 answer = await llm.complete(messages, sample_params, sample)
-                correction = corrector.interpret(base, answer.text)
+                correction = interpret(problem, base, answer.text)
                 if span is not None:
                     span.set_attribute("llmcorr.parsed", correction.parsed.ok)
             for key in ("input_tokens", "output_tokens", "attempts", "latency_ms"):
@@ -137,7 +154,8 @@ def correction_rows(job: CorrectionJob, llm: CachedLLM, params: GenParams, loop:
         if problem == "classification":  # explain the decision with an answer that made it
             parsed = [r for r in parsed if (r.corrected >= 0.5) == (corrected >= 0.5)] or parsed  # type: ignore[operator]
         chosen = (parsed or finals)[0]
-        output = corrector.output(corrected, corrector.interpret(base, chosen.text).parsed.explanation)
+        reading = interpret(problem, base, chosen.text)
+        output = correction_output(problem, corrected, reading.parsed.explanation)
         if len(samples) > 1 or any(len(s.rounds) > 1 for s in samples):
             output["rounds"] = [[{"kind": r.kind, "text": r.text} for r in s.rounds] for s in samples]
             output.update(vote)
@@ -152,7 +170,7 @@ def correction_rows(job: CorrectionJob, llm: CachedLLM, params: GenParams, loop:
             response=chosen.text,
             response_key=chosen.key,
             output=output,
-            error=None if parsed_any else corrector.interpret(base, chosen.text).parsed.error,
+            error=None if parsed_any else reading.parsed.error,
             input_tokens=int(usage["input_tokens"]),
             output_tokens=int(usage["output_tokens"]),
             duration_ms=float(usage["latency_ms"]),

@@ -23,6 +23,7 @@ from ..scheduler import RetryPolicy, Scheduler
 from ..scheduler.remote import remote_endpoints
 from ..store import RowRecord, Store
 from ..store.db import store_location
+from .correction_rows import CorrectionRows, correction_rows
 from .engine import Job, Process, WorkItem, prompt_rows
 from .flows import Flow, flow_context, flow_rows
 from .llm import CachedLLM
@@ -43,12 +44,15 @@ class Recipe:
     job: Job | None = None  # a prompt run: how answers become outputs
     flow: Flow | None = None  # a flow run: the flow (its LLM calls go through `llmcorr.chat`)
     sys_path: tuple[str, ...] = field(default_factory=tuple)  # where the driver imports flows from
+    correction: CorrectionRows | None = None  # a correct run: the LLMCorr loop over prompts the driver rendered
 
     def processor(self, llm: CachedLLM) -> Process:
+        if self.correction is not None:
+            return correction_rows(self.correction, llm, self.params)
         if self.flow is not None:
             return flow_rows(self.flow)
         if self.job is None:
-            raise ValueError("a recipe needs a job (prompt runs) or a flow")
+            raise ValueError("a recipe needs a job (prompt runs), a flow or a correction")
         return prompt_rows(self.job, llm, self.params)
 
 
@@ -61,11 +65,12 @@ def make_recipe(
     *,
     job: Job | None = None,
     flow: Flow | None = None,
+    correction: CorrectionRows | None = None,
 ) -> Recipe:
     """The recipe for a run whose driver holds `scheduler` (its endpoints' configs, its retry policy)."""
     configs = tuple(e.config for e in scheduler.endpoints)
     path = tuple(dict.fromkeys([os.getcwd(), *sys.path]))
-    return Recipe(configs, scheduler.retry, params, str(store.path), cache, concurrency, job, flow, path)
+    return Recipe(configs, scheduler.retry, params, str(store.path), cache, concurrency, job, flow, path, correction)
 
 
 @dataclass(frozen=True)
