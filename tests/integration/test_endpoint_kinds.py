@@ -105,7 +105,7 @@ def test_a_batch_run_and_its_resume_name_the_endpoint_that_answered(tmp_path: Pa
         srv.reset()  # the daily quota is back
         resumed = run_cli("runs", "resume", "words", "--config", config, timeout=120)
         received = srv.stats()["received"]
-    named = f"endpoints: east (openai {srv.base_url}, model gpt-4o-mini, concurrency 1)"
+    named = f"endpoints: east (openai {srv.base_url}, model gpt-4o-mini, concurrency 1, quota: none)"
     assert stopped.returncode == 1 and named in stopped.stderr, stopped.stderr  # the daily quota stopped it
     assert resumed.returncode == 0 and received == 2, resumed.stderr  # the two rows left, at that server
     assert any(line.startswith("llmcorr: resuming words") and named in line for line in resumed.stderr.splitlines())

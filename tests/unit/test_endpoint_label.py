@@ -13,7 +13,8 @@ from llmcorr.scheduler import build_endpoints, describe_endpoints
 def test_an_http_endpoint_is_named_by_kind_url_and_model() -> None:
     config = EndpointConfig(name="east", base_url="http://127.0.0.1:8101/v1", model="gpt-4o-mini", max_concurrency=8)
     (endpoint,) = build_endpoints([config])
-    assert describe_endpoints([endpoint]) == "east (openai http://127.0.0.1:8101/v1, model gpt-4o-mini, concurrency 8)"
+    named = "east (openai http://127.0.0.1:8101/v1, model gpt-4o-mini, concurrency 8, quota: none)"
+    assert describe_endpoints([endpoint]) == named
     recorded = make_provider(config).describe() | {"name": "east", "rpm": 600}
     assert (
         describe_endpoint(recorded, "600 rpm") == "east (openai http://127.0.0.1:8101/v1, model gpt-4o-mini, 600 rpm)"

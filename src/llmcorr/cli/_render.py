@@ -20,7 +20,7 @@ from rich.table import Table
 from ..config import Config
 from ..runs.batch import RunResult
 from ..runs.correction import CorrectionResult
-from ..runs.estimate import Estimate
+from ..runs.estimate import Estimate, describe_sources
 from ..runs.status import has_failures, status_text
 from ..runs.summary import endpoint_usage, wall_time
 from ..store import RunRecord, Store
@@ -295,6 +295,7 @@ def estimate_table(e: Estimate) -> Table:
     table.add_row("cost (max)", f"${e.cost_max:.4f}" if e.cost_max is not None else "n/a (no prices configured)")
     eta = f"{e.eta_s:,.0f} s ({e.binding} quota binds)" if e.eta_s is not None else "n/a (no quota configured)"
     table.add_row("ETA at quota", eta)
+    table.add_row("quota from", describe_sources(e.quota_sources) or "n/a")
     return table
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from ..providers.base import Message
 from ..scheduler import Scheduler
@@ -19,6 +19,8 @@ class Estimate:
     eta_s: float | None  # at the selected endpoints' quotas; None when no endpoint has a quota
     binding: str | None  # which quota binds: "requests" or "tokens"
     endpoints: list[str]
+    # where each endpoint's quota came from: "config", "learned from headers" or "none" (scheduler/learned.py)
+    quota_sources: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -53,6 +55,7 @@ def estimate(prompts: Iterable[list[Message]], scheduler: Scheduler, max_tokens:
         eta_s=limits[binding] if binding else None,
         binding=binding,
         endpoints=[e.name for e in scheduler.endpoints],
+        quota_sources={e.name: e.quota_source for e in scheduler.endpoints},
     )
 
 
@@ -66,4 +69,11 @@ def describe_estimate(e: Estimate) -> str:
         text += f", at most ${e.cost_max:.4f}"
     if e.eta_s is not None:
         text += f", ETA {e.eta_s:.0f} s at the {e.binding} quota of {', '.join(e.endpoints)}"
+    if e.quota_sources:
+        text += f"; quota from: {describe_sources(e.quota_sources)}"
     return text
+
+
+def describe_sources(sources: dict[str, str]) -> str:
+    """Where each endpoint's quota came from: "east config, west none"."""
+    return ", ".join(f"{name} {source}" for name, source in sources.items())

@@ -90,9 +90,13 @@ def build_endpoints(configs: list[EndpointConfig], providers: list[Provider] | N
 
 
 def describe_endpoints(endpoints: list[Endpoint]) -> str:
-    """The endpoints a run sends to, as its start-of-run line names them: kind, URL, model, concurrency."""
+    """The endpoints a run sends to, as its start-of-run line names them: kind, URL, model, concurrency and where
+    the quota came from (config, learned from headers, none: scheduler/learned.py)."""
     return ", ".join(
-        describe_endpoint(e.provider.describe() | {"name": e.name}, f"concurrency {e.gate.limit}") for e in endpoints
+        describe_endpoint(
+            e.provider.describe() | {"name": e.name}, f"concurrency {e.gate.limit}", f"quota: {e.quota_source}"
+        )
+        for e in endpoints
     )
 
 
@@ -147,11 +151,11 @@ class Scheduler:
 
     def _raw_prompts(self, messages: list[Message]) -> list[int]:
         """The prompt's raw (uncalibrated) token count per endpoint, counted once per tokenizer; 0 where the
-        endpoint's quota counts no tokens."""
+        endpoint's quota counts no tokens and cannot learn to (scheduler/learned.py)."""
         counted: dict[int, int] = {}
         out = []
         for e in self.endpoints:
-            if e.quota.tokens is None:
+            if e.quota.tokens is None and not e.learns:
                 out.append(0)
                 continue
             key = id(e.counter)

@@ -10,8 +10,13 @@ The client models what the server charges and never exceeds it:
   earlier design scaled each answer by the calibration at admission over the calibration now, which with a deep
   queue (hundreds of requests, tens of seconds between a charge and its answer) was a delayed multiplicative
   feedback that oscillated — charges first too high, then a burst of 429s;
+- the quota is the configured one, or learned from the server's `x-ratelimit-limit-*` headers where none is
+  configured (the first request goes alone, to learn it), and the server's limits win over a higher configured
+  one; with no limits to learn, 429s cut the concurrency instead (scheduler/learned.py);
 - buckets refill continuously at the quota rate; their capacity (the opening burst) is `DEFAULT_BURST_S` seconds'
-  worth, well inside any server's enforcement window (Azure enforces per 10 s);
+  worth, well inside any server's enforcement window (Azure enforces per 10 s); once `x-ratelimit-reset-*` show
+  where a fixed-window server's windows start, each window is filled exactly instead (scheduler/windows.py); the
+  buckets themselves are scheduler/quota.py's;
 - `x-ratelimit-remaining-*` headers lower our level when someone else spends the same quota (or when our charges
   were low): they correct the bucket's level only, never the calibration, which `usage` alone sets;
 - a 429 pauses the whole quota group until Retry-After and cuts its rate once per episode; successes after the
@@ -31,118 +36,15 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from ..config import EndpointConfig
-from ..providers.base import Completion, Provider, RateLimitInfo
-from .buckets import Bucket
+from ..providers.base import Completion, Provider
+from ..providers.servers import ModelServerProvider
 from .deadlines import Deadlines
+from .learned import PROBE_S, ConcurrencyAimd
+from .quota import DEFAULT_BURST_S, RATE_CUT, RATE_FLOOR, SAFETY, WINDOW_BURST_FRACTION, Quota
 from .tokens import TokenCounter, bytes_estimate, tiktoken_counter
 
-# Opening burst: half a second of quota, never a whole minute's. A burst as large as the server's own bucket would
-# meet 429s: the server's bucket starts refilling only when our first request *arrives* (after the client's
-# connections open), ours when we admit it.
-DEFAULT_BURST_S = 0.5
-WINDOW_BURST_FRACTION = 0.02  # with fixed enforcement windows, the burst is this fraction of a window
-SAFETY = 0.995  # aim a hair under the quota: the client's and the server's clocks are not the same clock
-RATE_CUT = 0.85  # on a 429 episode, the rate is cut to this fraction (once per episode)
-RATE_FLOOR = 0.1  # never below this fraction of the configured quota
-RECOVERY_PER_OK = 0.001  # each success after an episode gives back this fraction of the quota
 MAX_AUTO_CONCURRENCY = 256
 CALIBRATION_WINDOW = 100  # answers the calibration averages over: an answer weighs 1/e as much 100 answers later
-
-
-class Quota:
-    """Buckets shared by the endpoints of one quota group."""
-
-    def __init__(self, name: str, rpm: float | None, tpm: float | None, window_s: float | None) -> None:
-        self.name = name
-        self.rpm, self.tpm = rpm, tpm
-        burst_s = DEFAULT_BURST_S
-        self.window_factor = 1.0
-        if window_s:
-            # Fixed windows (Azure) count everything admitted inside each window: a burst B on top of a rate r
-            # puts B + r*W into one window, so the burst is kept small and the rate lowered to make room for it.
-            burst_s = min(DEFAULT_BURST_S, WINDOW_BURST_FRACTION * window_s)
-            self.window_factor = 1 / (1 + burst_s / window_s)
-        now = time.monotonic()
-        self.factor = 1.0  # rate multiplier after 429 episodes
-        base = SAFETY * self.window_factor
-        self.requests = Bucket(rpm / 60 * base, max(1.0, rpm / 60 * burst_s), now=now) if rpm else None
-        self.tokens = Bucket(tpm / 60 * base, max(1.0, tpm / 60 * burst_s), now=now) if tpm else None
-        self.paused_until = 0.0
-        self.episode_until = 0.0
-        self.rate_limited = 0
-
-    def _apply_rates(self, now: float) -> None:
-        scale = SAFETY * self.window_factor * self.factor
-        if self.requests and self.rpm:
-            self.requests.set_rate(self.rpm / 60 * scale, now)
-        if self.tokens and self.tpm:
-            self.tokens.set_rate(self.tpm / 60 * scale, now)
-
-    def admission_delay(self, tokens: float, now: float) -> float:
-        """Seconds until a request charging `tokens` fits (without reserving)."""
-        wait = max(0.0, self.paused_until - now)
-        if self.requests:
-            wait = max(wait, self.requests.wait_for(1, now))
-        if self.tokens:
-            wait = max(wait, self.tokens.wait_for(tokens, now))
-        return wait
-
-    def reserve(self, tokens: float, now: float) -> float:
-        wait = max(0.0, self.paused_until - now)
-        if self.requests:
-            wait = max(wait, self.requests.reserve(1, now))
-        if self.tokens:
-            wait = max(wait, self.tokens.reserve(tokens, now))
-        return wait
-
-    def refund(self, tokens: float, now: float) -> None:
-        """Give back a reservation the server never charged (it answered 429)."""
-        if self.requests:
-            self.requests.refund(1, now)
-        if self.tokens:
-            self.tokens.refund(tokens, now)
-
-    def on_rate_limited(self, retry_after: float | None, now: float, in_flight_s: float) -> None:
-        """Pause until Retry-After; cut the rate once per episode. An episode lasts until the requests that were
-        already in flight when it began have had their answers, so their 429s do not cut the rate again."""
-        self.rate_limited += 1
-        pause = retry_after if retry_after is not None else 1.0
-        self.paused_until = max(self.paused_until, now + pause)
-        if now >= self.episode_until:
-            self.factor = max(RATE_FLOOR, self.factor * RATE_CUT)
-            self._apply_rates(now)
-            self.episode_until = self.paused_until + max(0.2, in_flight_s)
-        # nothing is banked while paused: the stream resumes at the rate, not with a burst
-        for bucket in (self.requests, self.tokens):
-            if bucket:
-                bucket.clamp(0.0, now)
-                bucket.stamp = max(bucket.stamp, self.paused_until)
-
-    def on_success(self, now: float) -> None:
-        if self.factor < 1.0 and now >= self.episode_until:
-            self.factor = min(1.0, self.factor + RECOVERY_PER_OK)
-            self._apply_rates(now)
-
-    def observe_headers(
-        self, info: RateLimitInfo, pending_requests: float, pending_tokens: float, now: float, age_s: float = 0.0
-    ) -> None:
-        """Believe the server's remaining counts, less what we sent after it counted.
-
-        Servers report whole numbers (rounded down), so the true level may be up to one unit higher: the ceiling
-        allows that unit, or every response would look like someone else's spending. A count is `age_s` old (it
-        was taken when the server admitted the request); if its reset time has passed since, the server's window
-        has refilled and the count is stale (Azure's fixed windows). A steady unseen spender is handled by the 429
-        episodes (rate cut, slow recovery); the clamp keeps our level from running ahead.
-        """
-        for bucket, remaining, pending, reset_s in (
-            (self.requests, info.remaining_requests, pending_requests, info.reset_requests_s),
-            (self.tokens, info.remaining_tokens, pending_tokens, info.reset_tokens_s),
-        ):
-            if bucket is None or remaining is None or (reset_s is not None and reset_s <= age_s):
-                continue
-            bucket.refill(now)
-            # Our level counts reservations for requests the server has not seen yet; its count does not.
-            bucket.level = min(bucket.level, remaining + 1 - pending)
 
 
 class Gate:
@@ -200,7 +102,12 @@ class Endpoint:
         self.name = config.name
         self.provider = provider
         self.quota = quota
-        self.weight = (config.tpm or 0) + (config.rpm or 0) * 1000 or 1.0
+        # a remote quota service's endpoint may learn its quota from the answers' headers; a model server on this
+        # machine (vLLM, Ollama, llama.cpp) or the embedded model has none: their paths stay as they were
+        self.learns = config.provider_kind.remote and not isinstance(provider, ModelServerProvider)
+        self.aimd = ConcurrencyAimd()
+        self._probe_sent: float | None = None  # when the first request went (scheduler/learned.py: PROBE_S)
+        self._answered = False
         self.counter: TokenCounter = self._counter()
         self.calibration = 1.0  # the server's prompt tokens / our raw count (1 until the first answer)
         self._server_tokens = 0.0  # discounted sums of the server's prompt tokens and of our raw counts, same answers
@@ -221,26 +128,41 @@ class Endpoint:
             return lambda text: own(text) or bytes_estimate(text)
         return tiktoken_counter()
 
-    def _concurrency(self) -> int:
-        """Little's law: rate x latency, with headroom; capped by max_concurrency."""
+    @property
+    def weight(self) -> float:
+        """The endpoint's share of work where delays tie: its quota (configured, else learned)."""
+        rpm, tpm = self.config.rpm or self.quota.rpm, self.config.tpm or self.quota.tpm
+        return (tpm or 0) + (rpm or 0) * 1000 or 1.0
+
+    @property
+    def quota_source(self) -> str:
+        """Where the endpoint's quota came from: "config", "learned from headers" or "none"."""
+        return self.quota.learner.source
+
+    def _concurrency(self, now: float | None = None) -> int:
+        """Little's law: rate x latency, with headroom; capped by max_concurrency (and cut after 429s where no
+        quota is known: scheduler/learned.py)."""
+        rpm, tpm = self.quota.rpm, self.quota.tpm  # configured or learned
         cap = self.config.max_concurrency or (
-            self.provider.max_concurrency if not (self.config.rpm or self.config.tpm) else MAX_AUTO_CONCURRENCY
+            self.provider.max_concurrency if not (rpm or tpm) else MAX_AUTO_CONCURRENCY
         )
-        if self.config.rpm:
-            need = math.ceil(self.config.rpm / 60 * self.latency_s * 1.5) + 2
-        elif self.config.tpm:
-            need = math.ceil(self.config.tpm / 60 / 200 * self.latency_s * 1.5) + 2  # ~200 tokens a request
+        if rpm:
+            need = math.ceil(rpm / 60 * self.latency_s * 1.5) + 2
+        elif tpm:
+            need = math.ceil(tpm / 60 / 200 * self.latency_s * 1.5) + 2  # ~200 tokens a request
         else:
             need = cap
-        return max(1, min(cap, need))
+        allowed = self.aimd.allowed(time.monotonic() if now is None else now)
+        return max(1, min(cap, need, allowed or need))
 
     def estimate_prompt(self, raw_prompt: int) -> int:
         """The prompt tokens the server will count for a prompt we count `raw_prompt`."""
         return math.ceil(raw_prompt * self.calibration)
 
     def charge(self, raw_prompt: int, max_tokens: int) -> int:
-        """A request's token charge if it were admitted now (0 where the quota counts no tokens)."""
-        return self.estimate_prompt(raw_prompt) + max_tokens if self.quota.tokens is not None else 0
+        """A request's token charge if it were admitted now (0 where the quota counts no tokens, nor may learn to)."""
+        counts = self.quota.tokens is not None or self.learns
+        return self.estimate_prompt(raw_prompt) + max_tokens if counts else 0
 
     def calibrate(self, raw_prompt: int, server_prompt: int) -> None:
         """Learn from one answer: the server counted `server_prompt` for a prompt we count `raw_prompt`."""
@@ -259,6 +181,8 @@ class Endpoint:
         return self.admitted(charge)
 
     def admitted(self, charge: float) -> int:
+        if self._probe_sent is None:
+            self._probe_sent = time.monotonic()
         self._seq += 1
         self._sent.append((self._seq, charge))
         self._flights[self._seq] = _Flight(time.monotonic())
@@ -280,8 +204,11 @@ class Endpoint:
     def free(self, now: float) -> bool:
         """Whether a try may start here now: fewer than `gate.limit` tries in flight, not counting stalled ones,
         up to twice the limit in all. A `max_concurrency` the user set is never passed (a server's parallelism is
-        kept exactly: there a stalled try holds its slot until its deadline cuts it)."""
+        kept exactly: there a stalled try holds its slot until its deadline cuts it). An endpoint that may learn
+        its quota sends one request, not a burst, until its first answer (at most `PROBE_S`)."""
         active, limit = self.gate.active, self.gate.limit
+        if self.probing(now):
+            return active == 0
         if active < limit:
             return True
         ceiling = min(2 * limit, self.config.max_concurrency or 2 * limit)
@@ -303,12 +230,19 @@ class Endpoint:
                 with contextlib.suppress(RuntimeError):  # a timer already expiring or left needs nothing
                     flight.timer.reschedule(None if limit is None else flight.started + limit)
 
+    def probing(self, now: float) -> bool:
+        """Whether only one request may be in flight: no quota known yet, and no answer to learn one from."""
+        if not self.learns or self._answered or self.quota.rpm or self.quota.tpm:
+            return False
+        return self._probe_sent is None or now - self._probe_sent < PROBE_S
+
     def done(self, seq: int) -> None:
         """Try `seq` has left its slot, however it ended."""
         self._flights.pop(seq, None)
 
     def _finished(self, seq: int) -> tuple[float, float]:
         """Forget request `seq`; return (requests, tokens) sent after it that are still in flight."""
+        self._answered = True
         later_requests = later_tokens = 0.0
         for s, charge in self._sent:
             if s > seq:
@@ -320,6 +254,7 @@ class Endpoint:
 
     def on_success(self, seq: int, completion: Completion, raw_prompt: int, latency_s: float) -> None:
         """Request `seq` was answered; `raw_prompt` is our raw count of its prompt (0: do not calibrate)."""
+        charge = next((c for s, c in self._sent if s == seq), 0.0)
         later_requests, later_tokens = self._finished(seq)
         now = time.monotonic()
         self.stats.ok += 1
@@ -330,9 +265,10 @@ class Endpoint:
         if self.deadlines.observe(latency_s):
             self._retime()
         if completion.ratelimit is not None:
+            self.quota.learner.observe(completion.ratelimit, charge, now - latency_s, now, self.name)
             self.quota.observe_headers(completion.ratelimit, later_requests, later_tokens, now, age_s=latency_s)
         self.quota.on_success(now)
-        self.gate.limit = self._concurrency()
+        self.gate.limit = self._concurrency(now)
 
     def on_rate_limited(self, seq: int, charge: float, retry_after: float | None) -> None:
         self._finished(seq)
@@ -340,7 +276,11 @@ class Endpoint:
         self.stats.rate_limited += 1
         self.quota.refund(charge, now)
         jitter = random.uniform(0, 0.25) * (retry_after or 1.0)
+        episode = now >= self.quota.episode_until
         self.quota.on_rate_limited((retry_after if retry_after is not None else 1.0) + jitter, now, self.latency_s)
+        if episode and self.learns and self.quota.requests is None and self.quota.tokens is None:
+            self.aimd.cut(self.gate.limit, now)  # no quota to slow down: fewer requests in flight instead
+            self.gate.limit = self._concurrency(now)
 
     def on_error(self, seq: int, input_tokens: int = 0, output_tokens: int = 0) -> None:
         """A try that failed; the tokens a server billed for it anyway (an empty answer) count in the usage."""
@@ -351,3 +291,18 @@ class Endpoint:
 
     def cost(self) -> float | None:
         return self.config.cost(self.stats.input_tokens, self.stats.output_tokens)
+
+
+__all__ = [
+    "CALIBRATION_WINDOW",
+    "DEFAULT_BURST_S",
+    "MAX_AUTO_CONCURRENCY",
+    "RATE_CUT",
+    "RATE_FLOOR",
+    "SAFETY",
+    "WINDOW_BURST_FRACTION",
+    "Endpoint",
+    "EndpointStats",
+    "Gate",
+    "Quota",
+]

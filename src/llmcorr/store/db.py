@@ -35,8 +35,6 @@ class Connection(Protocol):
     def __exit__(self, *exc: Any) -> Any: ...
 
 
-
-
 def store_location(where: Path | str | StoreURL) -> Path | StoreURL:
     """A store's location as given (a file path, a postgresql:// URL or a StoreURL), normalised."""
     if isinstance(where, StoreURL):
