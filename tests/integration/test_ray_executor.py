@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +24,9 @@ from llmcorr.providers.base import Completion, GenParams, Message, Provider
 from llmcorr.runs.batch import RunResult, run_batch_async
 from llmcorr.scheduler.tokens import tiktoken_counter
 from llmcorr.store import Store
+from tests.conftest import LLMCORR
 
-from .conftest import run_cli, store_path
+from .conftest import run_cli, store_path, wait_for_rows
 
 pytest.importorskip("ray")
 pytestmark = pytest.mark.timeout(240)  # a hang (a worker that never answers) fails in minutes, not ten
@@ -246,3 +249,36 @@ def test_a_correct_run_on_ray_matches_the_local_run(tmp_path: Path, cancer_csv: 
     assert record.status == "completed" and record.metrics == first.metrics
     assert record.spec["options"]["executor"] == "ray" and None not in workers and len(workers) >= 1
     assert pd.read_csv(tmp_path / "ray.csv").equals(pd.read_csv(tmp_path / "local.csv"))
+
+
+def test_sigterm_drains_a_ray_run_like_a_local_one(workdir: Path, llmcorr_home: Path) -> None:
+    """The first SIGTERM (or Ctrl-C) stops a Ray run the way `runs cancel` does: no new chunk, the workers finish the
+    rows they started, every answer paid for is kept; one line, exit 130, and the run resumes."""
+    quota = QuotaServerConfig(rpm=240, tpm=1_000_000, base_latency_s=0.05, api_key=KEY)  # 4 rows a second
+    with QuotaServer(quota, count_tokens=tiktoken_counter()) as srv:
+        (workdir / "llmcorr.toml").write_text(TOML.format(url=srv.base_url).replace("rpm = 480", "rpm = 240"))
+        proc = subprocess.Popen(
+            [LLMCORR, "run", workdir / "describe.prompty", "--data", workdir / "d.csv", "--config",
+             workdir / "llmcorr.toml", "--name", "term", "--executor", "ray", "-q"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "RAY_TEST_KEY": KEY},
+        )  # fmt: skip
+        try:
+            wait_for_rows(llmcorr_home, "term", 4, proc)
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate(timeout=30)
+        answered = srv.stats()["admitted"]
+        with Store(store_path(llmcorr_home)) as store:
+            stopped = store.get_run("term")
+        resumed = run_cli("runs", "resume", "term", "-q", env={"RAY_TEST_KEY": KEY}, timeout=300)
+        total = srv.stats()["admitted"]
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert "cancelled: run term stopped (SIGTERM)" in err and "rows kept; resume with `llmcorr runs resume term" in err
+    assert stopped.status == "cancelled" and 4 <= stopped.rows_done < ROWS
+    assert stopped.rows_done == answered  # every answer paid for before the stop was kept
+    assert resumed.returncode == 0, resumed.stderr
+    assert total == ROWS  # the resume asked only for the rows the stop left: none paid twice

@@ -135,7 +135,7 @@ async def execute(
     arrived = asyncio.Event()
     stopping = False
     active = register(_active_run(store, run_id, asyncio.get_running_loop(), arrived))
-    on_row = _counting(active, on_row)
+    on_row = counting(active, on_row)
 
     async def worker() -> None:
         nonlocal stopping
@@ -177,21 +177,14 @@ async def execute(
         with row_span(item.index, item.sample_id) as span:
             row = await process(item)
             if span is not None:
-                span.set_attributes(
-                    {
-                        "llmcorr.status": row.status,
-                        "gen_ai.usage.input_tokens": row.input_tokens,
-                        "gen_ai.usage.output_tokens": row.output_tokens,
-                        "llmcorr.cache_hit": row.cached,
-                    }
-                )
+                span.set_attributes(row_attributes(row))
                 if row.error:
                     span.set_status(Status(StatusCode.ERROR, row.error))
             return row
 
     workers = {asyncio.create_task(worker()) for _ in range(max(1, concurrency))}
     failure: BaseException | None = None
-    last_poll = time.monotonic()
+    watch = StopWatch(store, run_id)
     try:
         while True:
             with contextlib.suppress(TimeoutError):
@@ -207,15 +200,9 @@ async def execute(
                 break
             if not workers:
                 break
-            why = stop_reason()  # the first Ctrl-C or SIGTERM (runs/stopping.py)
-            if why is not None:
-                failure = RunCancelled(why)
+            failure = watch.check()
+            if failure is not None:
                 break
-            if time.monotonic() - last_poll >= CANCEL_POLL_S:
-                last_poll = time.monotonic()
-                if store.cancel_requested(run_id):
-                    failure = RunCancelled(f"run {run_id} was cancelled")
-                    break
         if failure is not None:
             # stop: no new request (those waiting for their turn give up, their rows left for a resume), but the
             # requests already sent were paid for, so wait for their answers and keep them
@@ -238,18 +225,52 @@ async def execute(
             flush()  # rows that finished while the run was being stopped
 
 
+class StopWatch:
+    """Whether the run an executor (local or Ray) is executing must stop: the first Ctrl-C or SIGTERM of this process
+    at once (runs/stopping.py), `llmcorr runs cancel` (seen in the store) within CANCEL_POLL_S."""
+
+    def __init__(self, store: Store, run_id: str) -> None:
+        self.store, self.run_id = store, run_id
+        self.polled = time.monotonic()
+
+    def check(self) -> RunCancelled | None:
+        why = stop_reason()
+        if why is not None:
+            return RunCancelled(why)
+        if time.monotonic() - self.polled >= CANCEL_POLL_S:
+            self.polled = time.monotonic()
+            if self.store.cancel_requested(self.run_id):
+                return RunCancelled(f"run {self.run_id} was cancelled")
+        return None
+
+
+def row_attributes(row: RowRecord) -> dict[str, Any]:
+    """A finished row's attributes on its span, whichever executor ran it."""
+    return {
+        "llmcorr.status": row.status,
+        "gen_ai.usage.input_tokens": row.input_tokens,
+        "gen_ai.usage.output_tokens": row.output_tokens,
+        "llmcorr.cache_hit": row.cached,
+    }
+
+
+def active_run(store: Store, run_id: str, wake: Callable[[], None] | None = None) -> ActiveRun:
+    """The run as `stopping` tracks it (what the line printed when it stops needs); `wake`: called by a stop request
+    (from a signal handler) to wake the executor at once."""
+    record = store.get_run(run_id)
+    return ActiveRun(run_id, record.label, record.rows_total, record.rows_done - record.rows_failed, wake=wake)
+
+
 def _active_run(store: Store, run_id: str, loop: asyncio.AbstractEventLoop, arrived: asyncio.Event) -> ActiveRun:
     """The run as `stopping` tracks it; a stop request (from a signal handler) wakes `execute` at once."""
-    record = store.get_run(run_id)
-    kept = record.rows_done - record.rows_failed
 
     def wake() -> None:
         loop.call_soon_threadsafe(arrived.set)
 
-    return ActiveRun(run_id, record.label, record.rows_total, kept, wake=wake)
+    return active_run(store, run_id, wake)
 
 
-def _counting(active: ActiveRun, on_row: ProgressFn | None) -> ProgressFn:
+def counting(active: ActiveRun, on_row: ProgressFn | None) -> ProgressFn:
     """`on_row`, after counting the committed row for the line printed if the run is stopped."""
 
     def counted(row: RowRecord) -> None:

@@ -19,31 +19,34 @@ Ray is imported only here, and only when a run asks for it: `import llmcorr` nev
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import itertools
 import logging
+import signal
 import sys
-import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry.trace import Status, StatusCode
 
-from ..errors import LlmcorrError, RunCancelled, UserError
+from ..errors import LlmcorrError, UserError
 from ..providers import make_provider
 from ..scheduler import Scheduler
 from ..scheduler.remote import QuotaKeeper, quota_groups
 from ..store import Store
 from ..tracing import current_tracer, flush_spans
-from .engine import CANCEL_POLL_S, ProgressFn, WorkItem
+from .engine import ProgressFn, StopWatch, WorkItem, active_run, counting, row_attributes
 from .ray_worker import ChunkResult, Done, Recipe, RowWorker
+from .stopping import register, unregister
 
 log = logging.getLogger("llmcorr")
 EXECUTORS = ("local", "ray")
 RAY_MISSING = "--executor ray needs Ray, which is not installed: pip install 'llmcorr[ray]'"
 DEPTH = 2  # chunks in hand per worker: one running, one ready
 MAX_CHUNK = 16  # rows per chunk at most: rows come back a chunk at a time
+STOP_POLL_S = 0.25  # how soon a stop (Ctrl-C, SIGTERM, runs cancel) is looked for while chunks run
 START_TIMEOUT_S = 120.0  # for the workers to be placed on the cluster and start
 LOCAL_OBJECT_STORE = 100 * 1024 * 1024  # a local instance's object store: rows are small
 
@@ -85,6 +88,28 @@ def ray_cluster(address: str | None) -> Iterator[Any]:
         yield ray
         return
     quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
+    with _own_signal_handlers():
+        _init(ray, address, quiet)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+@contextmanager
+def _own_signal_handlers() -> Iterator[None]:
+    """Keep this process's SIGINT/SIGTERM handlers over `ray.init`, which installs its own: the first Ctrl-C or SIGTERM
+    must drain the run (runs/stopping.py), not end the process."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            with contextlib.suppress(ValueError, TypeError):  # not the main thread, or a handler set outside Python
+                signal.signal(sig, handler)
+
+
+def _init(ray: Any, address: str | None, quiet: dict[str, Any]) -> None:
     if address:
         try:
             ray.init(address=address, **quiet)
@@ -93,10 +118,6 @@ def ray_cluster(address: str | None) -> Iterator[Any]:
     else:
         ray.init(include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE, **quiet)
         log.info("ray: started a local instance (%d CPUs)", int(ray.cluster_resources().get("CPU", 1)))
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
 
 
 async def execute_ray(
@@ -168,8 +189,13 @@ async def _dispatch(
     on_row: ProgressFn | None,
     drain_timeout_s: float,
 ) -> None:
-    """Keep every worker DEPTH chunks deep until the rows run out, committing results as they come."""
+    """Keep every worker DEPTH chunks deep until the rows run out, committing results as they come. It stops as the
+    local executor does (engine.py `StopWatch`): `runs cancel`, or this process's first Ctrl-C or SIGTERM, and then
+    lets the workers finish the rows they started."""
     in_flight: dict[asyncio.Future[ChunkResult], Any] = {}
+    active = register(active_run(store, run_id))  # a first Ctrl-C now drains this run (runs/stopping.py)
+    on_row = counting(active, on_row)
+    watch = StopWatch(store, run_id)
 
     def send(worker: Any) -> None:
         chunk = next(chunks, None)
@@ -194,16 +220,11 @@ async def _dispatch(
     for _ in range(DEPTH):
         for worker in pool:
             send(worker)
-    last_poll = time.monotonic()
     failure: BaseException | None = None
     try:
         while in_flight and failure is None:
-            done, _ = await asyncio.wait(in_flight, timeout=CANCEL_POLL_S, return_when=asyncio.FIRST_COMPLETED)
-            failure = take(done)
-            if failure is None and time.monotonic() - last_poll >= CANCEL_POLL_S:
-                last_poll = time.monotonic()
-                if store.cancel_requested(run_id):
-                    failure = RunCancelled(f"run {run_id} was cancelled")
+            done, _ = await asyncio.wait(in_flight, timeout=STOP_POLL_S, return_when=asyncio.FIRST_COMPLETED)
+            failure = take(done) or watch.check()
         if failure is not None:
             # stop: the requests already sent were paid for, so let the workers finish the rows they started
             for worker in pool:
@@ -213,7 +234,8 @@ async def _dispatch(
                 take(done)
             raise failure
     finally:
-        for future in in_flight:  # given up on (Ctrl-C, a drain that timed out): their workers are killed next
+        unregister(active)
+        for future in in_flight:  # given up on (a second Ctrl-C, a drain that timed out): their workers are killed next
             future.cancel()
 
 
@@ -248,10 +270,7 @@ def _row_span(done: Done, worker: str) -> None:
         "llmcorr.span": "row",
         "llmcorr.row_index": row.row_index,
         "llmcorr.sample_id": row.sample_id or "",
-        "llmcorr.status": row.status,
-        "gen_ai.usage.input_tokens": row.input_tokens,
-        "gen_ai.usage.output_tokens": row.output_tokens,
-        "llmcorr.cache_hit": row.cached,
+        **row_attributes(row),
         "llmcorr.worker": worker,
     }
     span = rt.tracer.start_span(f"row {row.row_index + 1}", attributes=attributes, start_time=done.start_ns)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import STORE_ENV, EndpointConfig
-from ..errors import LlmcorrError
+from ..errors import LlmcorrError, RunCancelled
 from ..providers.base import GenParams
 from ..scheduler import RetryPolicy, Scheduler
 from ..scheduler.remote import remote_endpoints
@@ -122,7 +122,11 @@ class RowWorker:
         return self.problem
 
     def stop(self) -> None:
+        """No row starts from now on, and no request is sent: those waiting for their turn give up (their rows are
+        left for a resume); the requests already sent are answered and their rows kept, as the local executor does."""
         self.stopping = True
+        if self.problem is None:
+            self.scheduler.stop("the run was stopped")
 
     async def run(self, items: list[WorkItem]) -> ChunkResult:
         """Process the chunk's rows concurrently (up to the recipe's concurrency across every chunk in hand)."""
@@ -135,6 +139,8 @@ class RowWorker:
                 start = time.time_ns()
                 try:
                     row = await self.process(item)
+                except RunCancelled:  # waiting for its turn when the run stopped: nothing was sent for it
+                    return None
                 except Exception as exc:
                     self.stopping = True  # as with the local executor, a fatal error stops the run
                     failures.append(exc)
