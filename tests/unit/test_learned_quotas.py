@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 
 import pytest
 
@@ -141,3 +142,115 @@ def test_reset_headers_align_fixed_windows_and_each_is_filled_exactly() -> None:
     assert admitted == 20_000  # the whole window, no margin
     assert quota.admission_delay(400, now) == pytest.approx(113.001 + GUARD_S - now)  # then the next window
     assert quota.admission_delay(400, 113.1) == 0
+
+
+class AzureWindows:
+    """Azure's fixed windows on our clock, as its answers show them: `x-ratelimit-remaining-*` only. A window ends
+    at `end` and every `window_s` around it; the server admits a request `delay_s` after we send it."""
+
+    def __init__(self, end: float, requests: int, tokens: int, window_s: float = 10.0, delay_s: float = 0.002) -> None:
+        self.end, self.window_s, self.delay_s = end, window_s, delay_s
+        self.allowed = (requests, tokens)
+        self.used: dict[int, list[int]] = {}  # window -> [requests, tokens]
+
+    def window(self, t: float) -> int:
+        return math.floor((t - self.end) / self.window_s)
+
+    def admit(self, sent: float, charge: int) -> RateLimitInfo | None:
+        """The answer's headers; None for a 429 (the window's allowance would be exceeded)."""
+        used = self.used.setdefault(self.window(sent + self.delay_s), [0, 0])
+        if used[0] + 1 > self.allowed[0] or used[1] + charge > self.allowed[1]:
+            return None
+        used[0] += 1
+        used[1] += charge
+        return RateLimitInfo(remaining_requests=self.allowed[0] - used[0], remaining_tokens=self.allowed[1] - used[1])
+
+
+class Client:
+    """A quota driven as the scheduler drives it: it sends whenever the quota admits (looked at every 10 ms), and
+    the answers come back `latency_s` later, passed on as scheduler/endpoint.py does."""
+
+    def __init__(self, quota: Quota, server: AzureWindows, charge: int = 264, latency_s: float = 0.3) -> None:
+        self.quota, self.server, self.charge, self.latency_s = quota, server, charge, latency_s
+        self.in_flight: list[tuple[float, float, RateLimitInfo]] = []  # (answered at, sent, headers)
+        self.now = 100.0
+        self.refused = 0
+        for bucket in (quota.requests, quota.tokens):
+            assert bucket is not None
+            bucket.stamp = self.now  # the quota's clock is this test's, from 100 s on
+
+    def run(self, until: float) -> int:
+        """Run until `until` on the clock; return the 429s so far."""
+        quota, charge = self.quota, self.charge
+        while self.now < until:
+            self.now = now = round(self.now + 0.01, 6)
+            for answer in [a for a in self.in_flight if a[0] <= now]:
+                self.in_flight.remove(answer)
+                _, sent, info = answer
+                later = [a for a in self.in_flight if a[1] > sent]
+                quota.learner.observe(info, charge, sent, now, "e")
+                quota.observe_headers(info, len(later), charge * len(later), now, age_s=now - sent)
+            while quota.admission_delay(charge, now) == 0:
+                quota.reserve(charge, now)
+                headers = self.server.admit(now, charge)
+                if headers is None:
+                    self.refused += 1
+                    quota.refund(charge, now)
+                    quota.on_rate_limited(1.0, now, self.latency_s)
+                    break
+                self.in_flight.append((now + self.latency_s, now, headers))
+        return self.refused
+
+
+def test_remaining_only_answers_around_a_window_boundary_give_its_alignment() -> None:
+    # Azure: 300 requests and 50,000 tokens a 10-s window; the server's windows end at 103.023, 113.023...
+    quota = Quota("q", 1_800, 300_000, 10.0)
+    server = AzureWindows(103.023, 300, 50_000)
+    client = Client(quota, server)
+    assert client.run(103.2) == 0  # no answer from the new window yet: the steady stream of the continuous bucket
+    assert not isinstance(quota.tokens, WindowBucket)
+    assert client.run(104.5) == 0
+    assert isinstance(quota.tokens, WindowBucket) and isinstance(quota.requests, WindowBucket)
+    # the boundary is pinned to within the gap between two sends, and taken no earlier than the server's
+    bucket = quota.tokens
+    phase = (bucket.boundary - 103.023) % 10.0
+    phase = phase - 10.0 if phase > 5.0 else phase
+    assert -server.delay_s <= phase <= 0.1
+    assert 0 < bucket.uncertain_s <= 0.1
+
+
+def test_remaining_only_windows_are_each_filled_to_their_allowance_and_no_more() -> None:
+    charge = 264
+    quota = Quota("q", 1_800, 300_000, 10.0)
+    server = AzureWindows(103.023, 300, 50_000)
+    assert Client(quota, server, charge).run(160.0) == 0  # no 429s
+    full = 50_000 // charge * charge  # another request would not fit
+    windows = sorted(server.used)
+    # every window after the first one aligned (the boundary is seen at ~103; the window from 103 is then
+    # finished at once) takes its whole allowance, and none more (the server refused nothing)
+    assert [server.used[w][1] for w in windows[1:-1]] == [full] * (len(windows) - 2)
+
+
+def test_a_remaining_count_that_rises_by_a_request_or_two_is_no_window_boundary() -> None:
+    from llmcorr.scheduler.windows import RemainingJumps  # (here: the other tests run without it)
+
+    # two requests sent 1 ms apart and admitted in the other order: the later one's count is one unit higher
+    jumps = RemainingJumps(10.0)
+    allowances = (300.0, 50_000.0)
+    assert not jumps.observe(100.000, 150, 25_000, allowances)
+    assert not jumps.observe(100.001, 151, 25_264, allowances)
+    assert jumps.hi is None
+    assert jumps.observe(100.050, 298, 49_472, allowances)  # a new window: the counts jump back up
+    assert (jumps.lo, jumps.hi) == (100.001, 100.050)
+    # the same boundary a window later, pinned closer: the estimate narrows (and stays the latest possible)
+    assert not jumps.observe(110.020, 20, 1_000, allowances)  # (the same window as the last answer)
+    assert jumps.observe(110.040, 299, 49_736, allowances)
+    assert jumps.lo == pytest.approx(100.020) and jumps.hi == pytest.approx(100.040)
+
+
+def test_a_request_sent_within_the_uncertainty_of_a_window_s_end_counts_in_both_windows() -> None:
+    bucket = WindowBucket(10.0, 10.0, 100.0, 100.5, uncertain_s=0.3)
+    bucket.reserve(4.0, 109.55)  # 0.45 s before our window's end: the server's may end 0.3 s earlier
+    assert bucket.level == 6.0
+    bucket.reserve(2.0, 109.7)  # within TAIL_S + uncertain_s of the end: counted in the next window too
+    assert bucket.refill(110.1) == 8.0

@@ -9,7 +9,9 @@ server contradicts.
 - With fixed enforcement windows (Azure, `window_s`), `x-ratelimit-reset-*` show where the server's windows end;
   the quota then fills each window exactly (scheduler/windows.py). Where only `x-ratelimit-remaining-*` arrive
   (Azure's own answers), the window's allowance is estimated from them: a request's remaining count plus its own
-  charge is at most the allowance, and exactly it for the first request of a window.
+  charge is at most the allowance, and exactly it for the first request of a window; and the windows' boundaries
+  are found where the remaining counts jump up between two sends (scheduler/windows.py `RemainingJumps`), each
+  window then filled to its allowance with the uncertainty of the boundary counted on both sides of it.
 - With no limits to learn (vLLM, Ollama, llama.cpp, or a gateway that strips the headers), concurrency follows
   latency as before; if 429s arrive, `ConcurrencyAimd` cuts the endpoint's concurrency once per 429 episode and
   gives one slot back per `AIMD_STEP_S` seconds (per unit of time, not per success: a fast server would otherwise
@@ -26,7 +28,7 @@ import math
 from typing import TYPE_CHECKING
 
 from ..providers.base import RateLimitInfo
-from .windows import WindowBucket
+from .windows import RemainingJumps, WindowBucket
 
 if TYPE_CHECKING:
     from .endpoint import Quota
@@ -48,6 +50,8 @@ class Learner:
         self.configured = (quota.rpm, quota.tpm)
         self.server: tuple[float | None, float | None] = (None, None)  # the limits the headers state (or imply)
         self.aligned = False
+        self.resets_seen = False  # reset headers align the windows; without them, the remaining counts' jumps do
+        self.jumps = RemainingJumps(quota.window_s) if quota.window_s else None
         self._warned: set[str] = set()
 
     @property
@@ -106,7 +110,10 @@ class Learner:
 
     def _align(self, info: RateLimitInfo, sent: float, now: float) -> None:
         resets = [r for r in (info.reset_requests_s, info.reset_tokens_s) if r is not None and r > 0]
+        self.resets_seen = self.resets_seen or bool(resets)
         if not resets:
+            if not self.resets_seen:
+                self._align_from_jumps(info, sent, now)
             return
         end = sent + min(resets)
         if not self.aligned:
@@ -116,6 +123,22 @@ class Learner:
         for bucket in (self.quota.requests, self.quota.tokens):
             if isinstance(bucket, WindowBucket):
                 bucket.align(end)
+
+    def _align_from_jumps(self, info: RateLimitInfo, sent: float, now: float) -> None:
+        jumps, quota = self.jumps, self.quota
+        if jumps is None or not quota.window_s:
+            return
+        per_window = quota.window_s / 60
+        allowances = ((quota.rpm or 0.0) * per_window, (quota.tpm or 0.0) * per_window)
+        if not jumps.observe(sent, info.remaining_requests, info.remaining_tokens, allowances) or jumps.hi is None:
+            return
+        if not self.aligned:
+            self.aligned = True
+            quota.use_windows(jumps.hi, now, jumps.uncertain_s)
+            return
+        for bucket in (quota.requests, quota.tokens):
+            if isinstance(bucket, WindowBucket):
+                bucket.realign(jumps.hi, jumps.uncertain_s, now)
 
 
 class ConcurrencyAimd:

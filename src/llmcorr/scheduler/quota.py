@@ -69,13 +69,14 @@ class Quota:
         bucket.level = min(bucket.level, capacity)
         return bucket
 
-    def use_windows(self, end: float, now: float) -> None:
-        """The server's windows end at `end` (and every `window_s` around it): fill each one exactly."""
+    def use_windows(self, end: float, now: float, uncertain_s: float = 0.0) -> None:
+        """The server's windows end at `end` (and every `window_s` around it; perhaps up to `uncertain_s` earlier):
+        fill each one exactly."""
         assert self.window_s
         for name in ("requests", "tokens"):
             bucket = getattr(self, name)
             if isinstance(bucket, Bucket):
-                setattr(self, name, WindowBucket(1.0, self.window_s, end, now))
+                setattr(self, name, WindowBucket(1.0, self.window_s, end, now, uncertain_s))
         self.set_limits(self.rpm, self.tpm, now)
 
     def _apply_rates(self, now: float) -> None:
