@@ -44,7 +44,7 @@ class HangingProvider(Provider):
     async def complete(self, messages: list[Message], params: GenParams) -> Completion:
         call, self.calls = self.calls, self.calls + 1
         if self.endpoint is not None:
-            self.limits.append(self.endpoint.gate.limit)
+            self.limits.append(self.endpoint.slots.limit)
         self.active += 1
         self.peak = max(self.peak, self.active)
         try:
@@ -119,7 +119,7 @@ def test_the_embedded_model_learns_no_deadline() -> None:
 def test_hung_tries_leave_their_slots_then_are_cut_and_retried() -> None:
     provider = HangingProvider(set())
     s = scheduler(provider, tpm=600_000)  # concurrency sized from the quota: ~3 slots once answers take 10 ms
-    gate = s.endpoints[0].gate
+    gate = s.endpoints[0].slots
 
     async def go() -> tuple[list[Scheduled], list[Scheduled]]:
         learn = [await ask(s, f"learn {i}") for i in range(2 * MIN_ANSWERS)]

@@ -75,7 +75,7 @@ def test_the_first_answer_s_limit_headers_set_a_quota_left_out_of_the_config() -
     assert (e.quota.rpm, e.quota.tpm) == (60_000, 900_000)
     assert e.quota_source == "learned from headers"
     assert "quota: learned from headers" in describe_endpoints(s.endpoints)
-    assert e.gate.limit > 8  # concurrency now follows the learned quota, not the provider's default
+    assert e.slots.limit > 8  # concurrency now follows the learned quota, not the provider's default
     server.headers = RateLimitInfo(limit_requests=30_000, limit_tokens=450_000)  # the server's limits changed
     run(s, 5)
     assert (e.quota.rpm, e.quota.tpm) == (30_000, 450_000)
@@ -108,10 +108,10 @@ def test_azure_remaining_only_headers_give_the_window_s_allowance() -> None:
 def test_429s_with_no_quota_known_cut_the_concurrency_and_time_gives_it_back() -> None:
     s = scheduler(HeaderServer(None))
     (e,) = s.endpoints
-    assert e.gate.limit == 8
+    assert e.slots.limit == 8
     seq = e.admitted(0.0)
     e.on_rate_limited(seq, 0.0, 0.01)
-    assert e.gate.limit == 6  # cut once for the episode
+    assert e.slots.limit == 6  # cut once for the episode
     cut_at = e.aimd.cut_at
     assert e._concurrency(cut_at + AIMD_STEP_S * 1.01) == 7  # one slot back per AIMD_STEP_S, not per success
     assert e._concurrency(cut_at + AIMD_STEP_S * 10) == 8  # never above the endpoint's own limit

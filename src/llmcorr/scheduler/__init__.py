@@ -94,7 +94,7 @@ def describe_endpoints(endpoints: list[Endpoint]) -> str:
     the quota came from (config, learned from headers, none: scheduler/learned.py)."""
     return ", ".join(
         describe_endpoint(
-            e.provider.describe() | {"name": e.name}, f"concurrency {e.gate.limit}", f"quota: {e.quota_source}"
+            e.provider.describe() | {"name": e.name}, f"concurrency {e.slots.limit}", f"quota: {e.quota_source}"
         )
         for e in endpoints
     )
@@ -137,7 +137,7 @@ class Scheduler:
 
     @property
     def max_concurrency(self) -> int:
-        return sum(e.gate.limit for e in self.endpoints)
+        return sum(e.slots.limit for e in self.endpoints)
 
     @property
     def rate_limited(self) -> int:
@@ -185,7 +185,7 @@ class Scheduler:
                 charges = [e.charge(raw[i], max_tokens) for i, e in enumerate(self.endpoints)]
                 for i, e in enumerate(self.endpoints):
                     if e.exhausted is None and e.free(now):
-                        key = (e.quota.admission_delay(charges[i], now), e.gate.active / e.gate.limit, -e.weight, i)
+                        key = (e.quota.admission_delay(charges[i], now), e.slots.active / e.slots.limit, -e.weight, i)
                         best = key if best is None or key < best else best
                 if best is None:  # every endpoint is at its concurrency limit: wait for a response
                     async with self._freed:
@@ -198,11 +198,11 @@ class Scheduler:
                     continue
                 endpoint = self.endpoints[i]
                 seq = await endpoint.acquire(charges[i], now)  # a quota kept elsewhere (a Ray run) waits here
-                endpoint.gate.active += 1
+                endpoint.slots.active += 1
                 return endpoint, seq, raw[i], charges[i]
 
     async def _release(self, endpoint: Endpoint, seq: int) -> None:
-        endpoint.gate.active -= 1
+        endpoint.slots.active -= 1
         endpoint.done(seq)
         async with self._freed:
             self._freed.notify_all()

@@ -47,7 +47,7 @@ MAX_AUTO_CONCURRENCY = 256
 CALIBRATION_WINDOW = 100  # answers the calibration averages over: an answer weighs 1/e as much 100 answers later
 
 
-class Gate:
+class Slots:
     """An endpoint's concurrency limit; the scheduler admits one request at a time, so plain counters suffice.
     `active` counts every try in flight, stalled ones included (`Endpoint.free` lets stalled ones be replaced)."""
 
@@ -113,7 +113,7 @@ class Endpoint:
         self._server_tokens = 0.0  # discounted sums of the server's prompt tokens and of our raw counts, same answers
         self._raw_tokens = 0.0
         self.latency_s = 1.0  # EMA of request latency
-        self.gate = Gate(self._concurrency())
+        self.slots = Slots(self._concurrency())
         self.stats = EndpointStats()
         # a request over the network can hang and be cut; an in-process model's cannot
         self.deadlines = Deadlines(config.timeout_s, adaptive=config.provider_kind.remote)
@@ -202,11 +202,11 @@ class Endpoint:
         return count
 
     def free(self, now: float) -> bool:
-        """Whether a try may start here now: fewer than `gate.limit` tries in flight, not counting stalled ones,
+        """Whether a try may start here now: fewer than `slots.limit` tries in flight, not counting stalled ones,
         up to twice the limit in all. A `max_concurrency` the user set is never passed (a server's parallelism is
         kept exactly: there a stalled try holds its slot until its deadline cuts it). An endpoint that may learn
         its quota sends one request, not a burst, until its first answer (at most `PROBE_S`)."""
-        active, limit = self.gate.active, self.gate.limit
+        active, limit = self.slots.active, self.slots.limit
         if self.probing(now):
             return active == 0
         if active < limit:
@@ -268,7 +268,7 @@ class Endpoint:
             self.quota.learner.observe(completion.ratelimit, charge, now - latency_s, now, self.name)
             self.quota.observe_headers(completion.ratelimit, later_requests, later_tokens, now, age_s=latency_s)
         self.quota.on_success(now)
-        self.gate.limit = self._concurrency(now)
+        self.slots.limit = self._concurrency(now)
 
     def on_rate_limited(self, seq: int, charge: float, retry_after: float | None) -> None:
         self._finished(seq)
@@ -279,8 +279,8 @@ class Endpoint:
         episode = now >= self.quota.episode_until
         self.quota.on_rate_limited((retry_after if retry_after is not None else 1.0) + jitter, now, self.latency_s)
         if episode and self.learns and self.quota.requests is None and self.quota.tokens is None:
-            self.aimd.cut(self.gate.limit, now)  # no quota to slow down: fewer requests in flight instead
-            self.gate.limit = self._concurrency(now)
+            self.aimd.cut(self.slots.limit, now)  # no quota to slow down: fewer requests in flight instead
+            self.slots.limit = self._concurrency(now)
 
     def on_error(self, seq: int, input_tokens: int = 0, output_tokens: int = 0) -> None:
         """A try that failed; the tokens a server billed for it anyway (an empty answer) count in the usage."""
@@ -303,6 +303,6 @@ __all__ = [
     "WINDOW_BURST_FRACTION",
     "Endpoint",
     "EndpointStats",
-    "Gate",
     "Quota",
+    "Slots",
 ]
