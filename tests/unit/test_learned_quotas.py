@@ -14,6 +14,7 @@ import math
 import pytest
 
 from llmcorr.config import EndpointConfig
+from llmcorr.errors import RateLimitError
 from llmcorr.providers import make_provider
 from llmcorr.providers.base import Completion, GenParams, Message, Provider, RateLimitInfo
 from llmcorr.scheduler import Scheduler, build_endpoints, describe_endpoints
@@ -254,3 +255,27 @@ def test_a_request_sent_within_the_uncertainty_of_a_window_s_end_counts_in_both_
     assert bucket.level == 6.0
     bucket.reserve(2.0, 109.7)  # within TAIL_S + uncertain_s of the end: counted in the next window too
     assert bucket.refill(110.1) == 8.0
+
+
+class RefusingFirst(HeaderServer):
+    """Refuses its first request with a 429 that states the limits (as OpenAI's do), then answers with no headers."""
+
+    def __init__(self, limits: RateLimitInfo) -> None:
+        super().__init__(None)
+        self.limits = limits
+        self.refused = 0
+
+    async def complete(self, messages: list[Message], params: GenParams) -> Completion:
+        if not self.refused:
+            self.refused += 1
+            raise RateLimitError("429 slow down", retry_after=0.01, ratelimit=self.limits)
+        return await super().complete(messages, params)
+
+
+def test_a_429_s_limit_headers_are_learned_like_an_answer_s() -> None:
+    server = RefusingFirst(RateLimitInfo(limit_requests=6_000, limit_tokens=90_000, remaining_requests=0))
+    s = scheduler(server)
+    (e,) = s.endpoints
+    run(s, 6)
+    assert server.refused == 1 and server.answers == 6  # the refused request was sent again, and answered
+    assert (e.quota.rpm, e.quota.tpm) == (6_000, 90_000) and e.quota_source == "learned from headers"

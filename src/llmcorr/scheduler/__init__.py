@@ -242,7 +242,7 @@ class Scheduler:
                     if any(e.exhausted is None for e in self.endpoints):
                         continue  # another endpoint still has quota: go there
                     raise spent from exc
-                endpoint.on_rate_limited(seq, charge, exc.retry_after)
+                endpoint.on_rate_limited(seq, charge, exc.retry_after, exc.ratelimit)
                 refused += 1
                 error = exc
             except TransientError as exc:

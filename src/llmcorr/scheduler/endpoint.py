@@ -36,7 +36,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from ..config import EndpointConfig
-from ..providers.base import Completion, Provider
+from ..providers.base import Completion, Provider, RateLimitInfo
 from ..providers.servers import ModelServerProvider
 from .deadlines import Deadlines
 from .learned import PROBE_S, ConcurrencyAimd
@@ -270,9 +270,16 @@ class Endpoint:
         self.quota.on_success(now)
         self.slots.limit = self._concurrency(now)
 
-    def on_rate_limited(self, seq: int, charge: float, retry_after: float | None) -> None:
+    def on_rate_limited(
+        self, seq: int, charge: float, retry_after: float | None, ratelimit: RateLimitInfo | None = None
+    ) -> None:
+        """Request `seq` was refused (429). Its `x-ratelimit-limit-*` headers state the server's limits as well as
+        an answer's do, and are learned from alike (a refusal's remaining counts, spent by design, are not)."""
         self._finished(seq)
         now = time.monotonic()
+        if ratelimit is not None and (ratelimit.limit_requests or ratelimit.limit_tokens):
+            stated = RateLimitInfo(limit_requests=ratelimit.limit_requests, limit_tokens=ratelimit.limit_tokens)
+            self.quota.learner.observe(stated, charge, now, now, self.name)
         self.stats.rate_limited += 1
         self.quota.refund(charge, now)
         jitter = random.uniform(0, 0.25) * (retry_after or 1.0)

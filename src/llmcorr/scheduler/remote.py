@@ -79,8 +79,10 @@ class QuotaKeeper:
         completion = Completion("", input_tokens, output_tokens, latency_s * 1000, model, ratelimit=ratelimit)
         self.ledger.on_success(seq, completion, 0, latency_s)
 
-    def on_rate_limited(self, seq: int, charge: float, retry_after: float | None) -> None:
-        self.ledger.on_rate_limited(seq, charge, retry_after)
+    def on_rate_limited(
+        self, seq: int, charge: float, retry_after: float | None, ratelimit: RateLimitInfo | None = None
+    ) -> None:
+        self.ledger.on_rate_limited(seq, charge, retry_after, ratelimit)
 
     def on_error(self, seq: int) -> None:
         self.ledger.on_error(seq)
@@ -122,9 +124,11 @@ class RemoteEndpoint(Endpoint):
         tokens = completion.input_tokens, completion.output_tokens
         self.keeper.on_success.remote(number, *tokens, completion.ratelimit, latency_s)
 
-    def on_rate_limited(self, seq: int, charge: float, retry_after: float | None) -> None:
-        super().on_rate_limited(seq, charge, retry_after)
-        self.keeper.on_rate_limited.remote(self._numbers.pop(seq), charge, retry_after)
+    def on_rate_limited(
+        self, seq: int, charge: float, retry_after: float | None, ratelimit: RateLimitInfo | None = None
+    ) -> None:
+        super().on_rate_limited(seq, charge, retry_after, ratelimit)
+        self.keeper.on_rate_limited.remote(self._numbers.pop(seq), charge, retry_after, ratelimit)
 
     def on_error(self, seq: int, input_tokens: int = 0, output_tokens: int = 0) -> None:
         super().on_error(seq, input_tokens, output_tokens)

@@ -38,7 +38,7 @@ _COUNT_MAX = 2**31 - 1  # a kept error row's token counts: past this, a count is
 
 def row_values(run_id: str, row: RowRecord, now: str) -> tuple[Any, ...]:
     """The row's INSERT_ROW parameters (raises TypeError/ValueError for an output that is not JSON). A row with a
-    `response_key` (one the caller checked the cache holds with the same text: store/runs.py) keeps no text."""
+    `response_key` (one the cache holds with the same text: store/cache.py `shared_or_own`) keeps no text."""
     shared = row.response_key is not None and isinstance(row.response, str)
     return (
         run_id,
