@@ -46,7 +46,7 @@ test: lint
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql)
 	$(BIN)/pytest
 
-# quota benchmark: llmcorr's scheduler vs peers on the quota emulator (~16 min; creates bench/.venv-peers* once)
+# quota benchmark: llmcorr's scheduler vs peers on the quota emulator (~60 min; creates bench/.venv-peers* once)
 bench-quota: install-dev
 	$(BIN)/python -m bench.quota
 
