@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from bench.hangs import TOML  # the endpoint the benchmark uses: key from HANG_KEY, quota filled in
 from bench.quota_server import DEFINE_PROMPTY as PROMPTY
 from bench.quota_server import QuotaServer
 from llmcorr.store import Store
@@ -30,19 +31,6 @@ KEY = "sk-hang-test-0123456789-SECRET"
 ROWS = 60
 HANG_S = 60.0  # a hung request gets no answer for a minute, then the connection closes
 LIMIT_S = 50.0  # the command's time limit: under HANG_S, so waiting out even one hang fails the test
-
-
-TOML = """
-default = "q"
-
-[[endpoints]]
-name = "q"
-kind = "openai"
-base_url = "{url}"
-model = "m"
-api_key = "${{env:HANG_KEY}}"
-{quota}
-"""
 
 
 @pytest.mark.parametrize(

@@ -59,6 +59,15 @@ OtlpOpt = Annotated[
     typer.Option("--otlp", help="also send the run's spans to this OTLP/HTTP collector, e.g. http://127.0.0.1:4318"),
 ]
 NoTraceOpt = Annotated[bool, typer.Option("--no-trace", help="record no spans for this run")]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="call the LLM even when the answer is cached")]
+AllowEnvOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allow-env",
+        metavar="VAR",
+        help="let the prompt file's inputs/sample read ${env:VAR} (repeatable; never a key's variable)",
+    ),
+]
 ExecutorOpt = Annotated[
     str, typer.Option(help="local (this process), or ray: the rows spread over a Ray cluster (needs the ray extra)")
 ]

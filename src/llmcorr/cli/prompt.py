@@ -15,7 +15,7 @@ from ..prompts.preview import parse_inputs
 from ..prompts.preview import preview as preview_prompt
 from ..prompts.prompty import load_prompty
 from ..runs.batch import parse_mapping, row_inputs
-from ._common import ConfigOpt, EndpointOpt, console, load_config, parse_map_options
+from ._common import AllowEnvOpt, ConfigOpt, EndpointOpt, console, load_config, parse_map_options
 
 app = typer.Typer(help="Prompt files: preview what would be sent.", no_args_is_help=True)
 _COLOURS = {"system": "magenta", "user": "cyan", "assistant": "green"}
@@ -32,14 +32,7 @@ def preview(
     row: Annotated[int, typer.Option(min=1, help="which row of --data (1 = the first)")] = 1,
     endpoint: EndpointOpt = None,
     config_path: ConfigOpt = None,
-    allow_env: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--allow-env",
-            metavar="VAR",
-            help="let the prompt file's inputs/sample read ${env:VAR} (repeatable; never a key's variable)",
-        ),
-    ] = None,
+    allow_env: AllowEnvOpt = None,
 ) -> None:
     """Render the prompt with the file's sample (or --inputs / --data --row) and show the messages."""
     config = load_config(path=config_path)

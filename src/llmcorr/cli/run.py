@@ -13,9 +13,11 @@ from .._sync import run_sync
 from ..errors import UserError
 from ..runs.batch import run_batch_async
 from ._common import (
+    AllowEnvOpt,
     ConfigOpt,
     EndpointOpt,
     ExecutorOpt,
+    NoCacheOpt,
     NoTraceOpt,
     OtlpOpt,
     RayAddressOpt,
@@ -55,17 +57,10 @@ def run(
     config_path: ConfigOpt = None,
     otlp: OtlpOpt = None,
     no_trace: NoTraceOpt = False,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="call the LLM even when the answer is cached")] = False,
+    no_cache: NoCacheOpt = False,
     executor: ExecutorOpt = "local",
     ray_address: RayAddressOpt = None,
-    allow_env: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--allow-env",
-            metavar="VAR",
-            help="let the prompt file's inputs/sample read ${env:VAR} (repeatable; never a key's variable)",
-        ),
-    ] = None,
+    allow_env: AllowEnvOpt = None,
     yes: YesOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:

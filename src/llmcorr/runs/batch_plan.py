@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config, EndpointConfig
-from ..data import Table, as_frame, open_table
+from ..data import Table, open_table
 from ..data.io import show_names
 from ..errors import DataError, UserError
 from ..prompts.env import allowing_env, env_policy, key_names
@@ -40,6 +40,7 @@ from .spec import (
     config_source,
     data_sha256,
     endpoint_records,
+    recorded_data,
     recorded_endpoints,
     recorded_file,
 )
@@ -322,14 +323,7 @@ def recorded_plan(
     spec = record.spec
     if record.kind not in KINDS:
         raise UserError(f"run {record.label} is a {record.kind} run")
-    if data is None:
-        if spec["data"] == "DataFrame":
-            raise UserError(f"run {record.label} was made from a DataFrame: pass it again (data=df)")
-        data = recorded_file(record.label, spec["data"], "data file", "--data NEWPLACE")
-    elif isinstance(data, str | Path) and not Path(data).is_file():
-        raise DataError(f"--data {data}: no such file")
-    if data_sha256(Path(data) if isinstance(data, str | Path) else as_frame(data)[0]) != spec["data_sha256"]:
-        raise UserError(f"run {record.label}: the data in {data} is not what the run was made from ({spec['data']})")
+    data = recorded_data(record, data, "data")
     opts = spec["options"]
     endpoints = recorded_endpoints(opts, config)
     allowed = opts.get("allow_env") or []  # the variables the run's prompt file was let read (`--allow-env`)

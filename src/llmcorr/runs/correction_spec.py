@@ -13,7 +13,7 @@ from ..correct.corrector import builtin_template
 from ..errors import DataError, UserError
 from ..providers import Provider
 from ..store import RunRecord
-from .spec import data_sha256, recorded_endpoints, recorded_file
+from .spec import recorded_data, recorded_endpoints, recorded_file
 
 
 def recorded_options(
@@ -28,17 +28,7 @@ def recorded_options(
     spec = record.spec
     if record.kind != "correct":
         raise UserError(f"run {record.label} is a {record.kind} run; only correct runs can be resumed or rerun")
-    data: str | Path | pd.DataFrame
-    if predictions is None:
-        if spec["data"] == "DataFrame":
-            raise UserError(f"run {record.label} was made from a DataFrame: pass it again (predictions=df)")
-        data = recorded_file(record.label, spec["data"], "data file", "--data NEWPLACE")
-    elif isinstance(predictions, str | Path) and not Path(predictions).is_file():
-        raise DataError(f"--data {predictions}: no such file")
-    else:
-        data = predictions
-    if data_sha256(data) != spec["data_sha256"]:
-        raise UserError(f"run {record.label}: the data in {data} is not what the run was made from ({spec['data']})")
+    data: str | Path | pd.DataFrame = recorded_data(record, predictions, "predictions")
     if template is None:
         template = recorded_template(record)
     elif not Path(template).is_file():

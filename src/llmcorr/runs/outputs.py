@@ -83,11 +83,14 @@ def completed(
     the write leaves the run `interrupted`, and its resume writes the file again (asking nothing): never `completed`
     beside a file still in completion order. A file the disk refuses: the run is completed all the same (its rows are
     in the store), and the `OutputError` names the resume that writes the file."""
+    refused: OutputError | None = None
     try:
         write()
     except OutputError as exc:
-        store.finish_run(run_id, "completed", metrics=metrics, usage=usage)
-        exc.run = store.get_run(run_id).label
-        raise
+        refused = exc
     store.finish_run(run_id, "completed", metrics=metrics, usage=usage)
-    return store.get_run(run_id)
+    record = store.get_run(run_id)
+    if refused is not None:
+        refused.run = record.label
+        raise refused
+    return record

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from .._version import __version__
-from ..errors import UserError
+from ..data import as_frame
+from ..errors import DataError, UserError
 
 if TYPE_CHECKING:
     from ..config import Config, EndpointConfig
@@ -56,6 +57,21 @@ def recorded_file(label: str, recorded: str, what: str, option: str) -> Path:
         return path
     where = str(path) if path.is_absolute() else f"{recorded} (relative to the run's folder; not in {Path.cwd()})"
     raise UserError(f"run {label}: its {what} is not at {where} (moved or deleted?); pass {option}")
+
+
+def recorded_data(record: RunRecord, given: Any, keyword: str) -> Any:
+    """The data a recorded run was made from: `given` again (a file, or a DataFrame passed as `keyword=`), else its
+    recorded file found again; one line if it is missing or is not what the run was made from (its hash)."""
+    spec = record.spec
+    if given is None:
+        if spec["data"] == "DataFrame":
+            raise UserError(f"run {record.label} was made from a DataFrame: pass it again ({keyword}=df)")
+        given = recorded_file(record.label, spec["data"], "data file", "--data NEWPLACE")
+    elif isinstance(given, str | Path) and not Path(given).is_file():
+        raise DataError(f"--data {given}: no such file")
+    if data_sha256(Path(given) if isinstance(given, str | Path) else as_frame(given)[0]) != spec["data_sha256"]:
+        raise UserError(f"run {record.label}: the data in {given} is not what the run was made from ({spec['data']})")
+    return given
 
 
 def recorded_output(record: RunRecord) -> str | None:
