@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from llmcorr.errors import NotFoundError, UserError
-from llmcorr.store import RowRecord, Store, connect
+from llmcorr.store import IntegrityError, RowRecord, Store, connect, row_writes
 from llmcorr.store.migrations import MIGRATIONS, migrate
 
 
@@ -27,8 +27,8 @@ def test_blank_store_is_migrated_once(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     names = [r[0] for r in conn.execute("SELECT name FROM _migrations")]
     assert names == [fn.__name__ for fn in MIGRATIONS]
-    assert migrate(conn) == []  # nothing left to apply
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert migrate(connect(path, migrated=False)) == []  # nothing left to apply
 
 
 def test_rows_commit_with_totals(where: Path | str) -> None:
@@ -47,11 +47,33 @@ def test_rows_commit_with_totals(where: Path | str) -> None:
         assert rows[0]["output"] == {"v": 1} and rows[1]["error"] == "HTTP 500"
         assert rows[1]["response"] == ("odd\x00answer" if isinstance(where, Path) else "odd\ufffdanswer")  # PG: no NUL
         assert store.row_status_counts(run_id) == {"error": 1, "ok": 1}
-        with pytest.raises(sqlite3.IntegrityError):  # a row is written once
+        with pytest.raises(IntegrityError):  # a row is written once
             store.add_row(run_id, RowRecord(0, "a", {}, "ok"))
         assert store.get_run(run_id).rows_done == 2  # the failed transaction left the totals alone
         store.finish_run(run_id, "completed", metrics={"n": 2})
         assert store.get_run(run_id[:6]).metrics == {"n": 2}
+
+
+def test_a_broken_constraint_is_one_error_type_on_either_store(where: Path | str) -> None:
+    """A unique or foreign-key violation is `llmcorr.store.IntegrityError` whichever driver reported it (its own
+    error the cause), and the write transaction it broke is rolled back, leaving the store usable."""
+    driver = sqlite3.IntegrityError if isinstance(where, Path) else pytest.importorskip("psycopg").IntegrityError
+    with Store(where) as store:
+        run_id, conn = store.create_run("correct", {}, 1, name="taken"), store.conn
+        taken = (
+            "INSERT INTO runs (id, name, kind, status, spec_json, created_utc) VALUES ('x', {?}, 'k', 's', '{}', 't')"
+        )
+        with pytest.raises(IntegrityError, match=r"(?i)unique|duplicate") as unique, conn.writing():
+            conn.execute("UPDATE runs SET rows_total = 7 WHERE id = {?}", (run_id,))
+            conn.execute(taken, ("taken",))
+        assert isinstance(unique.value.__cause__, driver)
+        assert store.get_run(run_id).rows_total == 1 and not conn.in_transaction()  # rolled back
+        orphan = row_writes.row_values("no-such-run", RowRecord(0, None, {}, "ok"), "t")
+        with pytest.raises(IntegrityError, match=r"(?i)foreign key") as foreign:
+            conn.executemany(row_writes.INSERT_ROW, [orphan])
+        assert isinstance(foreign.value.__cause__, driver)
+        store.add_row(run_id, RowRecord(0, None, {}, "ok"))  # the store goes on
+        assert tuple(conn.execute("SELECT '50%', '?', {?}", ("x",)).fetchone()) == ("50%", "?", "x")  # literal % ?
 
 
 def test_names_are_unique_and_lookups_fail_clearly(where: Path | str) -> None:
@@ -96,7 +118,7 @@ def test_run_of_a_dead_process_is_interrupted(where: Path | str) -> None:
 def test_upgrade_from_a_first_version_store(tmp_path: Path) -> None:
     """A store written by the skeleton (only m001) opens, migrates, and keeps its runs and rows."""
     path = tmp_path / "old.db"
-    conn = sqlite3.connect(path, isolation_level=None)
+    conn = connect(path, migrated=False)
     conn.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_utc TEXT NOT NULL)")
     MIGRATIONS[0](conn)
     conn.execute("INSERT INTO _migrations VALUES ('m001_runs_and_rows', '2026-11-27T00:00:00')")
@@ -250,13 +272,13 @@ def _store_before_segments(where: Path | str) -> None:
     conn.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_utc TEXT NOT NULL)")
     for fn in MIGRATIONS[:4]:
         fn(conn)
-        conn.execute("INSERT INTO _migrations VALUES (?, '2026-11-27T00:00:00')", (fn.__name__,))
+        conn.execute("INSERT INTO _migrations VALUES ({?}, '2026-11-27T00:00:00')", (fn.__name__,))
     usage = {"q": {"requests": 16, "ok": 16, "rate_limited": 2, "errors": 0, "input_tokens": 160}}
     usage["q"] |= {"output_tokens": 32, "requests_per_min": 18.5, "tokens_per_min": 222.0, "cost": 0.0012}
     conn.execute(
         "INSERT INTO runs (id, kind, status, spec_json, created_utc, finished_utc, rows_total, rows_done,"
         " input_tokens, output_tokens, rate_limited, usage_json) VALUES ('old', 'prompt', 'cancelled', '{}',"
-        " '2026-11-27T10:00:00.000+00:00', '2026-11-27T10:00:51.800+00:00', 20, 16, 160, 32, 2, ?)",
+        " '2026-11-27T10:00:00.000+00:00', '2026-11-27T10:00:51.800+00:00', 20, 16, 160, 32, 2, {?})",
         (json.dumps(usage),),
     )
     conn.execute(  # killed: never finished, no usage recorded (naive timestamps, as the first versions wrote)

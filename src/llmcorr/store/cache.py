@@ -15,6 +15,7 @@ from .failures import writes
 from .records import RowRecord, utc_now
 
 CACHE_BUFFER = 1024  # answers held for the next commit at most
+COLUMNS = ("key", "model", "response", "input_tokens", "output_tokens", "created_utc")  # a waiting answer's values
 
 
 class CacheStore:
@@ -33,7 +34,7 @@ class CacheStore:
             if pending is not None:
                 self._cache_hits[key] += 1
                 return key, pending[2]
-            row = self.conn.execute("SELECT response FROM cache WHERE key = ?", (key,)).fetchone()
+            row = self.conn.execute("SELECT response FROM cache WHERE key = {?}", (key,)).fetchone()
             if row is not None:
                 self._cache_hits[key] += 1
                 return key, row["response"]
@@ -50,8 +51,7 @@ class CacheStore:
     def flush_cache(self) -> None:
         """Commit the answers and hit counts not yet written."""
         if self._cache_pending or self._cache_hits:
-            with self.conn:
-                self.conn.execute("BEGIN IMMEDIATE")
+            with self.conn.writing():
                 self._write_cache()
             self._cache_written()
 
@@ -81,7 +81,7 @@ class CacheStore:
         if row.response_key is None or not isinstance(row.response, str):
             return row
         same = self.conn.execute(
-            "SELECT 1 FROM cache WHERE key = ? AND response = ?", (row.response_key, row.response)
+            "SELECT 1 FROM cache WHERE key = {?} AND response = {?}", (row.response_key, row.response)
         ).fetchone()
         return row if same is not None else replace(row, response_key=None)
 
@@ -90,13 +90,12 @@ class CacheStore:
         leaves them for the next commit that can be made: `_cache_written`)."""
         pending, hits = self._cache_pending, self._cache_hits
         if pending:
-            self.conn.executemany(
-                "INSERT OR IGNORE INTO cache (key, model, response, input_tokens, output_tokens, created_utc)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                list(pending.values()),
-            )
+            insert = self.conn.dialect.insert_ignore("cache", COLUMNS)  # first writer wins (`cache_put`)
+            self.conn.executemany(insert, list(pending.values()))
         if hits:
-            self.conn.executemany("UPDATE cache SET hits = hits + ? WHERE key = ?", [(n, k) for k, n in hits.items()])
+            self.conn.executemany(
+                "UPDATE cache SET hits = hits + {?} WHERE key = {?}", [(n, k) for k, n in hits.items()]
+            )
 
     def _cache_written(self) -> None:
         """The transaction that wrote the waiting answers committed."""

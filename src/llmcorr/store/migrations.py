@@ -1,13 +1,14 @@
 """Schema migrations: a numbered list of functions, recorded by name, applied whenever the store opens.
 
 Never edit a merged migration; add a new one. Every column says what it means.
-The same list runs on SQLite and on PostgreSQL: `_script` gives PostgreSQL the 64-bit types SQLite's INTEGER and REAL
-are, and where a migration's SQL must differ it keeps a small dialect branch in itself (never a second list).
+The same list runs on SQLite and on PostgreSQL. Column types are written `{INT64}` and `{FLOAT64}`, which each
+database's dialect renders (dialect.py: SQLite's INTEGER and REAL, PostgreSQL's BIGINT and DOUBLE PRECISION, so
+SQLite gets the very DDL it always did); where a migration's SQL must differ otherwise, it asks the dialect in itself
+(never a second list).
 """
 
 from __future__ import annotations
 
-import re
 import sqlite3
 import uuid
 from collections.abc import Callable
@@ -19,8 +20,6 @@ if TYPE_CHECKING:
 
 Migration = Callable[["Connection"], None]
 MIGRATIONS: list[Migration] = []
-# The same DDL on both stores: SQLite's INTEGER holds 64 bits and its REAL 8 bytes, PostgreSQL's 4 of each
-POSTGRES_TYPES = {"INTEGER": "BIGINT", "REAL": "DOUBLE PRECISION"}
 
 
 def migration(fn: Migration) -> Migration:
@@ -41,19 +40,19 @@ def m001_runs_and_rows(conn: Connection) -> None:
             spec_json     TEXT NOT NULL,          -- RunSpec: everything that re-creates the run (no secrets)
             created_utc   TEXT NOT NULL,
             finished_utc  TEXT,
-            pid           INTEGER,                -- owning process while running, to spot runs killed mid-way
+            pid           {INT64},                -- owning process while running, to spot runs killed mid-way
             host          TEXT,                   -- hostname of that process
-            rows_total    INTEGER NOT NULL DEFAULT 0,  -- rows the run will process
-            rows_done     INTEGER NOT NULL DEFAULT 0,  -- rows committed (ok, unparsed or error)
-            rows_failed   INTEGER NOT NULL DEFAULT 0,  -- rows whose LLM call failed
-            input_tokens  INTEGER NOT NULL DEFAULT 0,
-            output_tokens INTEGER NOT NULL DEFAULT 0,
+            rows_total    {INT64} NOT NULL DEFAULT 0,  -- rows the run will process
+            rows_done     {INT64} NOT NULL DEFAULT 0,  -- rows committed (ok, unparsed or error)
+            rows_failed   {INT64} NOT NULL DEFAULT 0,  -- rows whose LLM call failed
+            input_tokens  {INT64} NOT NULL DEFAULT 0,
+            output_tokens {INT64} NOT NULL DEFAULT 0,
             metrics_json  TEXT,                   -- metrics computed when the run finished
             error         TEXT                    -- why the run failed, if it did
         );
         CREATE TABLE rows (
             run_id        TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-            row_index     INTEGER NOT NULL,       -- position of the row in the run's input order
+            row_index     {INT64} NOT NULL,       -- position of the row in the run's input order
             sample_id     TEXT,                   -- the data's own id for the row
             inputs_json   TEXT NOT NULL,          -- the input row as given
             prompt_json   TEXT,                   -- rendered chat messages sent to the LLM
@@ -61,10 +60,10 @@ def m001_runs_and_rows(conn: Connection) -> None:
             output_json   TEXT,                   -- parsed result (e.g. corrected prediction)
             status        TEXT NOT NULL,          -- ok | unparsed | error
             error         TEXT,                   -- parse or call failure, when status is not ok
-            input_tokens  INTEGER,
-            output_tokens INTEGER,
-            duration_ms   REAL,                   -- wall time of the LLM call, retries included
-            attempts      INTEGER,                -- LLM calls made for this row
+            input_tokens  {INT64},
+            output_tokens {INT64},
+            duration_ms   {FLOAT64},                   -- wall time of the LLM call, retries included
+            attempts      {INT64},                -- LLM calls made for this row
             created_utc   TEXT NOT NULL,
             PRIMARY KEY (run_id, row_index)
         );
@@ -78,7 +77,7 @@ def m002_endpoint_usage(conn: Connection) -> None:
     _script(
         conn,
         """
-        ALTER TABLE runs ADD COLUMN rate_limited INTEGER NOT NULL DEFAULT 0;  -- 429s the run's requests met
+        ALTER TABLE runs ADD COLUMN rate_limited {INT64} NOT NULL DEFAULT 0;  -- 429s the run's requests met
         ALTER TABLE runs ADD COLUMN usage_json TEXT;  -- per-endpoint usage: requests, tokens, 429s, cost
         ALTER TABLE runs ADD COLUMN estimate_json TEXT;  -- the pre-run estimate: requests, tokens, cost, ETA
         ALTER TABLE rows ADD COLUMN endpoint TEXT;  -- name of the endpoint that answered the row
@@ -95,14 +94,14 @@ def m003_cache_and_cancel(conn: Connection) -> None:
             key           TEXT PRIMARY KEY,       -- sha256 of (model identity, messages, sampling params, sample index)
             model         TEXT NOT NULL,          -- the model identity that answered, for humans
             response      TEXT NOT NULL,          -- the raw LLM text
-            input_tokens  INTEGER NOT NULL,       -- what the original call cost
-            output_tokens INTEGER NOT NULL,
+            input_tokens  {INT64} NOT NULL,       -- what the original call cost
+            output_tokens {INT64} NOT NULL,
             finish_reason TEXT,
             created_utc   TEXT NOT NULL,
-            hits          INTEGER NOT NULL DEFAULT 0  -- times it was served instead of a call
+            hits          {INT64} NOT NULL DEFAULT 0  -- times it was served instead of a call
         );
-        ALTER TABLE rows ADD COLUMN cached INTEGER NOT NULL DEFAULT 0;  -- 1: answered from the cache, no tokens spent
-        ALTER TABLE runs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;  -- set by `runs cancel`
+        ALTER TABLE rows ADD COLUMN cached {INT64} NOT NULL DEFAULT 0;  -- 1: answered from the cache, no tokens spent
+        ALTER TABLE runs ADD COLUMN cancel_requested {INT64} NOT NULL DEFAULT 0;  -- set by `runs cancel`
         """,
     )
 
@@ -117,11 +116,11 @@ def m004_spans_tags_archive(conn: Connection) -> None:
             trace_id        TEXT NOT NULL,     -- 32 hex digits: one trace per execution of a run (a resume adds one)
             parent_id       TEXT,              -- the enclosing span's id; NULL for a run's root span
             run_id          TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-            row_index       INTEGER,           -- the row it belongs to; NULL for the run's own span
+            row_index       {INT64},           -- the row it belongs to; NULL for the run's own span
             kind            TEXT NOT NULL,     -- run | row | step | llm
             name            TEXT NOT NULL,     -- "run prompt", "row 3", a step's function name, "chat MODEL"
-            start_ns        INTEGER NOT NULL,  -- Unix epoch nanoseconds
-            end_ns          INTEGER NOT NULL,
+            start_ns        {INT64} NOT NULL,  -- Unix epoch nanoseconds
+            end_ns          {INT64} NOT NULL,
             status          TEXT NOT NULL,     -- ok | error
             error           TEXT,              -- the error's description when status = error
             attributes_json TEXT NOT NULL,     -- span attributes (GenAI semantic conventions on llm spans)
@@ -129,11 +128,11 @@ def m004_spans_tags_archive(conn: Connection) -> None:
         );
         CREATE INDEX spans_run_row ON spans(run_id, row_index, start_ns);
         ALTER TABLE runs ADD COLUMN tags_json TEXT NOT NULL DEFAULT '[]';  -- the user's tags, a JSON list
-        ALTER TABLE runs ADD COLUMN archived INTEGER NOT NULL DEFAULT 0;  -- 1: hidden from lists unless asked for
+        ALTER TABLE runs ADD COLUMN archived {INT64} NOT NULL DEFAULT 0;  -- 1: hidden from lists unless asked for
         ALTER TABLE runs ADD COLUMN output_path TEXT;  -- the file the run wrote its rows to (--output)
         """,
     )
-    if _postgres(conn):  # SQLite numbers every row (rowid, growing with each write); PostgreSQL needs a column for it
+    if not conn.dialect.has_rowid:  # SQLite numbers every row (rowid, growing with each write): a column does it here
         conn.execute("ALTER TABLE spans ADD COLUMN rowid BIGSERIAL")
 
 
@@ -147,7 +146,7 @@ def m005_run_segments(conn: Connection) -> None:
         CREATE TABLE run_segments (
             id            TEXT PRIMARY KEY,       -- random hex: one process's stretch of work on a run
             run_id        TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-            pid           INTEGER,                -- the process that created or resumed the run
+            pid           {INT64},                -- the process that created or resumed the run
             host          TEXT,                   -- hostname of that process
             started_utc   TEXT NOT NULL,          -- when it created or reopened the run
             active_utc    TEXT NOT NULL,          -- when it last committed rows, recorded usage or finished the run
@@ -155,7 +154,7 @@ def m005_run_segments(conn: Connection) -> None:
                                                   -- tokens, cost (NULL: none recorded)
         );
         CREATE INDEX run_segments_run ON run_segments(run_id);
-        ALTER TABLE runs ADD COLUMN busy_ms REAL;  -- time processes spent on the run: its segments' durations summed
+        ALTER TABLE runs ADD COLUMN busy_ms {FLOAT64};  -- time processes spent on the run: segments' durations summed
         ALTER TABLE runs ADD COLUMN active_utc TEXT;  -- when a process last worked on the run (latest segment's end)
         """,
     )
@@ -165,10 +164,10 @@ def m005_run_segments(conn: Connection) -> None:
         busy_ms = max(0.0, (_utc(active) - _utc(created)).total_seconds() * 1000)
         conn.execute(
             "INSERT INTO run_segments (id, run_id, pid, host, started_utc, active_utc, usage_json)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            " VALUES ({?}, {?}, {?}, {?}, {?}, {?}, {?})",
             (uuid.uuid4().hex[:16], run_id, pid, host, created, active, usage),
         )
-        conn.execute("UPDATE runs SET busy_ms = ?, active_utc = ? WHERE id = ?", (busy_ms, active, run_id))
+        conn.execute("UPDATE runs SET busy_ms = {?}, active_utc = {?} WHERE id = {?}", (busy_ms, active, run_id))
 
 
 @migration
@@ -201,26 +200,17 @@ def _script(conn: Connection, sql: str) -> None:
     for line in sql.splitlines(keepends=True):
         statement += line
         if sqlite3.complete_statement(statement):
-            conn.execute(_postgres_types(statement) if _postgres(conn) else statement)
+            conn.execute(statement)
             statement = ""
     if statement.strip():
         raise ValueError(f"incomplete SQL statement in migration: {statement.strip()[:60]}")
 
 
-def _postgres(conn: Connection) -> bool:
-    return getattr(conn, "dialect", "sqlite") == "postgresql"
-
-
-def _postgres_types(sql: str) -> str:
-    return re.sub(r"\b(INTEGER|REAL)\b", lambda m: POSTGRES_TYPES[m.group(1)], sql)
-
-
 def migrate(conn: Connection) -> list[str]:
     """Apply every migration not yet recorded; return the names applied now."""
     bookkeeping = "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_utc TEXT NOT NULL)"
-    if _postgres(conn):  # there, IF NOT EXISTS can still collide with another process's create: take the write lock
-        with conn:
-            conn.execute("BEGIN IMMEDIATE")
+    if conn.dialect.create_needs_lock:  # IF NOT EXISTS can still collide with another process's create
+        with conn.writing():
             conn.execute(bookkeeping)
     else:
         conn.execute(bookkeeping)
@@ -229,20 +219,14 @@ def migrate(conn: Connection) -> list[str]:
     for fn in MIGRATIONS:
         if fn.__name__ in done:
             continue
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with conn.writing():
             # re-check under the write lock: another process may have migrated meanwhile
-            if conn.execute("SELECT 1 FROM _migrations WHERE name = ?", (fn.__name__,)).fetchone():
-                conn.execute("COMMIT")
+            if conn.execute("SELECT 1 FROM _migrations WHERE name = {?}", (fn.__name__,)).fetchone():
                 continue
             fn(conn)
             conn.execute(
-                "INSERT INTO _migrations (name, applied_utc) VALUES (?, ?)",
+                "INSERT INTO _migrations (name, applied_utc) VALUES ({?}, {?})",
                 (fn.__name__, datetime.now(UTC).isoformat(timespec="seconds")),
             )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         applied.append(fn.__name__)
     return applied

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .db import Row
 
 
 def utc_now() -> str:
@@ -50,7 +52,7 @@ class RunRecord:
         return self.name or self.id
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> RunRecord:
+    def from_row(cls, row: Row) -> RunRecord:
         return cls(
             id=row["id"],
             name=row["name"],

@@ -21,13 +21,14 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
+from .dialect import insert
 from .records import RowRecord
 
-INSERT_ROW = (
-    "INSERT INTO rows (run_id, row_index, sample_id, inputs_json, prompt_json, response, response_key, output_json,"
-    " status, error, input_tokens, output_tokens, duration_ms, attempts, endpoint, cached, created_utc)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
+COLUMNS = (  # what `row_values` gives, in its order
+    "run_id", "row_index", "sample_id", "inputs_json", "prompt_json", "response", "response_key", "output_json",
+    "status", "error", "input_tokens", "output_tokens", "duration_ms", "attempts", "endpoint", "cached", "created_utc",
+)  # fmt: skip
+INSERT_ROW = insert("rows", COLUMNS)
 # A row's full response: its own text, else the cached answer it references
 FULL_RESPONSE = "COALESCE(response, (SELECT c.response FROM cache c WHERE c.key = rows.response_key))"
 SAME_AS_RESPONSE = "=response"  # output_json (a JSON string, never an output: those are objects) of such a row

@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import socket
-import sqlite3
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -20,7 +19,7 @@ from typing import Any
 from ..errors import NotFoundError, UserError
 from . import row_writes, segments
 from .cache import CacheStore
-from .db import StoreURL, connect, dialect, store_location
+from .db import IntegrityError, StoreURL, connect, store_location
 from .edits import RunEdits
 from .failures import writes
 from .records import RowRecord, RunRecord, utc_now
@@ -35,12 +34,6 @@ SORTS = {
     "tokens": "input_tokens + output_tokens",
     "rows": "rows_done",
     "kind": "kind",
-}
-
-# a run carrying a tag (its tags_json list holds it): the one expression the two SQL dialects cannot share
-TAG_IN_LIST = {
-    "sqlite": "EXISTS (SELECT 1 FROM json_each(runs.tags_json) WHERE json_each.value = ?)",
-    "postgresql": "runs.tags_json::jsonb @> jsonb_build_array(?::text)",
 }
 
 
@@ -96,11 +89,10 @@ class Store(CacheStore, SpanStore, RunEdits):
     ) -> str:
         run_id, now = uuid.uuid4().hex[:12], utc_now()
         try:
-            with self.conn:
-                self.conn.execute("BEGIN IMMEDIATE")
+            with self.conn.writing():
                 self.conn.execute(
                     "INSERT INTO runs (id, name, kind, status, spec_json, created_utc, pid, host, rows_total,"
-                    " estimate_json) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+                    " estimate_json) VALUES ({?}, {?}, {?}, 'running', {?}, {?}, {?}, {?}, {?}, {?})",
                     (
                         run_id,
                         name,
@@ -114,13 +106,13 @@ class Store(CacheStore, SpanStore, RunEdits):
                     ),
                 )
                 self._segments[run_id] = segments.open_segment(self.conn, run_id, now)
-        except sqlite3.IntegrityError:
+        except IntegrityError:
             raise UserError(f"a run named {name!r} already exists; choose another --name") from None
         return run_id
 
     def check_name_free(self, name: str | None) -> None:
         """Raise before any work is done if `name` is taken."""
-        if name and self.conn.execute("SELECT 1 FROM runs WHERE name = ?", (name,)).fetchone():
+        if name and self.conn.execute("SELECT 1 FROM runs WHERE name = {?}", (name,)).fetchone():
             raise UserError(f"a run named {name!r} already exists; choose another --name")
 
     def add_row(self, run_id: str, row: RowRecord) -> None:
@@ -150,15 +142,14 @@ class Store(CacheStore, SpanStore, RunEdits):
         self, run_id: str, rows: Sequence[RowRecord], usage: dict[str, Any] | None, with_cache: bool = False
     ) -> None:
         now = utc_now()
-        with self.conn:
-            self.conn.execute("BEGIN IMMEDIATE")
+        with self.conn.writing():
             if with_cache:
                 self._write_cache()
             rows = [self.shared_or_own(row) for row in rows]
             self.conn.executemany(row_writes.INSERT_ROW, [row_writes.row_values(run_id, row, now) for row in rows])
             self.conn.execute(
-                "UPDATE runs SET rows_done = rows_done + ?, rows_failed = rows_failed + ?,"
-                " input_tokens = input_tokens + ?, output_tokens = output_tokens + ? WHERE id = ?",
+                "UPDATE runs SET rows_done = rows_done + {?}, rows_failed = rows_failed + {?},"
+                " input_tokens = input_tokens + {?}, output_tokens = output_tokens + {?} WHERE id = {?}",
                 (
                     len(rows),
                     sum(row.status == "error" for row in rows),
@@ -185,8 +176,7 @@ class Store(CacheStore, SpanStore, RunEdits):
     def record_usage(self, run_id: str, usage: dict[str, Any] | None) -> None:
         """This process is still working on the run, with this per-endpoint usage so far (None: as recorded last)."""
         now = utc_now()
-        with self.conn:
-            self.conn.execute("BEGIN IMMEDIATE")
+        with self.conn.writing():
             segments.record(self.conn, self._segment(run_id, now), run_id, now, usage)
 
     def _segment(self, run_id: str, now: str) -> str:
@@ -215,16 +205,16 @@ class Store(CacheStore, SpanStore, RunEdits):
             raise ValueError(f"unknown status {status!r}")
         self.flush_cache()
         now = utc_now()
-        with self.conn:
-            self.conn.execute("BEGIN IMMEDIATE")
+        with self.conn.writing():
             self.conn.execute(
-                "UPDATE runs SET status = ?, finished_utc = ?, metrics_json = ?, error = ?, pid = NULL WHERE id = ?",
+                "UPDATE runs SET status = {?}, finished_utc = {?}, metrics_json = {?}, error = {?}, pid = NULL"
+                " WHERE id = {?}",
                 (status, now, json.dumps(metrics) if metrics is not None else None, error, run_id),
             )
             segments.record(self.conn, self._segment(run_id, now), run_id, now, usage)
 
     def cancel_requested(self, run_id: str) -> bool:
-        row = self.conn.execute("SELECT cancel_requested FROM runs WHERE id = ?", (run_id,)).fetchone()
+        row = self.conn.execute("SELECT cancel_requested FROM runs WHERE id = {?}", (run_id,)).fetchone()
         return bool(row and row["cancel_requested"])
 
     @writes
@@ -232,28 +222,27 @@ class Store(CacheStore, SpanStore, RunEdits):
         """Make a stopped run resumable: drop its failed rows (to retry them; `retry_failed=False` keeps them as
         they are), mark it running again in this process (a new segment: the usage recorded so far stands, this
         process's is added to it), and return the indices of the rows it keeps."""
-        with self.conn:
-            self.conn.execute("BEGIN IMMEDIATE")
-            status = self.conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+        with self.conn.writing():
+            status = self.conn.execute("SELECT status FROM runs WHERE id = {?}", (run_id,)).fetchone()
             if status is None:
                 raise NotFoundError(f"no run with id {run_id!r}")
             if status["status"] == "running":
                 raise UserError(f"run {run_id} is still running; cancel it first (`llmcorr runs cancel {run_id}`)")
             if retry_failed:
-                self.conn.execute("DELETE FROM rows WHERE run_id = ? AND status = 'error'", (run_id,))
+                self.conn.execute("DELETE FROM rows WHERE run_id = {?} AND status = 'error'", (run_id,))
             totals = self.conn.execute(
                 "SELECT COUNT(*) AS n, COALESCE(SUM(input_tokens), 0) AS i, COALESCE(SUM(output_tokens), 0) AS o,"
-                " COUNT(CASE WHEN status = 'error' THEN 1 END) AS f FROM rows WHERE run_id = ?",
+                " COUNT(CASE WHEN status = 'error' THEN 1 END) AS f FROM rows WHERE run_id = {?}",
                 (run_id,),
             ).fetchone()
             self.conn.execute(
                 "UPDATE runs SET status = 'running', finished_utc = NULL, error = NULL, metrics_json = NULL,"
-                " cancel_requested = 0, pid = ?, host = ?, rows_done = ?, rows_failed = ?, input_tokens = ?,"
-                " output_tokens = ? WHERE id = ?",
+                " cancel_requested = 0, pid = {?}, host = {?}, rows_done = {?}, rows_failed = {?}, input_tokens = {?},"
+                " output_tokens = {?} WHERE id = {?}",
                 (os.getpid(), socket.gethostname(), totals["n"], totals["f"], totals["i"], totals["o"], run_id),
             )
             self._segments[run_id] = segments.open_segment(self.conn, run_id, utc_now())
-        return {r[0] for r in self.conn.execute("SELECT row_index FROM rows WHERE run_id = ?", (run_id,))}
+        return {r[0] for r in self.conn.execute("SELECT row_index FROM rows WHERE run_id = {?}", (run_id,))}
 
     def recover_interrupted(self) -> list[str]:
         """Mark as `interrupted` the running runs of this host whose process is gone."""
@@ -265,18 +254,18 @@ class Store(CacheStore, SpanStore, RunEdits):
         ]
         for run_id in dead:
             self.conn.execute(
-                "UPDATE runs SET status = 'interrupted', finished_utc = ?, pid = NULL,"
-                " error = 'the process running it stopped before it finished' WHERE id = ? AND status = 'running'",
+                "UPDATE runs SET status = 'interrupted', finished_utc = {?}, pid = NULL,"
+                " error = 'the process running it stopped before it finished' WHERE id = {?} AND status = 'running'",
                 (utc_now(), run_id),
             )
         return dead
 
     def get_run(self, ref: str) -> RunRecord:
         """A run by id, name, or unique id prefix."""
-        row = self.conn.execute("SELECT * FROM runs WHERE id = ? OR name = ?", (ref, ref)).fetchone()
+        row = self.conn.execute("SELECT * FROM runs WHERE id = {?} OR name = {?}", (ref, ref)).fetchone()
         if row is None and ref:
             matches = self.conn.execute(
-                "SELECT * FROM runs WHERE id LIKE ? ESCAPE '\\' LIMIT 2", (_like_prefix(ref),)
+                "SELECT * FROM runs WHERE id LIKE {?} ESCAPE '\\' LIMIT 2", (_like_prefix(ref),)
             ).fetchall()
             if len(matches) == 1:
                 row = matches[0]
@@ -305,21 +294,21 @@ class Store(CacheStore, SpanStore, RunEdits):
         where: list[str] = []
         args: list[Any] = []
         if status:
-            where.append("status = ?")
+            where.append("status = {?}")
             args.append(status)
         if tag:
-            where.append(TAG_IN_LIST[dialect(self.conn)])
+            where.append(self.conn.dialect.json_array_contains("runs.tags_json"))  # the run carries the tag
             args.append(tag)
         if name:
-            where.append("(lower(COALESCE(name, '')) LIKE lower(?) ESCAPE '\\' OR id LIKE ? ESCAPE '\\')")
+            where.append("(lower(COALESCE(name, '')) LIKE lower({?}) ESCAPE '\\' OR id LIKE {?} ESCAPE '\\')")
             args.extend(["%" + _like_prefix(name), _like_prefix(name)])
         if archived is not None:
-            where.append("archived = ?")
+            where.append("archived = {?}")
             args.append(int(archived))
         sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
         sql += f" ORDER BY {order} {'DESC' if descending else 'ASC'}, created_utc DESC"
         if limit:
-            sql += " LIMIT ?"
+            sql += " LIMIT {?}"
             args.append(limit)
         return [RunRecord.from_row(r) for r in self.conn.execute(sql, args)]
 
@@ -335,8 +324,8 @@ class Store(CacheStore, SpanStore, RunEdits):
         after = -1
         while True:
             batch = self.conn.execute(
-                f"SELECT {row_writes.columns_read(columns)}, row_index FROM rows WHERE run_id = ? AND row_index > ?"
-                " ORDER BY row_index LIMIT ?",
+                f"SELECT {row_writes.columns_read(columns)}, row_index FROM rows"
+                " WHERE run_id = {?} AND row_index > {?} ORDER BY row_index LIMIT {?}",
                 (run_id, after, page),
             ).fetchall()
             for r in batch:
@@ -349,6 +338,6 @@ class Store(CacheStore, SpanStore, RunEdits):
         return {
             r["status"]: r["n"]
             for r in self.conn.execute(
-                "SELECT status, COUNT(*) AS n FROM rows WHERE run_id = ? GROUP BY status", (run_id,)
+                "SELECT status, COUNT(*) AS n FROM rows WHERE run_id = {?} GROUP BY status", (run_id,)
             )
         }

@@ -21,6 +21,7 @@ import socket
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from .dialect import insert
 from .records import parse_utc
 
 if TYPE_CHECKING:
@@ -67,10 +68,8 @@ def total(usages: list[dict[str, Any]], busy_s: float) -> dict[str, dict[str, An
 def open_segment(conn: Connection, run_id: str, now: str) -> str:
     """This process starts working on `run_id` (creating or resuming it); returns the segment's id."""
     segment = uuid.uuid4().hex[:16]
-    conn.execute(
-        "INSERT INTO run_segments (id, run_id, pid, host, started_utc, active_utc) VALUES (?, ?, ?, ?, ?, ?)",
-        (segment, run_id, os.getpid(), socket.gethostname(), now, now),
-    )
+    columns = ("id", "run_id", "pid", "host", "started_utc", "active_utc")
+    conn.execute(insert("run_segments", columns), (segment, run_id, os.getpid(), socket.gethostname(), now, now))
     refresh(conn, run_id)
     return segment
 
@@ -79,10 +78,10 @@ def record(conn: Connection, segment: str, run_id: str, now: str, usage: dict[st
     """The segment is active at `now`, with this usage so far (None: the usage it recorded last stands); the run's
     totals follow."""
     if usage is None:
-        conn.execute("UPDATE run_segments SET active_utc = ? WHERE id = ?", (now, segment))
+        conn.execute("UPDATE run_segments SET active_utc = {?} WHERE id = {?}", (now, segment))
     else:
         conn.execute(
-            "UPDATE run_segments SET active_utc = ?, usage_json = ? WHERE id = ?",
+            "UPDATE run_segments SET active_utc = {?}, usage_json = {?} WHERE id = {?}",
             (now, json.dumps(own_usage(usage)), segment),
         )
     refresh(conn, run_id)
@@ -91,7 +90,7 @@ def record(conn: Connection, segment: str, run_id: str, now: str, usage: dict[st
 def refresh(conn: Connection, run_id: str) -> None:
     """Rewrite the run's usage, 429s, busy time and last activity from its segments."""
     rows = conn.execute(
-        "SELECT started_utc, active_utc, usage_json FROM run_segments WHERE run_id = ?", (run_id,)
+        "SELECT started_utc, active_utc, usage_json FROM run_segments WHERE run_id = {?}", (run_id,)
     ).fetchall()
     if not rows:
         return
@@ -99,7 +98,7 @@ def refresh(conn: Connection, run_id: str) -> None:
     usage = total([json.loads(r["usage_json"]) for r in rows if r["usage_json"]], busy_s)
     active = max((r["active_utc"] for r in rows), key=parse_utc)
     conn.execute(
-        "UPDATE runs SET usage_json = ?, rate_limited = ?, busy_ms = ?, active_utc = ? WHERE id = ?",
+        "UPDATE runs SET usage_json = {?}, rate_limited = {?}, busy_ms = {?}, active_utc = {?} WHERE id = {?}",
         (
             json.dumps(usage) if usage is not None else None,
             sum(u["rate_limited"] for u in (usage or {}).values()),
@@ -113,7 +112,7 @@ def refresh(conn: Connection, run_id: str) -> None:
 def segments(conn: Connection, run_id: str) -> list[dict[str, Any]]:
     """A run's segments, oldest first: pid, host, started_utc, active_utc, usage (None if it recorded none)."""
     rows = conn.execute(
-        "SELECT pid, host, started_utc, active_utc, usage_json FROM run_segments WHERE run_id = ?", (run_id,)
+        "SELECT pid, host, started_utc, active_utc, usage_json FROM run_segments WHERE run_id = {?}", (run_id,)
     ).fetchall()
     out = [
         {

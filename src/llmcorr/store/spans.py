@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any
 
-from .db import Connection
+from .db import Connection, Row
 from .failures import writes
 
 
-def _span(row: sqlite3.Row) -> dict[str, Any]:
+def _span(row: Row) -> dict[str, Any]:
     d = dict(row)
     d.pop("_seq", None)
     d.pop("rowid", None)  # PostgreSQL's stand-in for SQLite's hidden rowid
     d["attributes"] = json.loads(d.pop("attributes_json"))
     return d
+
+
+COLUMNS = (  # a span record's values, in `add_spans`' order
+    "span_id", "trace_id", "parent_id", "run_id", "row_index", "kind", "name", "start_ns", "end_ns", "status", "error",
+    "attributes_json",
+)  # fmt: skip
 
 
 class SpanStore:
@@ -28,20 +33,18 @@ class SpanStore:
     def add_spans(self, records: list[tuple[Any, ...]]) -> None:
         """Finished spans: (span_id, trace_id, parent_id, run_id, row_index, kind, name, start_ns, end_ns, status,
         error, attributes_json), in one transaction."""
-        with self.conn:
-            self.conn.execute("BEGIN IMMEDIATE")
-            self.conn.executemany(
-                "INSERT OR REPLACE INTO spans (span_id, trace_id, parent_id, run_id, row_index, kind, name, start_ns,"
-                " end_ns, status, error, attributes_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                records,
-            )
+        with self.conn.writing():
+            # a span written again (an exporter's retry) replaces the first, and counts as a new write for
+            # `spans_written_after`'s cursor
+            upsert = self.conn.dialect.upsert("spans", COLUMNS, ("trace_id", "span_id"), renumber=True)
+            self.conn.executemany(upsert, records)
 
     def spans(self, run_id: str, row_index: int | None = None, since_ns: int = 0) -> list[dict[str, Any]]:
         """A run's spans (or one row's), oldest first, attributes decoded; `since_ns` keeps those ending after it."""
-        sql = "SELECT * FROM spans WHERE run_id = ? AND end_ns > ?"
+        sql = "SELECT * FROM spans WHERE run_id = {?} AND end_ns > {?}"
         args: list[Any] = [run_id, since_ns]
         if row_index is not None:
-            sql += " AND row_index = ?"
+            sql += " AND row_index = {?}"
             args.append(row_index)
         return [_span(r) for r in self.conn.execute(sql + " ORDER BY start_ns, end_ns", args)]
 
@@ -52,10 +55,10 @@ class SpanStore:
 
         For following a run as it goes: spans reach the store when their row ends, not in the order they ended, so
         a time bound could miss some; the cursor (the table's rowid, which grows with every write) cannot."""
-        sql = "SELECT rowid AS _seq, * FROM spans WHERE run_id = ? AND rowid > ?"
+        sql = "SELECT rowid AS _seq, * FROM spans WHERE run_id = {?} AND rowid > {?}"
         args: list[Any] = [run_id, cursor]
         if row_index is not None:
-            sql += " AND row_index = ?"
+            sql += " AND row_index = {?}"
             args.append(row_index)
         out = []
         for r in self.conn.execute(sql, args):
