@@ -12,7 +12,7 @@ Recorded runs, as `llmcorr runs …` manages them (`Experiments(path)` for anoth
 
 from ._version import __version__
 from .config import Config, EndpointConfig, ProviderConfig
-from .correct import Predictions, load_predictions
+from .correct import CorrectionMetrics, Predictions, load_predictions
 from .errors import (
     ConfigError,
     DataError,
@@ -49,6 +49,7 @@ __all__ = [
     "Completion",
     "Config",
     "ConfigError",
+    "CorrectionMetrics",
     "CorrectionResult",
     "DataError",
     "EndpointConfig",

@@ -18,13 +18,14 @@ from rich.measure import Measurement
 from rich.table import Table
 
 from ..config import Config
+from ..correct.metrics_model import CorrectionMetrics
 from ..runs.batch import RunResult
 from ..runs.correction import CorrectionResult
 from ..runs.estimate import Estimate, describe_sources
 from ..runs.status import has_failures, status_text
 from ..runs.summary import endpoint_usage, wall_time
 from ..store import RunRecord, Store
-from ..view import METRIC_NAMES, endpoints, flip_rows, headline, metric_rows
+from ..view import METRIC_NAMES, correction_metrics, endpoints, flip_rows, headline, metric_rows
 from ._common import console, err_console
 
 
@@ -36,7 +37,7 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def metrics_table(metrics: dict[str, Any], title: str = "base vs corrected (test split)") -> Table:
+def metrics_table(metrics: CorrectionMetrics, title: str = "base vs corrected (test split)") -> Table:
     """The metrics of a correct run (view/metrics.py), coloured: green where the correction helped."""
     table = Table(title=title, title_justify="left")
     table.add_column("metric")
@@ -110,7 +111,7 @@ _RUN_COLUMNS: list[tuple[str, dict[str, Any], Callable[[RunRecord], str]]] = [
     ("rows", {"justify": "right", "no_wrap": True}, lambda r: f"{r.rows_done}/{r.rows_total}"),
     ("created", {"no_wrap": True}, lambda r: r.created_utc[5:16].replace("T", " ")),
     ("kind", {"no_wrap": True}, lambda r: r.kind),
-    ("result", {"no_wrap": True}, lambda r: headline(r.metrics)),
+    ("result", {"no_wrap": True}, lambda r: headline(correction_metrics(r))),
     ("tokens", {"justify": "right", "no_wrap": True}, lambda r: f"{r.input_tokens + r.output_tokens:,}"),
     (
         "tags",
@@ -303,7 +304,8 @@ def print_correction(config: Config, result: CorrectionResult, title: str = "bas
     """A finished correction run: its record, then its metrics."""
     with Store(config.store_path) as store:
         console.print(run_table(store.get_run(result.run_id)))
-    console.print(metrics_table(result.metrics, title=title))
+    metrics = CorrectionMetrics.model_validate(result.metrics)  # typed already, or the dict the store keeps
+    console.print(metrics_table(metrics, title=title))
 
 
 def _first_failed(store: Store, record: RunRecord) -> int | None:

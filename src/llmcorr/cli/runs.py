@@ -17,6 +17,7 @@ from ..runs import experiments
 from ..runs import status as run_status
 from ..runs.control import rerun_any_async, resume_any_async
 from ..store import Store
+from ..view import correction_metrics
 from ._common import ConfigOpt, YesOpt, confirm, console, err_console, setup_logging
 from ._render import compare_table, metrics_table, print_result, run_table, runs_table, span_details, span_line
 
@@ -80,8 +81,9 @@ def show(run: Annotated[str, typer.Argument(help="run id or name")], as_json: Js
     console.print(run_table(record))
     if counts:
         console.print("rows by status: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-    if record.metrics and "base" in record.metrics:
-        console.print(metrics_table(record.metrics))
+    metrics = correction_metrics(record)
+    if metrics and metrics.base:
+        console.print(metrics_table(metrics))
 
 
 DataOpt = Annotated[

@@ -1,10 +1,13 @@
-"""The LLMCorr method as a library: data, knowledge selection, prompt templates, parsing, metrics."""
+"""The LLMCorr method as a library: data, knowledge selection, prompt templates, parsing, metrics (and
+`CorrectionMetrics`, a correct run's metrics typed)."""
 
 from .corrector import Corrector
 from .data import Predictions, load_predictions
 from .metrics import classification_metrics, regression_metrics
+from .metrics_model import CorrectionMetrics
 
 __all__ = [
+    "CorrectionMetrics",
     "Corrector",
     "Predictions",
     "classification_metrics",

@@ -6,6 +6,8 @@ import math
 
 from markupsafe import Markup, escape
 
+from ..correct.metrics_model import ReliabilityBin
+
 PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777")
 BASE_COLOUR = "#9ca3af"
 UNIT_METRICS = {"accuracy", "roc_auc"}  # metrics between 0 and 1
@@ -166,7 +168,7 @@ def _axes(
     )
 
 
-def reliability(curves: list[tuple[str, list[dict[str, float]]]], title: str = "calibration") -> Markup:
+def reliability(curves: list[tuple[str, list[ReliabilityBin]]], title: str = "calibration") -> Markup:
     """Reliability curves: per probability bin, the mean predicted probability vs the observed positive rate (the
     dashed diagonal is perfect calibration); a point's size follows its bin's rows."""
     width, height, box = 380, 340, (48.0, 30.0, 300.0, 260.0)
@@ -175,7 +177,7 @@ def reliability(curves: list[tuple[str, list[dict[str, float]]]], title: str = "
     left, top, w, h = box
     for i, (label, curve) in enumerate(curves):
         colour = BASE_COLOUR if i == 0 else PALETTE[(i - 1) % len(PALETTE)]
-        points = [(left + w * b["predicted"], top + h * (1 - b["observed"]), b["n"]) for b in curve]
+        points = [(left + w * b.predicted, top + h * (1 - b.observed), b.n) for b in curve]
         if points:
             path = " ".join(f"{x:.1f},{y:.1f}" for x, y, _ in points)
             parts.append(

@@ -11,6 +11,7 @@ from typing import Any
 import jinja2
 import pandas as pd
 
+from ..correct.metrics_model import CorrectionMetrics
 from ..runs.status import status_text
 from ..runs.summary import cost, endpoint_usage, wall_time
 from ..store import RunRecord
@@ -65,13 +66,14 @@ def _examples(table: pd.DataFrame, problem: str) -> dict[str, list[dict[str, Any
     return out
 
 
-def render_report(record: RunRecord, table: pd.DataFrame, metrics: dict[str, Any]) -> str:
-    """The report of a correct run: `table` is its test rows as `llmcorr correct --output` writes them."""
+def render_report(record: RunRecord, table: pd.DataFrame, metrics: CorrectionMetrics) -> str:
+    """The report of a correct run: `table` is its test rows as `llmcorr correct --output` writes them, `metrics`
+    its metrics (both from `recorded_table`); the template reads the typed metrics' attributes."""
     problem = str(record.spec.get("options", {}).get("problem", "classification"))
     plot = None
-    if problem == "classification" and metrics.get("calibration"):
-        cal = metrics["calibration"]
-        plot = reliability([("base", cal["base"]["curve"]), ("corrected", cal["corrected"]["curve"])])
+    if problem == "classification" and metrics.calibration:
+        cal = metrics.calibration
+        plot = reliability([("base", cal.base.curve), ("corrected", cal.corrected.curve)])
     elif problem == "regression" and len(table):
         labels = table["label"].astype(float).tolist()
         series = [("base", table["prediction"].astype(float).tolist())]

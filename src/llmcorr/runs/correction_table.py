@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..correct import classification_metrics, regression_metrics
 from ..correct.gate import choose_gate
+from ..correct.metrics_model import CorrectionMetrics, GateChoice, Ungated
 from ..data import as_frame
 from ..errors import UserError
 from ..store import RunRecord, Store
@@ -79,18 +80,22 @@ def result_table(test: pd.DataFrame, rows: list[dict[str, Any]], problem: str, o
     return table
 
 
-def compute_metrics(table: pd.DataFrame, problem: str) -> dict[str, Any]:
+def compute_metrics(table: pd.DataFrame, problem: str) -> CorrectionMetrics:
+    """Base vs corrected on `table` (a non-empty result table): the metrics, intervals and flips of `problem`, and
+    how many answers parsed."""
     fn = classification_metrics if problem == "classification" else regression_metrics
     metrics = fn(table["label"], table["prediction"], table["corrected_prediction"])
-    metrics["parsed"] = int(table["parsed"].sum())
-    return metrics
+    return CorrectionMetrics.model_validate(metrics | {"parsed": int(table["parsed"].sum())})
 
 
 def gated(test: pd.DataFrame, valid: pd.DataFrame | None, problem: str) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The test table with the gate chosen on the validation rows applied, and the metrics: the gated correction's,
-    plus the gate (policy and validation evidence) and what the correction would have done ungated."""
+    plus the gate (policy and validation evidence) and what the correction would have done ungated.
+
+    The metrics come as the store keeps them (`CorrectionMetrics.to_dict()`, JSON), for the run's record; read them
+    typed with `CorrectionMetrics.model_validate`."""
     if valid is None:
-        return test, compute_metrics(test, problem) if len(test) else {"n": 0}
+        return test, (compute_metrics(test, problem) if len(test) else CorrectionMetrics(n=0)).to_dict()
     gate = choose_gate(problem, valid["label"], valid["prediction"], valid["corrected_prediction"])
     table = test.copy()
     table["llm_prediction"] = table["corrected_prediction"]
@@ -100,17 +105,17 @@ def gated(test: pd.DataFrame, valid: pd.DataFrame | None, problem: str) -> tuple
     if problem == "classification":
         table["corrected_label"] = (table["corrected_prediction"] >= 0.5).astype(int)
     if not len(table):
-        return table, {"n": 0, "gate": gate.to_dict()}
+        return table, CorrectionMetrics(n=0, gate=GateChoice.model_validate(gate.to_dict())).to_dict()
     metrics = compute_metrics(table, problem)
     ungated = compute_metrics(test, problem)
-    metrics["gate"] = gate.to_dict() | {"applied_on_test": int(applied.sum())}
-    metrics["ungated"] = {"corrected": ungated["corrected"], "flips": ungated["flips"]}
-    return table, metrics
+    choice = GateChoice.model_validate(gate.to_dict() | {"applied_on_test": int(applied.sum())})
+    update = {"gate": choice, "ungated": Ungated(corrected=ungated.corrected, flips=ungated.flips)}
+    return table, metrics.model_copy(update=update).to_dict()
 
 
-def recorded_table(store: Store, record: RunRecord) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """A recorded correct run's test rows as `--output` writes them (the gate applied) and its metrics, rebuilt
-    from the store alone (for reports)."""
+def recorded_table(store: Store, record: RunRecord) -> tuple[pd.DataFrame, CorrectionMetrics]:
+    """A recorded correct run's test rows as `--output` writes them (the gate applied) and its metrics (typed),
+    rebuilt from the store alone (for reports)."""
     if record.kind != "correct":
         raise UserError(f"run {record.label} is a {record.kind} run; reports are for correct runs")
     rows = store.rows(record.id)
@@ -124,6 +129,7 @@ def recorded_table(store: Store, record: RunRecord) -> tuple[pd.DataFrame, dict[
     if record.spec.get("options", {}).get("gate") and len(frames["valid"]):
         valid = result_table(frames["valid"], rows, problem, offset=len(frames["test"]))
     if not len(test):
-        return test, record.metrics or {"n": 0}
+        return test, CorrectionMetrics.model_validate(record.metrics or {"n": 0})
     table, metrics = gated(test, valid, problem)
-    return keep_integers(table, record.spec.get("options", {}).get("int_columns", [])), metrics
+    int_columns = record.spec.get("options", {}).get("int_columns", [])
+    return keep_integers(table, int_columns), CorrectionMetrics.model_validate(metrics)

@@ -24,6 +24,7 @@ from ..runs.status import describe, failing, list_runs
 from ..store import RunRecord, Store
 from ..view import (
     ROW_FILTERS,
+    correction_metrics,
     endpoints,
     flip_rows,
     metric_rows,
@@ -83,7 +84,8 @@ def runs_json(store: StoreDep, status: str = "", tag: str = "", name: str = "", 
 
 
 def _run_context(store: Store, record: RunRecord, show: str) -> dict[str, Any]:
-    gated = bool((record.metrics or {}).get("gate")) or bool(record.spec.get("options", {}).get("gate"))
+    metrics = correction_metrics(record)
+    gated = bool(metrics and metrics.gate) or bool(record.spec.get("options", {}).get("gate"))
     filters = {
         k: v
         for k, v in ROW_FILTERS.items()
@@ -95,9 +97,9 @@ def _run_context(store: Store, record: RunRecord, show: str) -> dict[str, Any]:
         "run": record,
         "summary": _summary(record),
         "endpoints": endpoints(record),
-        "metrics": metric_rows(record.metrics),
-        "flips": flip_rows(record.metrics),
-        "other_metrics": other_metrics(record.metrics),
+        "metrics": metric_rows(metrics),
+        "flips": flip_rows(metrics),
+        "other_metrics": other_metrics(record),
         "rows": rows[:MAX_ROWS],
         "rows_matching": len(rows),
         "show": show,

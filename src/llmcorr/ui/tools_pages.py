@@ -18,7 +18,7 @@ from ..prompts.preview import PromptPreview, parse_inputs, preview, prompty_from
 from ..prompts.prompty import load_prompty
 from ..report.charts import metric_bars, requests_over_time
 from ..store import RunRecord, Store
-from ..view import METRIC_NAMES, flip_rows, metric_rows, request_times, run_summary
+from ..view import METRIC_NAMES, correction_metrics, flip_rows, metric_rows, request_times, run_summary
 from .common import back_to, config_of, form_fields, fragment, open_store, page
 from .launch import check_request, start_run
 
@@ -49,17 +49,20 @@ def compare_page(
         except NotFoundError as exc:
             errors.append(str(exc))
     charts = []
-    corrected = [r for r in records if r.metrics and "base" in r.metrics]
+    typed = [(r, correction_metrics(r)) for r in records]  # None for a flow or prompt run
+    sides = [
+        (r.label, m.base.recorded(), m.corrected.recorded() if m.corrected else {}) for r, m in typed if m and m.base
+    ]
     for key, label in METRIC_NAMES.items():
-        bars = [(r.label, r.metrics["base"].get(key), r.metrics["corrected"].get(key)) for r in corrected if r.metrics]
+        bars = [(run, base.get(key), corrected.get(key)) for run, base, corrected in sides]
         bars = [b for b in bars if b[1] is not None or b[2] is not None]
         if bars:
             charts.append(metric_bars(bars, key, f"{label}: base vs corrected"))
     series = [(r.label, request_times(store.spans(r.id))) for r in records]
     if any(times for _, times in series):
         charts.append(requests_over_time(series))
-    metric_labels = [m.label for r in records for m in metric_rows(r.metrics)]
-    flip_labels = [f for r in records for f, _ in flip_rows(r.metrics)]
+    metric_labels = [row.label for _, m in typed for row in metric_rows(m)]
+    flip_labels = [f for _, m in typed for f, _ in flip_rows(m)]
     return page(
         request,
         "compare.html",
@@ -67,10 +70,10 @@ def compare_page(
             {
                 "record": r,
                 "summary": run_summary(r),
-                "metrics": {m.label: m for m in metric_rows(r.metrics)},
-                "flips": dict(flip_rows(r.metrics)),
+                "metrics": {row.label: row for row in metric_rows(m)},
+                "flips": dict(flip_rows(m)),
             }
-            for r in records
+            for r, m in typed
         ],
         metric_labels=list(dict.fromkeys(metric_labels)),
         flip_labels=list(dict.fromkeys(flip_labels)),

@@ -2,7 +2,8 @@
 records as plain typed data (no rich markup, no HTML): they only format it.
 
     run.py      run_summary, endpoints, usage_rows
-    metrics.py  metric_rows (with 95% intervals), flip_rows, headline, other_metrics, METRIC_NAMES
+    metrics.py  correction_metrics (typed), metric_rows (with 95% intervals), flip_rows, headline, other_metrics,
+                METRIC_NAMES
     rows.py     row_view(s): a row's inputs, output, what changed
     trace.py    trace_tree: a row's spans, request_times
 """
@@ -11,6 +12,7 @@ from .metrics import (
     LOWER_IS_BETTER,
     METRIC_NAMES,
     MetricRow,
+    correction_metrics,
     flip_rows,
     headline,
     metric_name,
@@ -29,6 +31,7 @@ __all__ = [
     "MetricRow",
     "RowView",
     "SpanView",
+    "correction_metrics",
     "endpoints",
     "flip_rows",
     "headline",

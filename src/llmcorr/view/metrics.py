@@ -1,11 +1,15 @@
 """A run's metrics as every view shows them (`llmcorr runs show`, the dashboard, the report, the runs list): the
-one place that names metrics, knows which direction is better and lays out the rows under them."""
+one place that names metrics, knows which direction is better and lays out the rows under them. A correct run's
+metrics are read typed (`correction_metrics(record)`, a `CorrectionMetrics`); any other run's are its own dict."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from typing import Any
+
+from ..correct.metrics_model import CorrectionMetrics
+from ..store import RunRecord
 
 METRIC_NAMES = {"roc_auc": "ROC-AUC", "accuracy": "accuracy", "rmse": "RMSE", "mae": "MAE"}
 LOWER_IS_BETTER = {"rmse", "mae"}
@@ -16,13 +20,23 @@ def metric_name(key: str) -> str:
     return METRIC_NAMES.get(key, key.replace("_", " "))
 
 
-def headline(metrics: dict[str, Any] | None) -> str:
+def correction_metrics(record: RunRecord) -> CorrectionMetrics | None:
+    """A correct run's metrics, typed; None for a run of another kind (a flow's or prompt's metrics are its own
+    free-form dict: `other_metrics`) and for a run that recorded none yet."""
+    if record.kind != "correct" or not record.metrics:
+        return None
+    return CorrectionMetrics.model_validate(record.metrics)
+
+
+def headline(metrics: CorrectionMetrics | None) -> str:
     """A correct run's main metric, base → corrected, for one cell of a runs list."""
-    if not metrics or "base" not in metrics:
+    if metrics is None or metrics.base is None or metrics.corrected is None:
         return ""
-    for key, short in (("accuracy", "acc"), ("rmse", "RMSE")):
-        if key in metrics["base"] and metrics["base"][key] is not None:
-            return f"{short} {metrics['base'][key]:.3f}→{metrics['corrected'][key]:.3f}"
+    base, corrected = metrics.base, metrics.corrected
+    if base.accuracy is not None and corrected.accuracy is not None:
+        return f"acc {base.accuracy:.3f}→{corrected.accuracy:.3f}"
+    if base.rmse is not None and corrected.rmse is not None:
+        return f"RMSE {base.rmse:.3f}→{corrected.rmse:.3f}"
     return ""
 
 
@@ -38,55 +52,53 @@ class MetricRow:
     change_ci: tuple[float, float] | None = None
 
 
-def metric_rows(metrics: dict[str, Any] | None) -> list[MetricRow]:
+def metric_rows(metrics: CorrectionMetrics | None) -> list[MetricRow]:
     """Base vs corrected for each metric a correct run recorded, with their 95% intervals."""
-    if not metrics or "base" not in metrics:
+    if metrics is None or metrics.base is None:
         return []
-    base, corrected, ci = metrics.get("base") or {}, metrics.get("corrected") or {}, metrics.get("ci95") or {}
+    base = metrics.base.recorded()
+    corrected = metrics.corrected.recorded() if metrics.corrected else {}
+    ci = metrics.ci95
     out = []
     for key, label in METRIC_NAMES.items():
         if key not in base:
             continue
-        b, c = base.get(key), corrected.get(key)
-        change = c - b if isinstance(b, int | float) and isinstance(c, int | float) else None
+        b, c = base[key], corrected.get(key)
+        change = c - b if b is not None and c is not None else None
         better = None
         if change:
             better = change < 0 if key in LOWER_IS_BETTER else change > 0
-        intervals = [_interval((ci.get(side) or {}).get(key)) for side in ("base", "corrected", "delta")]
+        intervals = [side.interval(key) for side in (ci.base, ci.corrected, ci.delta)]
         out.append(MetricRow(label, b, c, change, better, *intervals))
     return out
 
 
-def _interval(value: Any) -> tuple[float, float] | None:
-    return (float(value[0]), float(value[1])) if isinstance(value, list | tuple) and len(value) == 2 else None
-
-
-def flip_rows(metrics: dict[str, Any] | None) -> list[tuple[str, Any]]:
+def flip_rows(metrics: CorrectionMetrics | None) -> list[tuple[str, Any]]:
     """The rows under the metrics: flips, McNemar's test, calibration, parsing, and the gate with its evidence."""
-    if not metrics:
+    if metrics is None:
         return []
-    rows: list[tuple[str, Any]] = [
-        (f"flips: {k.replace('_', ' ')}", v) for k, v in (metrics.get("flips") or {}).items()
-    ]
-    if (metrics.get("mcnemar") or {}).get("discordant"):
-        rows.append(("flips: McNemar p", f"{metrics['mcnemar']['p_value']:.3g}"))
-    if metrics.get("calibration"):
-        cal = metrics["calibration"]
-        rows.append(("calibration ECE, base → corrected", f"{cal['base']['ece']:.4f} → {cal['corrected']['ece']:.4f}"))
-    if "parsed" in metrics:
-        rows.append(("answers parsed", f"{metrics['parsed']}/{metrics.get('n', '?')}"))
-    gate = metrics.get("gate")
+    flips = metrics.flips.counts() if metrics.flips else {}
+    rows: list[tuple[str, Any]] = [(f"flips: {k.replace('_', ' ')}", v) for k, v in flips.items()]
+    if metrics.mcnemar and metrics.mcnemar.discordant:
+        rows.append(("flips: McNemar p", f"{metrics.mcnemar.p_value:.3g}"))
+    cal = metrics.calibration
+    if cal:
+        rows.append(("calibration ECE, base → corrected", f"{cal.base.ece:.4f} → {cal.corrected.ece:.4f}"))
+    if metrics.parsed is not None:
+        rows.append(("answers parsed", f"{metrics.parsed}/{metrics.n}"))
+    gate = metrics.gate
     if gate:
-        rows.append(("gate (chosen on validation)", f"{gate['policy']}; {gate.get('applied_on_test', 0)} applied"))
+        rows.append(("gate (chosen on validation)", f"{gate.policy}; {gate.applied_on_test or 0} applied"))
+        ungated = metrics.ungated.corrected.recorded() if metrics.ungated and metrics.ungated.corrected else {}
         for key, label in METRIC_NAMES.items():
-            value = (metrics.get("ungated") or {}).get("corrected", {}).get(key)
+            value = ungated.get(key)
             if isinstance(value, float):
                 rows.append((f"without the gate: {label}", f"{value:.4f}"))
     return rows
 
 
-def other_metrics(metrics: dict[str, Any] | None) -> list[tuple[str, str]]:
-    """Metrics of a prompt or flow run (a flow's `aggregate`), as key and JSON value."""
-    if not metrics or "base" in metrics:
+def other_metrics(record: RunRecord) -> list[tuple[str, str]]:
+    """Metrics of a prompt or flow run (a flow's `aggregate`), as key and JSON value; none for a correct run."""
+    if record.kind == "correct" or not record.metrics:
         return []
-    return [(str(k), json.dumps(v, default=str) if not isinstance(v, str) else v) for k, v in metrics.items()]
+    return [(str(k), json.dumps(v, default=str) if not isinstance(v, str) else v) for k, v in record.metrics.items()]

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..correct.gate import Gate
 from ..store import RunRecord
+from .metrics import correction_metrics
 
 ROW_FILTERS = {
     "all": "all rows",
@@ -96,8 +97,9 @@ def row_view(kind: str, problem: str | None, row: dict[str, Any], gate: Gate | N
 def row_views(record: RunRecord, rows: list[dict[str, Any]], show: str = "all") -> list[RowView]:
     """The run's rows as the table shows them; `show` is one of ROW_FILTERS."""
     problem = (record.spec.get("options") or {}).get("problem")
-    chosen = (record.metrics or {}).get("gate")
-    gate = Gate(problem or "classification", float(chosen["threshold"])) if chosen else None
+    metrics = correction_metrics(record)
+    chosen = metrics.gate if metrics else None
+    gate = Gate(problem or "classification", chosen.threshold) if chosen else None
     views = [row_view(record.kind, problem, r, gate) for r in rows]
     if show == "errors":
         return [v for v in views if v.status != "ok"]

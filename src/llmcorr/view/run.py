@@ -8,7 +8,7 @@ from typing import Any
 from ..providers import describe_endpoint
 from ..runs.summary import cost, endpoint_usage, wall_time
 from ..store import RunRecord
-from .metrics import headline
+from .metrics import correction_metrics, headline
 
 
 def usage_rows(r: RunRecord) -> list[tuple[str, str]]:
@@ -42,7 +42,7 @@ def run_summary(r: RunRecord) -> dict[str, Any]:
         "span_s": wall.span_s,  # first to last
         "wall": str(wall),  # as shown: "51.8 s", or "busy 51.8 s (first to last 3.5 min)" for a resumed run
         "usage_lines": usage_rows(r),  # (endpoint, "16 requests, 1,234 tokens, 0 429s, $0.0012")
-        "headline": headline(r.metrics),
+        "headline": headline(correction_metrics(r)),
         "error": r.error,
     }
 
