@@ -11,6 +11,7 @@ Recorded runs, as `llmcorr runs …` manages them (`Experiments(path)` for anoth
 """
 
 from ._version import __version__
+from .api import correct, estimate, resume, run
 from .config import Config, EndpointConfig, ProviderConfig
 from .correct import CorrectionMetrics, Predictions, load_predictions
 from .errors import (
@@ -28,19 +29,7 @@ from .errors import (
     UserError,
 )
 from .providers import Completion, GenParams, LocalProvider, Message, OpenAIProvider, Provider
-from .runs import (
-    CorrectionResult,
-    Estimate,
-    RunResult,
-    RunSpec,
-    achat,
-    chat,
-    correct,
-    correct_async,
-    estimate,
-    resume,
-    run,
-)
+from .runs import CorrectionResult, Estimate, RunResult, RunSpec, achat, chat, correct_async
 from .runs.experiments import Experiments, experiments
 from .store import RunRecord, Store
 from .tracing import trace

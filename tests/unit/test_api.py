@@ -14,6 +14,7 @@ import llmcorr
 from llmcorr.cli import app
 from llmcorr.runs.batch import run_batch_async
 from llmcorr.runs.batch_plan import plan_batch
+from llmcorr.runs.correct_options import DEFAULTS
 from llmcorr.runs.correction import correct_async, plan_correction
 
 PUBLIC = [llmcorr.correct, llmcorr.estimate, llmcorr.run, llmcorr.resume]
@@ -51,10 +52,15 @@ def pydoc_text(fn: Callable[..., Any]) -> str:
 
 
 def test_the_api_takes_every_engine_option_with_the_engines_defaults() -> None:
-    engine = keywords(plan_correction) | keywords(correct_async)
-    assert keywords(llmcorr.correct) == engine
-    assert keywords(llmcorr.estimate) == keywords(plan_correction)
-    assert keywords(llmcorr.run) == keywords(plan_batch) | keywords(run_batch_async)
+    """`CorrectOptions` holds a correct run's options and their defaults; the public functions take each of them,
+    and the engine's other keywords, with the same defaults."""
+    planning = {k: v for k, v in keywords(plan_correction).items() if k != "options"}
+    running = {k: v for k, v in keywords(correct_async).items() if k != "options"}
+    # the engine takes a progress display (None: none); the API, whether to show the CLI's bar
+    assert running.pop("progress") is None
+    assert keywords(llmcorr.correct) == DEFAULTS | planning | running | {"progress": False}
+    assert keywords(llmcorr.estimate) == DEFAULTS | planning
+    assert keywords(llmcorr.run) == keywords(plan_batch) | keywords(run_batch_async) | {"progress": False}
 
 
 # CLI option -> (API keyword, the CLI default as the API spells it); options the API spells the same are compared

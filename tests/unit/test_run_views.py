@@ -18,9 +18,9 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
+from llmcorr.cli import progress
 from llmcorr.cli._render import _metric_label, compare_table, runs_table
 from llmcorr.report.html import _when
-from llmcorr.runs import progress
 from llmcorr.runs.experiments import compare_runs, metric_values
 from llmcorr.runs.flows import Flow, describe_error
 from llmcorr.runs.status import describe, failing

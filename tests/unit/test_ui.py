@@ -10,6 +10,7 @@ import pytest
 
 from llmcorr.cli.ui import is_loopback
 from llmcorr.report.charts import _ticks, metric_bars, requests_over_time
+from llmcorr.runs.spec import KindOptions, RunSpec
 from llmcorr.runs.summary import cost as run_cost
 from llmcorr.store import RunRecord
 from llmcorr.view import request_times, row_views, trace_tree
@@ -100,7 +101,17 @@ def test_rows_of_a_correct_run_say_which_predictions_changed_and_filter() -> Non
 
 
 def test_cost_is_the_endpoints_count_once_finished_else_tokens_at_the_one_endpoints_prices() -> None:
-    priced = {"options": {"endpoint_configs": [{"name": "e", "price_in": 2.0, "price_out": 10.0}]}}
+    configs = [{"name": "e", "price_in": 2.0, "price_out": 10.0}]
+    priced = RunSpec(
+        kind="prompt",
+        data="d.csv",
+        data_sha256="-",
+        template="p.prompty",
+        template_sha256="-",
+        endpoints=[{"name": "e"}],
+        params={"max_tokens": 8},
+        options=KindOptions(endpoint_configs=configs),
+    ).to_dict()
     assert run_cost(record(spec=priced)) == pytest.approx((1000 * 2 + 100 * 10) / 1e6)
     assert run_cost(record(spec=priced, usage={"e": {"cost": 0.5}, "f": {"cost": 0.25}})) == 0.75
     assert run_cost(record()) is None

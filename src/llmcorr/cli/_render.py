@@ -22,6 +22,7 @@ from ..correct.metrics_model import CorrectionMetrics
 from ..runs.batch import RunResult
 from ..runs.correction import CorrectionResult
 from ..runs.estimate import Estimate, describe_sources
+from ..runs.spec import shown_spec
 from ..runs.status import has_failures, status_text
 from ..runs.summary import endpoint_usage, wall_time
 from ..store import RunRecord, Store
@@ -65,9 +66,10 @@ def run_table(record: RunRecord) -> Table:
     table.add_row("kind", record.kind)
     for e in endpoints(record):  # as the dashboard names them (view/run.py)
         table.add_row("endpoint", escape(e["label"]))
-    table.add_row("data", str(record.spec.get("data", "?")))
-    if record.spec.get("options", {}).get("executor"):
-        table.add_row("executor", str(record.spec["options"]["executor"]))
+    spec = shown_spec(record)
+    table.add_row("data", spec.data if spec is not None else "?")
+    if spec is not None and spec.options.executor:
+        table.add_row("executor", spec.options.executor)
     table.add_row("rows", f"{record.rows_done}/{record.rows_total} done, {record.rows_failed} failed")
     table.add_row(
         "tokens",

@@ -7,9 +7,10 @@ from typing import Annotated, Any, Literal, cast
 
 import typer
 
+from .._sync import run_sync
 from ..errors import UserError
-from ..runs import correct as run_correct
-from ..runs import estimate as run_estimate
+from ..runs.correct_options import CorrectOptions
+from ..runs.correction import correct_async, estimate_async
 from ._common import (
     BaseUrlOpt,
     ConcurrencyOpt,
@@ -31,6 +32,7 @@ from ._common import (
 )
 from ._render import estimate_table, print_result
 from .confirm import confirmer
+from .progress import row_progress
 
 ROLES = ("id", "input", "prediction", "label", "split")
 
@@ -123,40 +125,43 @@ def correct(
     )
     if shots != "all" and not shots.isdigit():
         raise UserError(f"--shots: expected a number >= 0 or 'all', got {shots!r}")
-    options: dict[str, Any] = {
-        "task": task,
-        "shots": shots if shots == "all" else int(shots),
-        "knowledge": knowledge,
-        "knowledge_from": knowledge_from,
-        "format_retries": format_retries,
-        "double_check": double_check,
-        "change_threshold": change_threshold,
-        "samples": samples,
-        "temperature": temperature,
-        "gate": not no_gate,
-        "describe_molecules": describe_molecules,
-        "gate_rows": gate_rows,
-        "limit": limit,
-        "problem": cast(Literal["auto", "classification", "regression"], problem),
-        "columns": parse_columns(column or []),
-        "template": template,
-        "seed": seed,
-        "max_tokens": max_tokens,
-        "endpoints": endpoint,
-        "config": config,
-    }
+    options = CorrectOptions.given(
+        "llmcorr correct",
+        task=task,
+        shots=shots if shots == "all" else int(shots),
+        knowledge=knowledge,
+        knowledge_from=knowledge_from,
+        format_retries=format_retries,
+        double_check=double_check,
+        change_threshold=change_threshold,
+        samples=samples,
+        temperature=temperature,
+        gate=not no_gate,
+        describe_molecules=describe_molecules,
+        gate_rows=gate_rows,
+        limit=limit,
+        problem=cast(Literal["auto", "classification", "regression"], problem),
+        columns=parse_columns(column or []),
+        template=template,
+        seed=seed,
+        max_tokens=max_tokens,
+    )
+    where: dict[str, Any] = {"endpoints": endpoint, "config": config}
     if ctx.info_name == "estimate":
-        console.print(estimate_table(run_estimate(predictions, output=output, **options)))
+        console.print(estimate_table(run_sync(estimate_async(predictions, options, output=output, **where))))
         return
-    result = run_correct(
-        predictions,
-        output=output,
-        name=name,
-        progress=not quiet,
-        confirm=confirmer(yes),
-        cache=not no_cache,
-        executor=executor,
-        ray_address=ray_address,
-        **options,
+    result = run_sync(
+        correct_async(
+            predictions,
+            options,
+            output=output,
+            name=name,
+            progress=None if quiet else row_progress,
+            confirm=confirmer(yes),
+            cache=not no_cache,
+            executor=executor,
+            ray_address=ray_address,
+            **where,
+        )
     )
     print_result(config, result, output)

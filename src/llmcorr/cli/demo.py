@@ -8,10 +8,10 @@ from typing import Annotated, cast
 
 import typer
 
+from ..api import correct as run_correct
 from ..config import Config
 from ..correct.datasets import DATASETS, Dataset, demo_predictions
 from ..errors import UserError
-from ..runs import correct as run_correct
 from ._common import ConfigOpt, YesOpt, console, setup_logging
 from ._render import print_correction
 from .confirm import confirmer

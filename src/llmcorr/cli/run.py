@@ -28,6 +28,7 @@ from ._common import (
 )
 from ._render import print_result
 from .confirm import confirmer
+from .progress import row_progress
 
 
 def run(
@@ -89,7 +90,7 @@ def run(
             endpoints=endpoint,
             config=config,
             cache=not no_cache,
-            progress=not quiet,
+            progress=None if quiet else row_progress,
             executor=executor,
             ray_address=ray_address,
             confirm=confirmer(yes),

@@ -20,6 +20,7 @@ from ..store import Store
 from ..view import correction_metrics
 from ._common import ConfigOpt, YesOpt, confirm, console, err_console, setup_logging
 from ._render import compare_table, metrics_table, print_result, run_table, runs_table, span_details, span_line
+from .progress import row_progress
 
 app = typer.Typer(
     help="Recorded runs: list, show, logs, compare, rename, tag, archive, restore, resume, rerun, cancel, delete.",
@@ -122,7 +123,9 @@ def resume(
     moved: dict[str, object] = {k: v for k, v in (("data", data), ("flow", flow)) if v is not None}
     if skip_failed:
         moved["skip_failed"] = True
-    result = run_sync(resume_any_async(run, output=output, progress=not quiet, config=config, **moved))
+    result = run_sync(
+        resume_any_async(run, output=output, progress=None if quiet else row_progress, config=config, **moved)
+    )
     print_result(config, result, output)
 
 
@@ -142,7 +145,9 @@ def rerun(
     setup_logging(quiet)
     config = Config.load(config_path)
     moved = {k: v for k, v in (("data", data), ("flow", flow)) if v is not None}
-    result = run_sync(rerun_any_async(run, name=name, output=output, progress=not quiet, config=config, **moved))
+    result = run_sync(
+        rerun_any_async(run, name=name, output=output, progress=None if quiet else row_progress, config=config, **moved)
+    )
     print_result(config, result, output)
 
 

@@ -12,6 +12,8 @@ import jinja2
 import pandas as pd
 
 from ..correct.metrics_model import CorrectionMetrics
+from ..runs.correct_options import CorrectSpecOptions
+from ..runs.spec import shown_spec
 from ..runs.status import status_text
 from ..runs.summary import cost, endpoint_usage, wall_time
 from ..store import RunRecord
@@ -69,7 +71,8 @@ def _examples(table: pd.DataFrame, problem: str) -> dict[str, list[dict[str, Any
 def render_report(record: RunRecord, table: pd.DataFrame, metrics: CorrectionMetrics) -> str:
     """The report of a correct run: `table` is its test rows as `llmcorr correct --output` writes them, `metrics`
     its metrics (both from `recorded_table`); the template reads the typed metrics' attributes."""
-    problem = str(record.spec.get("options", {}).get("problem", "classification"))
+    options = CorrectSpecOptions.of(record)
+    problem = options.problem if options else "classification"
     plot = None
     if problem == "classification" and metrics.calibration:
         cal = metrics.calibration
@@ -91,8 +94,8 @@ def render_report(record: RunRecord, table: pd.DataFrame, metrics: CorrectionMet
             wall=str(wall_time(record)),
             cost=cost(record),
             usage={name: endpoint_usage(u) for name, u in (record.usage or {}).items()},
-            spec=record.spec,
-            options=record.spec.get("options", {}),
+            spec=shown_spec(record),
+            options=options,
             problem=problem,
             metrics=metrics,
             metric_rows=metric_rows(metrics),

@@ -2,7 +2,7 @@
 spent.
 
     plan_batch(...)        load the prompt file or flow, open and join the data, build every row's inputs, estimate
-    recorded_plan(...)     the plan that re-creates a recorded run, its files found again and checked by hash
+    BatchPlan              the lifecycle's `Plan` (kinds.py) for a prompt or flow run
 
 A row's inputs are its columns, renamed by `mapping` ({input: "${data.column}"}). `upstream=RUN` joins another
 run's rows by position, so `${run.outputs.x}` and `${run.inputs.x}` chain one run on another's results.
@@ -14,35 +14,39 @@ import json
 import re
 import sys
 from collections.abc import Callable, Container, Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from pydantic import Field
 
 from ..config import Config, EndpointConfig
 from ..data import Table, open_table
 from ..data.io import show_names
 from ..errors import DataError, UserError
-from ..prompts.env import allowing_env, env_policy, key_names
 from ..prompts.prompty import load_prompty
 from ..providers import Provider
 from ..providers.base import GenParams
-from ..scheduler import Scheduler
-from ..store import RunRecord, Store
+from ..scheduler import Scheduler, describe_endpoints
+from ..store import RowRecord, RunRecord, Store
+from .batch_output import BatchOutput, by_index
 from .engine import Process, WorkItem, make_scheduler, prompt_rows
 from .estimate import Estimate, estimate
-from .flows import Flow, flow_item, flow_rows, jsonable, load_flow
+from .flows import Flow, flow_context, flow_item, flow_rows, jsonable, load_flow
 from .llm import CachedLLM
 from .outputs import check_output, source_file
 from .prompt_run import PromptJob
+from .ray_worker import Recipe, make_recipe
 from .spec import (
+    KindOptions,
     RunSpec,
     absolute,
     config_source,
     data_sha256,
     endpoint_records,
-    recorded_data,
-    recorded_endpoints,
     recorded_file,
+    spec_of,
 )
 
 _REF = re.compile(r"^\$\{(data|run\.outputs|run\.inputs)\.([^}]+)\}$")
@@ -97,19 +101,6 @@ def upstream_columns(store: Store, ref: str) -> tuple[list[str], RunRecord]:
     return list(columns), record
 
 
-def _by_index(rows: Iterator[dict[str, Any]]) -> Callable[[int], dict[str, Any] | None]:
-    """Look up rows (read in index order) by ascending index, reading each once."""
-    pending = next(rows, None)
-
-    def at(i: int) -> dict[str, Any] | None:
-        nonlocal pending
-        while pending is not None and pending["row_index"] < i:
-            pending = next(rows, None)
-        return pending if pending is not None and pending["row_index"] == i else None
-
-    return at
-
-
 @dataclass
 class BatchPlan:
     """A validated batch run, ready to go: nothing has been recorded or spent yet. Its rows are read from the table
@@ -127,6 +118,7 @@ class BatchPlan:
     estimate: Estimate | None = None
     scheduler: Scheduler = field(init=False)  # set once every row has been checked
     spec: RunSpec = field(init=False)
+    in_flight: dict[int, dict[str, Any]] = field(default_factory=dict)  # the cells of the rows running, for the output
 
     @property
     def rows(self) -> int:
@@ -138,7 +130,7 @@ class BatchPlan:
             yield from self.table
             return
         with Store(self.config.store_path) as store:
-            at = _by_index(store.iter_rows(self.upstream, "status, output_json, inputs_json"))
+            at = by_index(store.iter_rows(self.upstream, "status, output_json, inputs_json"))
             for i, cells in enumerate(self.table):
                 yield {**cells, **_upstream_cells(at(i))}
 
@@ -158,10 +150,33 @@ class BatchPlan:
                 cells[i] = row
             yield item
 
+    @property
+    def verb(self) -> str:
+        return "running"
+
+    def describe(self) -> str:
+        endpoints = describe_endpoints(self.scheduler.endpoints)
+        return f"{self.spec.template} over {self.rows} rows; endpoints: {endpoints}"
+
+    def work(self, skip: Container[int]) -> Iterator[WorkItem]:
+        return self.items(skip, self.in_flight)
+
+    def width(self, concurrency: int | None) -> int:
+        return concurrency or max(4, self.scheduler.max_concurrency * 2)
+
+    def context(self, llm: CachedLLM) -> AbstractContextManager[None]:
+        return flow_context(llm, self.params)
+
     def processor(self, llm: CachedLLM) -> Process:
         if self.flow is not None:
             return flow_rows(self.flow)
         return prompt_rows(_PLAIN, llm, self.params)
+
+    def recipe(self, store: Store, cache: bool, width: int) -> Recipe:
+        return make_recipe(self.scheduler, store, self.params, cache, width, job=_PLAIN, flow=self.flow)
+
+    def output(self, store: Store, run_id: str, path: str | Path | None, reused: int) -> BatchOutput:
+        return BatchOutput(self, store, run_id, path, reused)
 
     def reuse_key(self, item: WorkItem) -> str:
         """What determines a row's answer: the rendered messages of a prompt, the arguments of a flow."""
@@ -172,6 +187,41 @@ class BatchPlan:
     def stored_key(self, row: dict[str, Any]) -> str:
         return json.dumps(row["prompt"] if self.flow is None else row["inputs"], sort_keys=True, default=str)
 
+    def reusable(self, store: Store, ref: str) -> tuple[RunRecord, dict[int, RowRecord]]:
+        """Another run's finished rows that answer this plan's rows: same prompt/flow (by hash), same parameters,
+        and a row whose messages (prompt) or arguments (flow) are the same; copied with no token counted."""
+        source = store.get_run(ref)
+        recorded = spec_of(source)
+        if source.kind != self.kind or recorded.template_sha256 != self.spec.template_sha256:
+            what = "prompt file" if self.kind == "prompt" else "flow (its source file)"
+            raise UserError(
+                f"--resume-from {source.label}: that run used another {what}; its rows would not be answers"
+            )
+        if recorded.params != self.spec.params:
+            raise UserError(
+                f"--resume-from {source.label}: that run used other sampling parameters ({recorded.params})"
+            )
+        finished = {self.stored_key(r): r for r in store.iter_rows(source.id) if r["status"] != "error"}
+        reuse = {}
+        for item in self.items():
+            r = finished.get(self.reuse_key(item))
+            if r is not None:
+                reuse[item.index] = RowRecord(
+                    item.index,
+                    item.sample_id,
+                    item.inputs,
+                    r["status"],
+                    prompt=r["prompt"],
+                    response=r["response"],
+                    response_key=r.get("response_key"),
+                    output=r["output"],
+                    error=r["error"],
+                    duration_ms=r["duration_ms"],
+                    endpoint=r["endpoint"],
+                    cached=True,
+                )
+        return source, reuse
+
 
 class _PlainAnswers:
     def interpret(self, item: WorkItem, text: str) -> tuple[dict[str, Any], str | None]:
@@ -179,6 +229,17 @@ class _PlainAnswers:
 
 
 _PLAIN = _PlainAnswers()
+
+
+class BatchSpecOptions(KindOptions):
+    """A prompt or flow run's options as its spec records them."""
+
+    init: dict[str, Any] = Field(default_factory=dict)  # a class flow's arguments
+    mapping: dict[str, str] = Field(default_factory=dict)  # input -> "${data.column}" / "${run.outputs.key}"
+    limit: int | None = None  # only the first N rows
+    run: str | None = None  # the upstream run joined by position
+    flow_file: str | None = None  # where a flow's code was found (absolute)
+    flow_path: str | None = None  # a module flow's import root
 
 
 def plan_batch(
@@ -215,9 +276,10 @@ def plan_batch(
             if upstream is None:
                 raise UserError("--data is needed (or --run RUN_ID, to run over another run's data and outputs)")
             up = store.get_run(upstream)
-            if not up.spec.get("data") or up.spec["data"] == "DataFrame":
+            up_data = spec_of(up).data
+            if up_data == "DataFrame":
                 raise UserError(f"run {upstream} was made from a DataFrame: pass the data again")
-            data = recorded_file(up.label, up.spec["data"], "data file", "--data NEWPLACE")
+            data = recorded_file(up.label, up_data, "data file", "--data NEWPLACE")
         table = open_table(data)
         digest = data_sha256(Path(table.source) if table.source != "DataFrame" else table.frame())
         table = table.head(limit)
@@ -260,15 +322,16 @@ def plan_batch(
         template_sha256=template_sha,
         endpoints=[e.provider.describe() | {"name": e.name} for e in plan.scheduler.endpoints],
         params=params.to_dict(),
-        options={
-            "endpoint_configs": endpoint_records(plan.scheduler),
-            "init": jsonable(dict(init or {})),
-            "mapping": dict(mapping or {}),
-            "limit": limit,
-            "run": upstream_id,
-            "config": config_source(config),
-            **flow_files,
-        },
+        options=BatchSpecOptions(
+            endpoint_configs=endpoint_records(plan.scheduler),
+            init=jsonable(dict(init or {})),
+            mapping=dict(mapping or {}),
+            limit=limit,
+            run=upstream_id,
+            config=config_source(config),
+            flow_file=flow_files.get("flow_file"),
+            flow_path=flow_files.get("flow_path"),
+        ),
     )
     return plan
 
@@ -293,58 +356,3 @@ def _flow_files(ref: str) -> dict[str, str]:
     for _ in range(module_ref.count(".")):
         root = root.parent
     return {"flow_file": str(path), "flow_path": str(root)}
-
-
-def _recorded_flow(record: RunRecord) -> str:
-    """A recorded run's prompt file or flow, found again (its module's folder importable again for a module flow)."""
-    ref, opts = record.spec["template"], record.spec["options"]
-    if record.kind == "prompt":
-        return str(recorded_file(record.label, ref, "prompt file", "--flow NEWPLACE.prompty"))
-    module_ref, _, name = ref.rpartition(":")
-    hint = f"--flow NEWPLACE.py:{name}"
-    if module_ref.endswith(".py"):
-        return f"{recorded_file(record.label, module_ref, 'flow file', hint)}:{name}"
-    if opts.get("flow_file"):
-        recorded_file(record.label, opts["flow_file"], f"flow module {module_ref!r}", hint)
-    root = opts.get("flow_path")
-    if root and root not in sys.path:
-        sys.path.insert(0, root)
-    return str(ref)
-
-
-def recorded_plan(
-    record: RunRecord,
-    config: Config,
-    data: str | Path | Any | None = None,
-    flow: str | Path | Callable[..., Any] | None = None,
-    output: str | Path | None = None,
-) -> BatchPlan:
-    """The plan that re-creates a recorded prompt or flow run, checked against its data and prompt/flow hashes."""
-    spec = record.spec
-    if record.kind not in KINDS:
-        raise UserError(f"run {record.label} is a {record.kind} run")
-    data = recorded_data(record, data, "data")
-    opts = spec["options"]
-    endpoints = recorded_endpoints(opts, config)
-    allowed = opts.get("allow_env") or []  # the variables the run's prompt file was let read (`--allow-env`)
-    with allowing_env(env_policy(allowed, key_names(config) if allowed else ())):
-        plan = plan_batch(
-            flow if flow is not None else _recorded_flow(record),
-            data,
-            init=opts.get("init") or None,
-            mapping=opts.get("mapping") or {},
-            upstream=opts.get("run"),
-            output=output,
-            limit=opts.get("limit"),
-            max_tokens=spec["params"]["max_tokens"],
-            temperature=spec["params"].get("temperature", 0.0),
-            seed=spec["params"].get("seed") or 0,
-            endpoints=[e.name for e in endpoints] or None,
-            config=config.model_copy(update={"endpoints": endpoints}) if endpoints else config,
-        )
-    if plan.spec.template_sha256 != spec["template_sha256"]:
-        what = "prompt file" if record.kind == "prompt" else "flow's source file"
-        raise UserError(f"run {record.label}: the {what} {spec['template']} has changed since the run was made")
-    if not plan.spec.options["config"]:  # a rerun from elsewhere still names the config the run was made with
-        plan.spec.options["config"] = opts.get("config")
-    return plan

@@ -20,6 +20,7 @@ from ..correct.metrics_model import CorrectionMetrics, GateChoice, Ungated
 from ..data import as_frame
 from ..errors import UserError
 from ..store import RunRecord, Store
+from .correct_options import CorrectSpecOptions
 
 _WHOLE = re.compile(r"^\s*[+-]?\d+\s*$")
 KEPT_INTEGER = ("label", "prediction")  # the roles load_predictions turns into floats
@@ -118,18 +119,19 @@ def recorded_table(store: Store, record: RunRecord) -> tuple[pd.DataFrame, Corre
     rebuilt from the store alone (for reports)."""
     if record.kind != "correct":
         raise UserError(f"run {record.label} is a {record.kind} run; reports are for correct runs")
+    options = CorrectSpecOptions.of(record)
+    assert options is not None
     rows = store.rows(record.id)
-    problem = record.spec.get("options", {}).get("problem", "classification")
+    problem = options.problem
     frames = {
         split: pd.DataFrame([r["inputs"] for r in rows if (r["inputs"] or {}).get("split") == split])
         for split in ("test", "valid")
     }
     test = result_table(frames["test"], rows, problem) if len(frames["test"]) else frames["test"]
     valid = None
-    if record.spec.get("options", {}).get("gate") and len(frames["valid"]):
+    if options.gate and len(frames["valid"]):
         valid = result_table(frames["valid"], rows, problem, offset=len(frames["test"]))
     if not len(test):
         return test, CorrectionMetrics.model_validate(record.metrics or {"n": 0})
     table, metrics = gated(test, valid, problem)
-    int_columns = record.spec.get("options", {}).get("int_columns", [])
-    return keep_integers(table, int_columns), CorrectionMetrics.model_validate(metrics)
+    return keep_integers(table, options.int_columns), CorrectionMetrics.model_validate(metrics)

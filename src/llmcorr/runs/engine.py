@@ -11,7 +11,7 @@ import contextlib
 import contextvars
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -44,6 +44,17 @@ class Job(Protocol):
 
 
 ProgressFn = Callable[[RowRecord], None]
+
+
+class ProgressFactory(Protocol):
+    """A progress display for a run (the CLI's bar: cli/progress.py): entered around the execution of `total` rows,
+    it gives the callback each committed row is passed to."""
+
+    def __call__(
+        self, total: int, description: str, scheduler: Scheduler
+    ) -> AbstractContextManager[ProgressFn | None]: ...
+
+
 Process = Callable[[WorkItem], Coroutine[Any, Any, RowRecord]]
 UsageFn = Callable[[], dict[str, dict[str, Any]]]  # this process's per-endpoint usage so far: `Scheduler.stats`
 CANCEL_POLL_S = 1.0  # how often a run looks for `llmcorr runs cancel`

@@ -1,4 +1,4 @@
-"""`executor="ray"`: a batch run's rows spread over a Ray cluster, with the same contract as `engine.execute`.
+"""`executor="ray"`: a run's rows spread over a Ray cluster, with the same contract as `engine.execute`.
 
     driver (this process)                       Ray cluster
     items ──chunks──▶ RowWorker × N ──────────▶ endpoints      each worker: the usual Scheduler
@@ -42,7 +42,6 @@ from .ray_worker import ChunkResult, Done, Recipe, RowWorker
 from .stopping import register, unregister
 
 log = logging.getLogger("llmcorr")
-EXECUTORS = ("local", "ray")
 RAY_MISSING = "--executor ray needs Ray, which is not installed: pip install 'llmcorr[ray]'"
 DEPTH = 2  # chunks in hand per worker: one running, one ready
 MAX_CHUNK = 16  # rows per chunk at most: rows come back a chunk at a time
@@ -51,12 +50,9 @@ START_TIMEOUT_S = 120.0  # for the workers to be placed on the cluster and start
 LOCAL_OBJECT_STORE = 100 * 1024 * 1024  # a local instance's object store: rows are small
 
 
-def check_executor(executor: str) -> None:
-    """Fail before anything is recorded: an unknown executor, or Ray asked for and not installed."""
-    if executor not in EXECUTORS:
-        raise UserError(f"--executor: expected one of {', '.join(EXECUTORS)}, got {executor!r}")
-    if executor == "ray":
-        _ray()
+def ray_available() -> None:
+    """Fail before anything is recorded: Ray asked for and not installed."""
+    _ray()
 
 
 def check_endpoints(scheduler: Scheduler) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..store import RunRecord
 from ..store.records import parse_utc
+from .spec import shown_spec
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,8 @@ def cost(record: RunRecord) -> float | None:
     costs = [u["cost"] for u in (record.usage or {}).values() if u.get("cost") is not None]
     if costs:
         return float(sum(costs))
-    configs = (record.spec.get("options") or {}).get("endpoint_configs") or []
+    spec = shown_spec(record)
+    configs = spec.options.endpoint_configs if spec is not None else []
     if len(configs) == 1 and (configs[0].get("price_in") is not None or configs[0].get("price_out") is not None):
         price_in, price_out = configs[0].get("price_in") or 0, configs[0].get("price_out") or 0
         return (record.input_tokens * price_in + record.output_tokens * price_out) / 1e6

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..config import Config
 from ..errors import UserError
+from ..runs.spec import shown_spec
 from ..store import Store
 
 START_TIMEOUT_S = 60.0  # loading a large data file and estimating happen before the run is recorded
@@ -89,7 +90,7 @@ def start_run(request: RunRequest, config: Config, timeout_s: float = START_TIME
             new = [
                 r
                 for r in store.list_runs(limit=20, archived=None)
-                if r.id not in before and r.spec.get("template") == str(request.prompt)
+                if r.id not in before and getattr(shown_spec(r), "template", None) == str(request.prompt)
             ]
         if new:
             return new[0].id

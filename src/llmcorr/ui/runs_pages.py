@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from ..errors import NotFoundError, UserError
 from ..report import render_report
+from ..runs.correct_options import CorrectSpecOptions
 from ..runs.correction import recorded_table
 from ..runs.experiments import (
     archive_run,
@@ -20,6 +21,7 @@ from ..runs.experiments import (
     restore_run,
     tag_run,
 )
+from ..runs.spec import shown_spec
 from ..runs.status import describe, failing, list_runs
 from ..store import RunRecord, Store
 from ..view import (
@@ -85,7 +87,8 @@ def runs_json(store: StoreDep, status: str = "", tag: str = "", name: str = "", 
 
 def _run_context(store: Store, record: RunRecord, show: str) -> dict[str, Any]:
     metrics = correction_metrics(record)
-    gated = bool(metrics and metrics.gate) or bool(record.spec.get("options", {}).get("gate"))
+    options = CorrectSpecOptions.of(record)
+    gated = bool(metrics and metrics.gate) or bool(options and options.gate)
     filters = {
         k: v
         for k, v in ROW_FILTERS.items()
@@ -95,6 +98,7 @@ def _run_context(store: Store, record: RunRecord, show: str) -> dict[str, Any]:
     rows = row_views(record, store.rows(record.id), show)
     return {
         "run": record,
+        "spec": shown_spec(record),
         "summary": _summary(record),
         "endpoints": endpoints(record),
         "metrics": metric_rows(metrics),
@@ -136,7 +140,8 @@ def row_page(request: Request, ref: str, n: int, store: StoreDep) -> HTMLRespons
     row = rows.get(n - 1)
     if row is None:
         raise NotFoundError(f"run {record.label} has no row {n}" + (" yet" if record.status == "running" else ""))
-    problem = (record.spec.get("options") or {}).get("problem")
+    options = CorrectSpecOptions.of(record)
+    problem = options.problem if options else None
     return page(
         request,
         "row.html",

@@ -18,7 +18,7 @@ from ..prompts.preview import PromptPreview, parse_inputs, preview, prompty_from
 from ..prompts.prompty import load_prompty
 from ..report.charts import metric_bars, requests_over_time
 from ..store import RunRecord, Store
-from ..view import METRIC_NAMES, correction_metrics, flip_rows, metric_rows, request_times, run_summary
+from ..view import METRIC_NAMES, correction_metrics, endpoints, flip_rows, metric_rows, request_times, run_summary
 from .common import back_to, config_of, form_fields, fragment, open_store, page
 from .launch import check_request, start_run
 
@@ -70,6 +70,7 @@ def compare_page(
             {
                 "record": r,
                 "summary": run_summary(r),
+                "endpoints": endpoints(r),
                 "metrics": {row.label: row for row in metric_rows(m)},
                 "flips": dict(flip_rows(m)),
             }

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..correct.gate import Gate
+from ..runs.correct_options import CorrectSpecOptions
 from ..store import RunRecord
 from .metrics import correction_metrics
 
@@ -96,7 +97,8 @@ def row_view(kind: str, problem: str | None, row: dict[str, Any], gate: Gate | N
 
 def row_views(record: RunRecord, rows: list[dict[str, Any]], show: str = "all") -> list[RowView]:
     """The run's rows as the table shows them; `show` is one of ROW_FILTERS."""
-    problem = (record.spec.get("options") or {}).get("problem")
+    options = CorrectSpecOptions.of(record)
+    problem = options.problem if options else None
     metrics = correction_metrics(record)
     chosen = metrics.gate if metrics else None
     gate = Gate(problem or "classification", chosen.threshold) if chosen else None

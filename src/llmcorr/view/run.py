@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..providers import describe_endpoint
+from ..runs.spec import shown_spec
 from ..runs.summary import cost, endpoint_usage, wall_time
 from ..store import RunRecord
 from .metrics import correction_metrics, headline
@@ -50,9 +51,12 @@ def run_summary(r: RunRecord) -> dict[str, Any]:
 def endpoints(r: RunRecord) -> list[dict[str, Any]]:
     """The run's endpoints as recorded (name, kind, URL, model) with their quotas (rpm, tpm) from the recorded configs,
     each with its `label` as `runs show` prints it."""
-    configs = {c.get("name"): c for c in (r.spec.get("options") or {}).get("endpoint_configs") or []}
+    spec = shown_spec(r)
+    if spec is None:
+        return []
+    configs = {c.get("name"): c for c in spec.options.endpoint_configs}
     out = []
-    for e in r.spec.get("endpoints") or []:
+    for e in spec.endpoints:
         info = configs.get(e.get("name"), {}) | {k: v for k, v in e.items() if v is not None}
         quota = [f"{info[k]:g} {k}" for k in ("rpm", "tpm") if info.get(k)]
         out.append(info | {"label": describe_endpoint(info, *quota)})

@@ -20,9 +20,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from ..runs.engine import ProgressFn
 from ..scheduler import Scheduler
 from ..store import RowRecord
-from .engine import ProgressFn
 
 REFRESH_S = 0.1
 PLAIN_EVERY_S = 10.0
@@ -43,13 +43,8 @@ def endpoint_usage(scheduler: Scheduler) -> str:
 
 
 @contextmanager
-def row_progress(
-    total: int, description: str, enabled: bool = True, scheduler: Scheduler | None = None
-) -> Iterator[ProgressFn | None]:
-    """Yield an `on_row` callback that advances the bar; None when disabled."""
-    if not enabled:
-        yield None
-        return
+def row_progress(total: int, description: str, scheduler: Scheduler | None = None) -> Iterator[ProgressFn | None]:
+    """Yield an `on_row` callback that advances the bar (runs/engine.py `ProgressFactory`)."""
     console = Console(file=sys.stderr)
     if not console.is_terminal:
         with _plain_progress(console, total, description, scheduler) as on_row:
