@@ -66,7 +66,7 @@ def run(rows: int, rate: float, hang_s: float, latency: float, rpm: int, seed: i
             raise SystemExit(f"llmcorr run exited {done.returncode}: {done.stderr.strip()}")
         hangs = srv.stats()["faults"]["timeout"]
         with Store(path / "home" / "llmcorr.db") as store:
-            most = max(r["attempts"] for r in store.rows(store.get_run("hangs").id))
+            most = max(r.attempts for r in store.rows(store.get_run("hangs").id))
     return took, hangs, most
 
 

@@ -31,7 +31,7 @@ from .errors import (
 from .providers import Completion, GenParams, LocalProvider, Message, OpenAIProvider, Provider
 from .runs import CorrectionResult, Estimate, RunResult, RunSpec, achat, chat, correct_async
 from .runs.experiments import Experiments, experiments
-from .store import RunRecord, Store
+from .store import RowRecord, RunRecord, Store
 from .tracing import trace
 
 __all__ = [
@@ -57,6 +57,7 @@ __all__ = [
     "ProviderError",
     "QuotaExhaustedError",
     "RateLimitError",
+    "RowRecord",
     "RunCancelled",
     "RunRecord",
     "RunResult",

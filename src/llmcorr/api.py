@@ -14,11 +14,12 @@ import pandas as pd
 from ._sync import run_sync
 from .config import Config, EndpointConfig
 from .providers import Provider
-from .runs.batch import RunResult, resume_batch_async, run_batch_async
+from .runs import lifecycle
+from .runs.batch import RunResult, run_batch_async
 from .runs.batch_plan import plan_batch
 from .runs.control import resume_any_async
 from .runs.correct_options import DEFAULTS, CorrectOptions
-from .runs.correction import CorrectionResult, correct_async, estimate_async, plan_correction, resume_async
+from .runs.correction import CorrectionResult, correct_async, estimate_async, plan_correction
 from .runs.engine import ProgressFactory
 from .runs.estimate import Estimate
 from .runs.spec import ConfirmFn
@@ -38,7 +39,8 @@ def _defaults(*functions: Callable[..., Any]) -> dict[str, Any]:
 _SHOWN = {"progress": False}  # the engine takes a progress display; the API, whether to show the CLI's
 _C = DEFAULTS | _defaults(correct_async, plan_correction) | _SHOWN
 _R = _defaults(run_batch_async, plan_batch) | _SHOWN
-_S = _defaults(resume_async, resume_batch_async) | _SHOWN
+_GIVEN = {"predictions": None, "data": None, "flow": None, "provider": None}  # a run's files, if they moved
+_S = _defaults(lifecycle.resume) | _GIVEN | _SHOWN
 
 
 def _shown(progress: bool) -> ProgressFactory | None:

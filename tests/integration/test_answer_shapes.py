@@ -86,10 +86,10 @@ def test_content_that_is_no_answer_fails_that_row_after_its_tries_and_is_never_c
     assert srv.stats()["faults"][fault] == ROWS * TRIES  # each try was a failure, retried within the budget
     record, rows = recorded(path, fault)
     assert record.status == "completed" and record.rows_done == ROWS and record.rows_failed == ROWS
-    assert [r["row_index"] for r in rows] == list(range(ROWS))
+    assert [r.row_index for r in rows] == list(range(ROWS))
     for row in rows:
-        assert row["status"] == "error" and row["attempts"] == TRIES and row["response"] is None
-        assert re.search(FAILING[fault], row["error"]) and "\n" not in row["error"], row["error"]
+        assert row.status == "error" and row.attempts == TRIES and row.response is None
+        assert re.search(FAILING[fault], row.error) and "\n" not in row.error, row.error
     assert cached_answers(path) == []  # what came back was never taken for an answer
     # a non-answer is billed all the same: the run's usage holds the tokens the server reported for every try
     billed = sum(e["prompt_tokens"] for e in srv.request_log() if e["status"] == 200)
@@ -111,12 +111,10 @@ def test_list_content_and_absurd_usage_are_answers_with_sane_counts(tmp_path: Pa
     assert min(faults["parts_content"], faults["huge_usage"], faults["negative_usage"]) > 0  # each shape was met
     record, stored = recorded(path, "shapes")
     assert record.status == "completed" and record.rows_done == rows and record.rows_failed == 0
-    assert [r["row_index"] for r in stored] == list(range(rows))
+    assert [r.row_index for r in stored] == list(range(rows))
     truncated = TEXT[:8]  # max_tokens 4 cuts the reply; every answer is a prefix of it, parts joined
-    assert all(
-        r["status"] == "ok" and TEXT.startswith(r["response"]) and r["response"][:8] == truncated for r in stored
-    )
-    assert all(0 <= r["input_tokens"] <= MAX_TOKENS and 0 <= r["output_tokens"] <= MAX_TOKENS for r in stored)
+    assert all(r.status == "ok" and TEXT.startswith(r.response) and r.response[:8] == truncated for r in stored)
+    assert all(0 <= r.input_tokens <= MAX_TOKENS and 0 <= r.output_tokens <= MAX_TOKENS for r in stored)
     assert 0 < record.input_tokens <= rows * MAX_TOKENS
     assert cached_answers(path) and all(a.strip() for a in cached_answers(path))  # no empty answer cached
 
@@ -150,13 +148,13 @@ def test_a_row_the_store_cannot_take_fails_alone_and_the_batch_is_kept(where: Pa
         assert store.cached_response(["k-bad"]) is None
         if isinstance(where, Path):
             assert store.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    assert [r["row_index"] for r in rows] == [0, 1, 2, 3, 4]  # every row once
-    assert [r["status"] for r in rows] == ["ok", "error", "error", "error", "ok"]
-    assert [r["response"] for r in rows] == ["answer 0", "answer 1", None, "answer 3", "answer 4"]
+    assert [r.row_index for r in rows] == [0, 1, 2, 3, 4]  # every row once
+    assert [r.status for r in rows] == ["ok", "error", "error", "error", "ok"]
+    assert [r.response for r in rows] == ["answer 0", "answer 1", None, "answer 3", "answer 4"]
     causes = ("OverflowError", "UnicodeEncodeError", "TypeError") if isinstance(where, Path) else ("", "", "")
     for r, cause in zip(rows[1:4], causes, strict=True):
-        assert r["error"].startswith("the store could not keep this row's answer (" + cause), r["error"]
-        assert "\n" not in r["error"]
-    assert rows[1]["input_tokens"] == 0 and rows[3]["output"] is None
+        assert r.error.startswith("the store could not keep this row's answer (" + cause), r.error
+        assert "\n" not in r.error
+    assert rows[1].input_tokens == 0 and rows[3].output is None
     assert record.rows_done == 5 and record.rows_failed == 3
     assert record.input_tokens == 4 * 3  # the refused count is dropped; the other error rows keep theirs

@@ -15,7 +15,7 @@ import pytest
 import llmcorr
 from bench.quota_server import DEFINE_PROMPTY as PROMPTY
 from bench.quota_server import QuotaServer, QuotaServerConfig
-from llmcorr.store import Store
+from llmcorr.store import RowRecord, Store
 
 from .conftest import quota_toml, run_cli, start_cli, store_path, wait_for_rows
 
@@ -67,7 +67,7 @@ def workdir(tmp_path: Path, server: QuotaServer, monkeypatch: pytest.MonkeyPatch
     return tmp_path
 
 
-def store_rows(home: Path, run_id: str) -> list[dict]:
+def store_rows(home: Path, run_id: str) -> list[RowRecord]:
     with Store(store_path(home)) as store:
         return store.rows(run_id)
 
@@ -100,7 +100,7 @@ def test_prompt_run_killed_at_half_then_resumed(workdir: Path, llmcorr_home: Pat
     resumed = show("killed")
     assert resumed["status"] == "completed" and resumed["rows_done"] == 80
     rows = store_rows(llmcorr_home, resumed["id"])
-    assert sorted(r["row_index"] for r in rows) == list(range(80))  # every row exactly once
+    assert sorted(r.row_index for r in rows) == list(range(80))  # every row exactly once
     final = [json.loads(line) for line in out.read_text().splitlines()]
     assert [f["word"] for f in final] == [f"w{i}" for i in range(80)]  # rewritten in input order at the end
 
@@ -115,10 +115,10 @@ def test_resume_from_reuses_finished_rows_for_free(workdir: Path, server: QuotaS
     first, everything = show("first"), show("all")
     assert everything["rows_done"] == 80 and everything["spec"]["options"]["resumed_from"] == first["id"]
     rows = store_rows(llmcorr_home, everything["id"])
-    assert [r["response"] for r in rows[:30]] == [r["response"] for r in store_rows(llmcorr_home, first["id"])]
-    assert all(r["cached"] and r["input_tokens"] == r["output_tokens"] == 0 for r in rows[:30])  # reused: free
-    assert all(not r["cached"] and r["input_tokens"] > 0 for r in rows[30:])
-    assert everything["input_tokens"] == sum(r["input_tokens"] for r in rows[30:])
+    assert [r.response for r in rows[:30]] == [r.response for r in store_rows(llmcorr_home, first["id"])]
+    assert all(r.cached and r.input_tokens == r.output_tokens == 0 for r in rows[:30])  # reused: free
+    assert all(not r.cached and r.input_tokens > 0 for r in rows[30:])
+    assert everything["input_tokens"] == sum(r.input_tokens for r in rows[30:])
 
     (workdir / "define.prompty").write_text(PROMPTY.replace("Define", "Explain"))
     r = run_cli("run", "define.prompty", "-d", "words.jsonl", "--resume-from", "first", "-q")

@@ -63,9 +63,9 @@ def test_cli_correct_then_runs_list_and_show(cancer_csv: Path, tmp_path: Path, l
 
     with Store(store_path(llmcorr_home)) as store:
         rows = store.rows(runs[0]["id"])
-    assert [m["role"] for m in rows[0]["prompt"]] == ["system"] + ["user", "assistant"] * 3 + ["user"]
-    assert rows[0]["prompt"][-1]["content"].startswith("Sample: " + table["input"][0])
-    assert all(r["duration_ms"] > 0 and r["attempts"] == 1 for r in rows)
+    assert [m["role"] for m in rows[0].prompt] == ["system"] + ["user", "assistant"] * 3 + ["user"]
+    assert rows[0].prompt[-1]["content"].startswith("Sample: " + table["input"][0])
+    assert all(r.duration_ms > 0 and r.attempts == 1 for r in rows)
     spec = json.loads(run_cli("runs", "show", "cli-run", "--json").stdout)["spec"]
     assert spec["endpoints"][0]["kind"] == "local" and len(spec["data_sha256"]) == 64 and spec["options"]["shots"] == 3
 

@@ -42,7 +42,7 @@ def test_a_malformed_answer_is_asked_again_with_the_format(cancer_csv: Path) -> 
     with llmcorr.Store(llmcorr.Config.load().store_path) as store:
         stored = store.rows(result.run_id)[0]
         steps = [s["name"] for s in store.spans(result.run_id) if s["kind"] == "step"]
-    assert [r["kind"] for r in stored["output"]["rounds"][0]] == ["answer", "format_retry"]
+    assert [r["kind"] for r in stored.output["rounds"][0]] == ["answer", "format_retry"]
     assert steps.count("answer") == 1 and steps.count("format_retry") == 1 and steps.count("decide") == 1
 
 
@@ -72,7 +72,7 @@ def test_self_consistency_votes_over_samples(cancer_csv: Path) -> None:
     assert len({b["seed"] for b in bodies}) == 3  # one seed per sample
     assert result.table.iloc[0]["corrected_prediction"] == 1 - base  # 2 of 3 overrule the model
     with llmcorr.Store(llmcorr.Config.load().store_path) as store:
-        output = store.rows(result.run_id)[0]["output"]
+        output = store.rows(result.run_id)[0].output
     assert output["votes"] == 3 and output["for_flip"] == 2 and output["for_model"] == 1
 
 

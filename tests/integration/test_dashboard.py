@@ -226,14 +226,14 @@ def test_a_rows_trace_shows_the_exact_prompt_and_response(lab: Lab, page: Page) 
     call = trace.locator("li[data-kind=llm]")
     expect(call.locator(".span-name")).to_have_text("chat m")
     prompts = call.locator(".prompt-text")
-    expect(prompts).to_have_text([m["content"] for m in row["prompt"]])
-    assert row["prompt"][-1]["content"] == "Define w2."
-    expect(call.locator(".response-text")).to_have_text(row["response"])
+    expect(prompts).to_have_text([m["content"] for m in row.prompt])
+    assert row.prompt[-1]["content"] == "Define w2."
+    expect(call.locator(".response-text")).to_have_text(row.response)
     meta = call.locator("dl.meta")
     expect(meta.locator('dt:text-is("endpoint") + dd')).to_have_text("q")
     expect(meta.locator('dt:text-is("cache hit") + dd')).to_have_text("no")
-    expect(meta.locator('dt:text-is("attempts") + dd')).to_have_text(str(row["attempts"]))
-    expect(call.locator("summary")).to_contain_text(f"{row['input_tokens']} in / {row['output_tokens']} out tokens")
+    expect(meta.locator('dt:text-is("attempts") + dd')).to_have_text(str(row.attempts))
+    expect(call.locator("summary")).to_contain_text(f"{row.input_tokens} in / {row.output_tokens} out tokens")
     bar = call.locator(".span-bar").get_attribute("style") or ""
     assert re.search(r"width: [0-9.]+%", bar), bar  # its duration, on the row's timeline
     shot(page, "row-trace")

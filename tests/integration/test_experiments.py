@@ -226,7 +226,7 @@ def test_logs_of_a_run_and_of_one_row(workdir: Path, llmcorr_home: Path) -> None
 
     out = ok("runs", "logs", "defs", "--row", 2).stdout
     with Store(store_path(llmcorr_home)) as store:
-        answer = store.rows(run_id)[1]["response"]
+        answer = store.rows(run_id)[1].response
     heads = [line for line in out.splitlines() if not line.startswith(" ")]
     assert len(heads) == 2 and all(" row 2 " in line for line in heads)  # the row and its LLM call
     assert "    prompt:\n      system: You define words.\n      user: Define w1.\n" in out

@@ -34,7 +34,7 @@ from bench.quota_server import QuotaServer, QuotaServerConfig
 from llmcorr.config import Config, EndpointConfig
 from llmcorr.providers.base import GenParams, Message
 from llmcorr.scheduler import RetryPolicy, Scheduled, Scheduler, build_endpoints
-from llmcorr.store import RunRecord, Store
+from llmcorr.store import RowRecord, RunRecord, Store
 from tests.conftest import LLMCORR
 
 from .conftest import run_cli, store_path
@@ -92,7 +92,7 @@ def cli(path: Path, *args: object) -> subprocess.CompletedProcess:
     return run_cli(*args, timeout=120, env={"FAULT_KEY": KEY, "LLMCORR_HOME": str(path / "home")})
 
 
-def recorded(path: Path, name: str) -> tuple[RunRecord, list[dict[str, Any]]]:
+def recorded(path: Path, name: str) -> tuple[RunRecord, list[RowRecord]]:
     """Run `name` as the store has it, and its rows."""
     with Store(store_path(path / "home")) as store:
         record = store.get_run(name)
@@ -135,8 +135,8 @@ def assert_all_ok(path: Path, name: str, rows: int) -> RunRecord:
     record, stored = recorded(path, name)
     assert record.status == "completed" and record.error is None
     assert record.rows_done == rows and record.rows_failed == 0
-    assert [r["row_index"] for r in stored] == list(range(rows))  # every row exactly once
-    assert {r["status"] for r in stored} == {"ok"} and all(r["response"] for r in stored)
+    assert [r.row_index for r in stored] == list(range(rows))  # every row exactly once
+    assert {r.status for r in stored} == {"ok"} and all(r.response for r in stored)
     with (path / "out.csv").open() as fh:
         written = list(csv.DictReader(fh))
     assert len(written) == rows and not any(r["error"] for r in written)
@@ -223,7 +223,7 @@ def test_a_daily_quota_stops_the_run_then_resume_finishes_it(tmp_path: Path) -> 
         stopped, kept = recorded(path, "daily")
         assert stopped.status == "failed" and stopped.error and "exceeded your current quota" in stopped.error
         assert "\n" not in stopped.error and seconds(stopped) < 30
-        assert len(kept) == daily and {row["status"] for row in kept} == {"ok"}  # every answer received is kept
+        assert len(kept) == daily and {row.status for row in kept} == {"ok"}  # every answer received is kept
 
         srv.reset()  # the next day: the daily quota is back (4 more: as many as rows are left)
         sent = resume(path, "daily", srv)
@@ -270,14 +270,14 @@ def test_a_fault_on_every_try_makes_error_rows_that_resume_answers(fault: str, f
     record, rows = recorded(run.path, fault)
     assert record.status == "completed" and record.rows_failed == FAULT_ROWS
     assert seconds(record) < 45  # the backoff (at most 19.4 s) and, for hangs, six tries of TIMEOUT_S
-    assert [r["row_index"] for r in rows] == list(range(FAULT_ROWS))
+    assert [r.row_index for r in rows] == list(range(FAULT_ROWS))
     for row in rows:
-        assert row["status"] == "error" and row["attempts"] == TRIES
-        assert re.search(FAULTS[fault], row["error"]), row["error"]
-        assert "\n" not in row["error"] and "Traceback" not in row["error"]
+        assert row.status == "error" and row.attempts == TRIES
+        assert re.search(FAULTS[fault], row.error), row.error
+        assert "\n" not in row.error and "Traceback" not in row.error
     with (run.path / "out.csv").open() as fh:
         written = list(csv.DictReader(fh))
-    assert [w["error"] for w in written] == [r["error"] for r in rows]
+    assert [w["error"] for w in written] == [r.error for r in rows]
 
     setattr(run.server.config, f"{fault}_rate", 0.0)  # the fault is gone (the server reads its knobs per request)
     sent = resume(run.path, fault, run.server)

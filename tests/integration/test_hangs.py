@@ -67,10 +67,10 @@ def test_hanging_requests_are_cut_and_retried_and_every_row_is_answered(quota: s
         record = store.get_run("hangs")
         rows = store.rows(record.id)
     assert record.status == "completed" and record.rows_done == ROWS and record.rows_failed == 0
-    assert [r["row_index"] for r in rows] == list(range(ROWS))
-    assert {r["status"] for r in rows} == {"ok"}
-    assert sum(r["attempts"] for r in rows) == ROWS + hangs  # each cut try is one more try of its row
-    assert sum(r["attempts"] > 1 for r in rows) >= 5
+    assert [r.row_index for r in rows] == list(range(ROWS))
+    assert {r.status for r in rows} == {"ok"}
+    assert sum(r.attempts for r in rows) == ROWS + hangs  # each cut try is one more try of its row
+    assert sum(r.attempts > 1 for r in rows) >= 5
     with out.open() as fh:
         written = list(csv.DictReader(fh))
     assert len(written) == ROWS and not any(r["error"] for r in written)

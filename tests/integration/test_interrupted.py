@@ -33,7 +33,7 @@ def test_sigkill_mid_run(cancer_csv: Path, llmcorr_home: Path) -> None:
     with Store(store_path(llmcorr_home)) as store:
         rows = store.rows(run["id"])
         assert len(rows) == run["rows_done"]  # every committed row survived the kill
-        assert all(r["response"] for r in rows)
+        assert all(r.response for r in rows)
         assert store.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 

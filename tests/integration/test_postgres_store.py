@@ -66,7 +66,7 @@ def test_an_old_database_is_upgraded_and_keeps_its_runs(postgres_url: str) -> No
     with Store(postgres_url) as store:
         run = store.get_run("abc")
         assert (run.status, run.rows_done, run.rate_limited, run.tags, run.archived) == ("completed", 1, 0, [], False)
-        assert store.rows("abc")[0]["endpoint"] is None and store.rows("abc")[0]["cached"] == 0
+        assert store.rows("abc")[0].endpoint is None and not store.rows("abc")[0].cached
         assert len(store.conn.execute("SELECT name FROM _migrations").fetchall()) == len(MIGRATIONS)
 
 
@@ -107,7 +107,7 @@ def test_a_batch_run_end_to_end_in_postgresql(
     assert not store_path(llmcorr_home).exists()  # nothing went to the SQLite file
     with Store(postgres_url) as store:
         again_rows = store.rows(runs["words-again"]["id"])
-        assert [r["response"] for r in again_rows] == ["A definition."] * 3 and all(r["cached"] for r in again_rows)
+        assert [r.response for r in again_rows] == ["A definition."] * 3 and all(r.cached for r in again_rows)
         spans = store.spans(runs["words"]["id"])
         assert {s["kind"] for s in spans} >= {"run", "row", "llm"} and len(spans) >= 7
         cursor_spans, _ = store.spans_written_after(runs["words"]["id"])

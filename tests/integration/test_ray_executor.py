@@ -23,7 +23,7 @@ from llmcorr.errors import RunCancelled, UserError
 from llmcorr.providers.base import Completion, GenParams, Message, Provider
 from llmcorr.runs.batch import RunResult, run_batch_async
 from llmcorr.scheduler.tokens import tiktoken_counter
-from llmcorr.store import Store
+from llmcorr.store import RowRecord, Store
 from tests.conftest import LLMCORR
 
 from .conftest import run_cli, store_path, wait_for_rows
@@ -88,7 +88,7 @@ def run(workdir: Path, name: str, *extra: str) -> None:
     assert KEY not in r.stdout + r.stderr
 
 
-def rows(store: Store, name: str) -> list[dict[str, Any]]:
+def rows(store: Store, name: str) -> list[RowRecord]:
     return store.rows(store.get_run(name).id)
 
 
@@ -109,9 +109,9 @@ def test_a_prompt_run_on_ray_matches_the_local_run_within_one_quota(workdir: Pat
         local, spread = rows(store, "local"), rows(store, "ray")
         record = store.get_run("ray")
         spans = [s for s in store.spans(record.id) if s["kind"] == "row"]
-    assert [r["row_index"] for r in spread] == list(range(ROWS))
+    assert [r.row_index for r in spread] == list(range(ROWS))
     for a, b in zip(local, spread, strict=True):
-        assert (a["inputs"], a["prompt"], a["output"], a["status"]) == (b["inputs"], b["prompt"], b["output"], "ok")
+        assert (a.inputs, a.prompt, a.output, a.status) == (b.inputs, b.prompt, b.output, "ok")
     assert pd.read_csv(workdir / "ray.csv").equals(pd.read_csv(workdir / "local.csv"))
 
     # one quota for every worker: all answered, hardly a 429, paced over the time the quota needs
@@ -202,8 +202,8 @@ def test_a_flow_file_on_ray_reads_the_cache_stops_on_cancel_and_resumes(tmp_path
     assert resumed.metrics == {"processes": len(workers) + 1}
     with Store(store_path(llmcorr_home)) as store:
         done = rows(store, "ray")
-    assert [r["row_index"] for r in done] == list(range(FLOW_ROWS))
-    assert all(r["cached"] and r["status"] == "ok" for r in done)
+    assert [r.row_index for r in done] == list(range(FLOW_ROWS))
+    assert all(r.cached and r.status == "ok" for r in done)
 
 
 class Echo(Provider):
@@ -243,9 +243,9 @@ def test_a_correct_run_on_ray_matches_the_local_run(tmp_path: Path, cancer_csv: 
         local, spread = rows(store, "local"), rows(store, "ray")
         record, first = store.get_run("ray"), store.get_run("local")
         workers = {s["attributes"].get("llmcorr.worker") for s in store.spans(record.id) if s["kind"] == "row"}
-    assert [r["row_index"] for r in spread] == [r["row_index"] for r in local] and len(spread) == 12
+    assert [r.row_index for r in spread] == [r.row_index for r in local] and len(spread) == 12
     for a, b in zip(local, spread, strict=True):
-        assert (a["prompt"], a["output"], a["status"]) == (b["prompt"], b["output"], b["status"])
+        assert (a.prompt, a.output, a.status) == (b.prompt, b.output, b.status)
     assert record.status == "completed" and record.metrics == first.metrics
     assert record.spec["options"]["executor"] == "ray" and None not in workers and len(workers) >= 1
     assert pd.read_csv(tmp_path / "ray.csv").equals(pd.read_csv(tmp_path / "local.csv"))

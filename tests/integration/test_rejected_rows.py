@@ -20,7 +20,7 @@ import pytest
 
 from bench.quota_server import DEFINE_PROMPTY as PROMPTY
 from bench.quota_server import QuotaServer, QuotaServerConfig
-from llmcorr.store import RunRecord, Store
+from llmcorr.store import RowRecord, RunRecord, Store
 
 from .conftest import run_cli, start_cli, store_path
 
@@ -65,7 +65,7 @@ def resume(path: Path, name: str, *flags: str) -> Any:
     return run_cli("runs", "resume", name, "--config", path / "llmcorr.toml", *flags, "-q", timeout=120, env=env(path))
 
 
-def stored(path: Path, name: str) -> tuple[RunRecord, list[dict[str, Any]]]:
+def stored(path: Path, name: str) -> tuple[RunRecord, list[RowRecord]]:
     with Store(store_path(path / "home")) as store:
         record = store.get_run(name)
         return record, store.rows(record.id)
@@ -82,7 +82,7 @@ def assert_output_matches_store(path: Path, name: str) -> int:
     out = written(path)
     assert len(out) == len(rows), (len(out), len(rows))
     numbers = {int(r["row"]) for r in out} if out and "row" in out[0] else set(range(1, len(out) + 1))
-    assert numbers == {r["row_index"] + 1 for r in rows}
+    assert numbers == {r.row_index + 1 for r in rows}
     return len(out)
 
 
@@ -109,11 +109,11 @@ def test_rejected_row_fails_alone(tmp_path: Path, poisoned: QuotaServer) -> None
     assert_clean(path, done.stdout, done.stderr)
     record, rows = stored(path, "rej")
     assert record.status == "completed" and record.rows_done == ROWS and record.rows_failed == 1
-    failed = [r for r in rows if r["status"] == "error"]
-    assert [r["row_index"] for r in failed] == [POISONED]
+    failed = [r for r in rows if r.status == "error"]
+    assert [r.row_index for r in failed] == [POISONED]
     status = poisoned.config.reject_status
-    assert f"HTTP {status}:" in failed[0]["error"] and "\n" not in failed[0]["error"]
-    assert {r["status"] for r in rows if r["row_index"] != POISONED} == {"ok"}
+    assert f"HTTP {status}:" in failed[0].error and "\n" not in failed[0].error
+    assert {r.status for r in rows if r.row_index != POISONED} == {"ok"}
     assert poisoned.stats()["rejected"] == 1  # sent once: a rejected request is not retried
     out = written(path)
     assert len(out) == ROWS and f"HTTP {status}" in out[POISONED]["error"]
@@ -143,7 +143,7 @@ def test_endpoint_rejection_stops_run_cleanly(tmp_path: Path, poisoned: QuotaSer
     record, rows = stored(path, "stop")
     assert record.status == "failed" and "HTTP 404" in (record.error or "")
     kept = len(rows)
-    assert kept >= POISONED and POISONED not in {r["row_index"] for r in rows}  # the rows answered, not that one
+    assert kept >= POISONED and POISONED not in {r.row_index for r in rows}  # the rows answered, not that one
     assert assert_output_matches_store(path, "stop") == kept
     again = resume(path, "stop")  # resumable; the endpoint still says 404: fails the same way, output still whole
     assert again.returncode == 1 and "Traceback" not in again.stderr
@@ -168,7 +168,7 @@ def test_skip_failed_finishes_run(tmp_path: Path, poisoned: QuotaServer) -> None
     assert stats["rejected"] == 0 and stats["received"] == ROWS - 5  # only the missing rows, not the failed one
     record, rows = stored(path, "skip")
     assert record.status == "completed" and record.rows_done == ROWS and record.rows_failed == 1
-    assert [r["row_index"] for r in rows if r["status"] == "error"] == [POISONED]
+    assert [r.row_index for r in rows if r.status == "error"] == [POISONED]
     assert len(written(path)) == ROWS
 
 

@@ -95,7 +95,7 @@ def test_sigkill_at_half_then_resume(cancer_csv: Path, tmp_path: Path, llmcorr_h
     assert 60 <= resumed["usage"]["q"]["ok"] <= 60 + (sent_before - at_kill["rows_done"])
     with Store(store_path(llmcorr_home)) as store:
         rows = store.rows(resumed["id"])
-        assert sorted(r["row_index"] for r in rows) == list(range(60))  # every row exactly once
+        assert sorted(r.row_index for r in rows) == list(range(60))  # every row exactly once
         assert store.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     out = (tmp_path / "out.csv").read_text().splitlines()
     assert len(out) == 61

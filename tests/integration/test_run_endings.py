@@ -135,7 +135,7 @@ def test_the_quiet_run_with_failed_rows_also_exits_1(flowdir: Path) -> None:
 def stored_errors(home: Path, name: str) -> dict[int, str | None]:
     with Store(store_path(home)) as store:
         run_id = store.get_run(name).id
-        return {r["row_index"]: r["error"] for r in store.rows(run_id)}
+        return {r.row_index: r.error for r in store.rows(run_id)}
 
 
 def row_log(name: str, row: int) -> str:

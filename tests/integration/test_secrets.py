@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 import traceback
+from dataclasses import asdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -136,7 +137,7 @@ def everything_recorded(home: Path, names: list[str]) -> str:
         for name in names:
             record = store.get_run(name)
             parts.append(json.dumps([record.spec, record.error, record.usage, record.output_path], default=str))
-            parts.append(json.dumps(store.rows(record.id), default=str))
+            parts.append(json.dumps([asdict(r) for r in store.rows(record.id)], default=str))
             parts.append(json.dumps(store.spans(record.id), default=str))
     return "\n".join(parts)
 
@@ -176,10 +177,10 @@ def test_a_run_leaves_its_key_nowhere(source: str, tmp_path: Path, llmcorr_home:
         accepted = store.get_run("accepted")
         rows = store.rows(accepted.id)
         spans = store.spans(accepted.id)
-    statuses = [r["status"] for r in rows]
+    statuses = [r.status for r in rows]
     assert statuses == ["ok", "ok", "ok", "error"], ran.stderr  # LIMITED failed; FLAKY was retried
-    assert rows[1]["response"] == "your key is [REDACTED]" and "[REDACTED]" in rows[3]["error"]
-    assert rows[3]["error"].startswith(f"{server.base_url}/chat/completions: HTTP 429: Rate limit reached for key")
+    assert rows[1].response == "your key is [REDACTED]" and "[REDACTED]" in rows[3].error
+    assert rows[3].error.startswith(f"{server.base_url}/chat/completions: HTTP 429: Rate limit reached for key")
     assert any(s["kind"] == "llm" for s in spans) and "[REDACTED]" in json.dumps(spans)  # traced, answer included
     assert denied.returncode == 1 and "HTTP 401: Incorrect API key provided: [REDACTED]" in denied.stderr
     assert "llmcorr:" in ran.stderr  # INFO logging was on

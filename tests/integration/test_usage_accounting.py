@@ -19,7 +19,7 @@ import pytest
 from bench.quota_server import DEFINE_PROMPTY as PROMPTY
 from bench.quota_server import QuotaServer, QuotaServerConfig
 from llmcorr.runs.summary import endpoint_usage, wall_time
-from llmcorr.store import RunRecord, Store
+from llmcorr.store import RowRecord, RunRecord, Store
 from llmcorr.view import run_summary
 
 from .conftest import run_cli, start_cli, store_path, wait_for_rows
@@ -56,7 +56,7 @@ def words(work: Path, rows: int) -> None:
     (work / "words.jsonl").write_text("".join(json.dumps({"word": f"w{i}"}) + "\n" for i in range(rows)))
 
 
-def record(home: Path, name: str) -> tuple[RunRecord, list[dict[str, Any]]]:
+def record(home: Path, name: str) -> tuple[RunRecord, list[RowRecord]]:
     with Store(store_path(home)) as store:
         run = store.get_run(name)
         return run, store.rows(run.id)
@@ -68,14 +68,14 @@ def seen(server: QuotaServer) -> tuple[int, int]:
     return len(log), sum(e["prompt_tokens"] for e in log if e["status"] == 200)
 
 
-def check_kept(run: RunRecord, rows: list[dict[str, Any]]) -> dict[str, Any]:
+def check_kept(run: RunRecord, rows: list[RowRecord]) -> dict[str, Any]:
     """The run's recorded usage covers every row it kept; returns that usage."""
     assert run.usage is not None, run
     usage = run.usage["q"]
-    paid = [r for r in rows if not r["cached"]]
-    assert usage["requests"] >= sum(r["attempts"] for r in paid) and usage["ok"] >= len(paid)
-    assert usage["input_tokens"] >= sum(r["input_tokens"] for r in paid)
-    assert usage["output_tokens"] >= sum(r["output_tokens"] for r in paid)
+    paid = [r for r in rows if not r.cached]
+    assert usage["requests"] >= sum(r.attempts for r in paid) and usage["ok"] >= len(paid)
+    assert usage["input_tokens"] >= sum(r.input_tokens for r in paid)
+    assert usage["output_tokens"] >= sum(r.output_tokens for r in paid)
     assert usage["input_tokens"] >= run.input_tokens and usage["output_tokens"] >= run.output_tokens
     assert usage["cost"] == pytest.approx((usage["input_tokens"] * 1.0 + usage["output_tokens"] * 2.0) / 1e6)
     return dict(usage)

@@ -58,9 +58,9 @@ def test_an_output_that_is_the_response_is_stored_once_and_read_back_whole(where
         outputs_only = list(store.iter_rows(run_id, "output_json"))
     assert len(raw[0]) < 20 and answer not in raw[0]  # the answer is the response column's alone
     assert answer in raw[1]  # an output that is more than the response is stored as it is
-    assert [r["output"] for r in full] == [r.output for r in rows]
-    assert [r["output"] for r in outputs_only] == [r.output for r in rows]
-    assert "response" not in outputs_only[0]  # the response read along for it is not handed out
+    assert full == rows  # the rows come back as they went in
+    assert [r.output for r in outputs_only] == [r.output for r in rows]
+    assert outputs_only[0].response is None  # the response read along for it is not handed out
     if isinstance(where, Path):
         with sqlite3.connect(where) as conn:
             assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

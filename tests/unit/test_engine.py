@@ -51,9 +51,9 @@ def test_every_item_is_processed_and_committed_once(store: Store) -> None:
     seen: list[int] = []
     asyncio.run(execute(items(50), Rows(0.002), store, run_id, 8, on_row=lambda r: seen.append(r.row_index)))
     rows = store.rows(run_id)
-    assert [r["row_index"] for r in rows] == list(range(50)) and sorted(seen) == list(range(50))
+    assert [r.row_index for r in rows] == list(range(50)) and sorted(seen) == list(range(50))
     assert store.get_run(run_id).rows_done == 50
-    assert all(r["response"] == f"answer {r['row_index']}" for r in rows)
+    assert all(r.response == f"answer {r.row_index}" for r in rows)
 
 
 @pytest.mark.parametrize("how", ["runs cancel", "first signal"])
@@ -77,7 +77,7 @@ def test_a_stop_drains_the_rows_started_and_starts_no_more(
         assert ("cancelled" in str(stopped.value)) == (how == "runs cancel")
 
     asyncio.run(go())
-    kept = [r["row_index"] for r in store.rows(run_id)]
+    kept = [r.row_index for r in store.rows(run_id)]
     assert 12 <= len(rows.started) < 200  # stopped part way
     assert sorted(kept) == sorted(rows.started)  # every row started was finished and kept, no other
 
@@ -87,7 +87,7 @@ def test_a_fatal_error_stops_the_run_and_reaches_the_caller(store: Store) -> Non
     rows = Rows(0.01, fail_at=20)
     with pytest.raises(FatalProviderError, match="401 bad key"):
         asyncio.run(execute(items(100), rows, store, run_id, 4))
-    kept = {r["row_index"] for r in store.rows(run_id)}
+    kept = {r.row_index for r in store.rows(run_id)}
     assert 20 not in kept and kept == set(rows.started) - {20}  # the others started were kept
     assert len(rows.started) < 100
 

@@ -71,7 +71,7 @@ class ShoutOutput:
         self.kept_called = False
 
     def open(self) -> None:
-        self.streamed.extend(r["row_index"] for r in self.store.iter_rows(self.run_id))
+        self.streamed.extend(r.row_index for r in self.store.iter_rows(self.run_id))
 
     def row(self, row: RowRecord) -> None:
         self.streamed.append(row.row_index)
@@ -80,7 +80,7 @@ class ShoutOutput:
         self.kept_called = True
 
     def finish(self) -> tuple[dict[str, Any] | None, Callable[[], object]]:
-        shouts = [r["output"]["shout"] for r in self.store.iter_rows(self.run_id)]
+        shouts = [(r.output or {})["shout"] for r in self.store.iter_rows(self.run_id)]
         return {"shouted": len(shouts)}, lambda: self.written.extend(shouts)
 
     def result(self, record: RunRecord, wall_s: float) -> dict[str, Any]:
@@ -190,7 +190,7 @@ def test_a_failed_run_keeps_its_rows_and_resume_runs_only_the_rest(config: Confi
     assert plan.outputs[0].kept_called
     with Store(config.store_path) as store:
         record = store.get_run("hoarse")
-        kept = {r["row_index"] for r in store.iter_rows(record.id)}
+        kept = {r.row_index for r in store.iter_rows(record.id)}
     assert record.status == "failed" and kept == set(range(20))
     SHOUT.provider = Shouter()
     result = asyncio.run(lifecycle.resume("hoarse", config=config))

@@ -44,14 +44,33 @@ def test_rows_commit_with_totals(where: Path | str) -> None:
         run = store.get_run("first")
         assert (run.id, run.rows_done, run.rows_failed, run.input_tokens, run.output_tokens) == (run_id, 2, 1, 10, 3)
         rows = store.rows(run_id)
-        assert rows[0]["output"] == {"v": 1} and rows[1]["error"] == "HTTP 500"
-        assert rows[1]["response"] == ("odd\x00answer" if isinstance(where, Path) else "odd\ufffdanswer")  # PG: no NUL
+        assert rows[0].output == {"v": 1} and rows[1].error == "HTTP 500"
+        assert rows[1].response == ("odd\x00answer" if isinstance(where, Path) else "odd\ufffdanswer")  # PG: no NUL
         assert store.row_status_counts(run_id) == {"error": 1, "ok": 1}
         with pytest.raises(IntegrityError):  # a row is written once
             store.add_row(run_id, RowRecord(0, "a", {}, "ok"))
         assert store.get_run(run_id).rows_done == 2  # the failed transaction left the totals alone
         store.finish_run(run_id, "completed", metrics={"n": 2})
         assert store.get_run(run_id[:6]).metrics == {"n": 2}
+
+
+def test_rows_come_back_as_the_records_that_went_in_and_partial_reads_keep_defaults(where: Path | str) -> None:
+    """`rows` hands out `RowRecord`s equal to those committed; a read of some columns sets only their fields."""
+    written = [
+        RowRecord(0, "a", {"x": 1}, "ok", [{"role": "user", "content": "hi"}], "yes", {"v": 1}, None, 5, 2, 1.5, 1),
+        RowRecord(1, "b", {"x": 2}, "error", error="HTTP 500", attempts=3, endpoint="q"),
+    ]
+    with Store(where) as store:
+        run_id = store.create_run("prompt", {}, rows_total=2)
+        store.add_rows(run_id, written)
+        assert store.rows(run_id) == written
+        statuses = list(store.iter_rows(run_id, "status"))
+        some = list(store.iter_rows(run_id, "status, output_json, inputs_json"))
+    assert statuses == [RowRecord(0, status="ok"), RowRecord(1, status="error")]  # the rest: defaults
+    assert [(r.status, r.output, r.inputs, r.response, r.input_tokens) for r in some] == [
+        ("ok", {"v": 1}, {"x": 1}, None, 0),
+        ("error", None, {"x": 2}, None, 0),
+    ]
 
 
 def test_a_broken_constraint_is_one_error_type_on_either_store(where: Path | str) -> None:
@@ -134,7 +153,7 @@ def test_upgrade_from_a_first_version_store(tmp_path: Path) -> None:
     with Store(path) as store:
         run = store.get_run("abc")
         assert (run.status, run.rows_done, run.rate_limited, run.usage) == ("completed", 1, 0, None)
-        assert store.rows("abc")[0]["endpoint"] is None
+        assert store.rows("abc")[0].endpoint is None
         names = [r[0] for r in store.conn.execute("SELECT name FROM _migrations ORDER BY name")]
         assert names == [fn.__name__ for fn in MIGRATIONS]
 

@@ -118,7 +118,7 @@ def test_rows_are_committed_in_batches_each_exactly_once(tmp_path: Path) -> None
 
     seen: list[int] = []
     asyncio.run(execute(items(300, []), instant, store, run_id, 16, on_row=lambda r: seen.append(r.row_index)))
-    assert sorted(r["row_index"] for r in store.rows(run_id)) == list(range(300)) == sorted(seen)
+    assert sorted(r.row_index for r in store.rows(run_id)) == list(range(300)) == sorted(seen)
     assert sum(store.commits) == 300 and len(store.commits) < 30  # batched: far fewer commits than rows
     assert store.get_run(run_id).rows_done == 300 and store.get_run(run_id).output_tokens == 300
 
@@ -136,6 +136,6 @@ def test_items_are_read_as_workers_free_up_and_a_fatal_error_keeps_finished_rows
 
     with pytest.raises(FatalProviderError, match="bad key"):
         asyncio.run(execute(items(1000, read), fails_at_40, store, run_id, 4))
-    kept = {r["row_index"] for r in store.rows(run_id)}
+    kept = {r.row_index for r in store.rows(run_id)}
     assert 40 not in kept and set(range(36)) <= kept  # the rows before the failure (and those in flight) are kept
     assert len(read) < 60  # lazily: the source was not read far beyond what the workers took

@@ -12,7 +12,7 @@ from llmcorr.cli.ui import is_loopback
 from llmcorr.report.charts import _ticks, metric_bars, requests_over_time
 from llmcorr.runs.spec import KindOptions, RunSpec
 from llmcorr.runs.summary import cost as run_cost
-from llmcorr.store import RunRecord
+from llmcorr.store import RowRecord, RunRecord
 from llmcorr.view import request_times, row_views, trace_tree
 
 MS = 1_000_000
@@ -85,10 +85,10 @@ def record(kind: str = "correct", **fields: Any) -> RunRecord:
     return RunRecord(**(base | fields))
 
 
-def row(index: int, prediction: float, corrected: int | None, status: str = "ok") -> dict[str, Any]:
+def row(index: int, prediction: float, corrected: int | None, status: str = "ok") -> RowRecord:
     output = {"corrected_prediction": float(corrected), "corrected_label": corrected} if corrected is not None else None
-    return {"row_index": index, "inputs": {"input": f"x{index}", "prediction": prediction}, "output": output,
-            "status": status, "input_tokens": 10, "output_tokens": 2}  # fmt: skip
+    inputs = {"input": f"x{index}", "prediction": prediction}
+    return RowRecord(index, None, inputs, status, output=output, input_tokens=10, output_tokens=2)
 
 
 def test_rows_of_a_correct_run_say_which_predictions_changed_and_filter() -> None:

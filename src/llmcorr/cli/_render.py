@@ -314,7 +314,7 @@ def _first_failed(store: Store, record: RunRecord) -> int | None:
     """The index of the run's first failed row (None when none failed)."""
     if not record.rows_failed:
         return None
-    return next((r["row_index"] for r in store.iter_rows(record.id, "status") if r["status"] == "error"), None)
+    return next((r.row_index for r in store.iter_rows(record.id, "status") if r.status == "error"), None)
 
 
 def print_result(config: Config, result: CorrectionResult | RunResult, output: Path | None = None) -> None:

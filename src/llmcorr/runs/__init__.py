@@ -3,10 +3,10 @@ The synchronous public functions (`llmcorr.correct`, `run`, `estimate`, `resume`
 
 from __future__ import annotations
 
-from .batch import RunResult, rerun_batch_async, resume_batch_async, run_batch_async
+from .batch import RunResult, run_batch_async
 from .control import rerun_any_async, resume_any_async
 from .correct_options import CorrectOptions
-from .correction import CorrectionResult, correct_async, estimate_async, resume_async
+from .correction import CorrectionResult, correct_async, estimate_async
 from .estimate import Estimate
 from .flows import achat, chat
 from .spec import RunSpec
@@ -22,9 +22,6 @@ __all__ = [
     "correct_async",
     "estimate_async",
     "rerun_any_async",
-    "rerun_batch_async",
     "resume_any_async",
-    "resume_async",
-    "resume_batch_async",
     "run_batch_async",
 ]

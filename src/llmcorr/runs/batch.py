@@ -2,8 +2,7 @@
 
 plan_batch(...)        (batch_plan.py) everything the user can get wrong is checked before a run is recorded
 run_batch_async(...)   a new run; `resume_from=` reuses another run's finished rows (no token spent on them)
-resume_batch_async     continue a stopped run: finished rows kept, failed (unless `skip_failed`) and missing rows run
-rerun_batch_async      the same spec as a new run (free where the response cache has the answers)
+(resume and rerun are every kind's: lifecycle.py `resume`/`rerun`, control.py `resume_any_async`/`rerun_any_async`)
 
 All three go through the one run lifecycle (lifecycle.py); `BATCH` is the run kind that re-creates a recorded run.
 """
@@ -34,8 +33,6 @@ __all__ = [
     "parse_mapping",
     "plan_batch",
     "recorded_plan",
-    "rerun_batch_async",
-    "resume_batch_async",
     "row_inputs",
     "run_batch_async",
 ]
@@ -76,40 +73,6 @@ async def run_batch_async(
         resume_from=resume_from,
         # names only: a resume reads them again
         recorded_options={"allow_env": sorted(set(allow_env))} if allow_env else None,
-    )
-    return result
-
-
-async def resume_batch_async(
-    run: str,
-    *,
-    data: str | Path | Any | None = None,
-    flow: str | Path | Callable[..., Any] | None = None,
-    output: str | Path | None = None,
-    progress: ProgressFactory | None = None,
-    config: Config | None = None,
-    skip_failed: bool = False,
-) -> RunResult:
-    """Continue a stopped prompt or flow run (lifecycle.py `resume`): finished rows kept, no token spent on them."""
-    result: RunResult = await lifecycle.resume(
-        run, data=data, flow=flow, output=output, progress=progress, config=config, skip_failed=skip_failed
-    )
-    return result
-
-
-async def rerun_batch_async(
-    run: str,
-    *,
-    name: str | None = None,
-    data: str | Path | Any | None = None,
-    flow: str | Path | Callable[..., Any] | None = None,
-    output: str | Path | None = None,
-    progress: ProgressFactory | None = None,
-    config: Config | None = None,
-) -> RunResult:
-    """A recorded prompt or flow run again, as a new run from its spec: free where its answers are cached."""
-    result: RunResult = await lifecycle.rerun(
-        run, name=name, data=data, flow=flow, output=output, progress=progress, config=config
     )
     return result
 

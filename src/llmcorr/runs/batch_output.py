@@ -49,26 +49,26 @@ class RunResult:
         return self._table
 
 
-def by_index(rows: Iterator[dict[str, Any]]) -> Callable[[int], dict[str, Any] | None]:
+def by_index(rows: Iterator[RowRecord]) -> Callable[[int], RowRecord | None]:
     """Look up rows (read in index order) by ascending index, reading each once."""
     pending = next(rows, None)
 
-    def at(i: int) -> dict[str, Any] | None:
+    def at(i: int) -> RowRecord | None:
         nonlocal pending
-        while pending is not None and pending["row_index"] < i:
+        while pending is not None and pending.row_index < i:
             pending = next(rows, None)
-        return pending if pending is not None and pending["row_index"] == i else None
+        return pending if pending is not None and pending.row_index == i else None
 
     return at
 
 
-def _record(columns: list[str], cells: Mapping[str, Any], row: dict[str, Any] | None) -> dict[str, Any]:
+def _record(columns: list[str], cells: Mapping[str, Any], row: RowRecord | None) -> dict[str, Any]:
     """A row of the output: its input columns, then its outputs (`output.KEY` where a name is taken), error, tokens."""
     out = {c: jsonable(cells.get(c)) for c in columns}
-    for key, value in ((row or {}).get("output") or {}).items():
+    for key, value in ((row.output if row is not None else None) or {}).items():
         out[key if key not in out else f"output.{key}"] = value
-    out["error"] = row["error"] if row is not None else "not processed"
-    out["tokens"] = (row["input_tokens"] or 0) + (row["output_tokens"] or 0) if row is not None else 0
+    out["error"] = row.error if row is not None else "not processed"
+    out["tokens"] = (row.input_tokens or 0) + (row.output_tokens or 0) if row is not None else 0
     return out
 
 
@@ -93,7 +93,7 @@ class BatchOutput:
         """The inputs, every output key the run's rows have (in order of appearance), error, tokens."""
         keys: dict[str, None] = {}
         for row in self.store.iter_rows(self.run_id, "output_json"):
-            keys.update(dict.fromkeys(row["output"] or {}))
+            keys.update(dict.fromkeys(row.output or {}))
         inputs = set(self.plan.columns)
         return [*self.plan.columns, *(k if k not in inputs else f"output.{k}" for k in keys), "error", "tokens"]
 
@@ -104,7 +104,7 @@ class BatchOutput:
 
     def row(self, row: RowRecord) -> None:
         cells = self.plan.in_flight.pop(row.row_index, {})
-        self.writer.write(row.row_index, _record(self.plan.columns, cells, row.__dict__))
+        self.writer.write(row.row_index, _record(self.plan.columns, cells, row))
 
     def kept(self) -> None:
         """The file holds every row the store holds, in input order with its `row` number, whatever part of the
@@ -130,7 +130,7 @@ class BatchOutput:
         outputs = []
         for i in range(self.plan.rows):
             row = at(i)
-            outputs.append((row["output"] or {}) if row is not None else {})
+            outputs.append((row.output or {}) if row is not None else {})
         metrics = jsonable(flow.aggregate(outputs))
         return metrics if isinstance(metrics, dict) else ({"value": metrics} if metrics is not None else None)
 

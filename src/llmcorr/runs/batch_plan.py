@@ -82,11 +82,13 @@ def row_inputs(cells: Mapping[Any, Any], mapping: dict[str, str]) -> dict[str, A
     return values
 
 
-def _upstream_cells(row: dict[str, Any] | None) -> dict[str, Any]:
-    if row is None or row["status"] == "error":
+def _upstream_cells(row: RowRecord | None) -> dict[str, Any]:
+    """The `run.outputs.KEY` and `run.inputs.KEY` cells an upstream row brings (none from a failed or missing row);
+    `row` read with its status, output and inputs."""
+    if row is None or row.status == "error":
         return {}
-    cells = {f"run.outputs.{k}": v for k, v in (row["output"] or {}).items()}
-    cells.update({f"run.inputs.{k}": v for k, v in (row["inputs"] or {}).items()})
+    cells = {f"run.outputs.{k}": v for k, v in (row.output or {}).items()}
+    cells.update({f"run.inputs.{k}": v for k, v in (row.inputs or {}).items()})
     return cells
 
 
@@ -184,8 +186,9 @@ class BatchPlan:
             return json.dumps([m.to_dict() for m in item.messages], sort_keys=True)
         return json.dumps(item.inputs, sort_keys=True, default=str)
 
-    def stored_key(self, row: dict[str, Any]) -> str:
-        return json.dumps(row["prompt"] if self.flow is None else row["inputs"], sort_keys=True, default=str)
+    def stored_key(self, row: RowRecord) -> str:
+        """`reuse_key` of a stored row: its messages (prompt) or arguments (flow)."""
+        return json.dumps(row.prompt if self.flow is None else row.inputs, sort_keys=True, default=str)
 
     def reusable(self, store: Store, ref: str) -> tuple[RunRecord, dict[int, RowRecord]]:
         """Another run's finished rows that answer this plan's rows: same prompt/flow (by hash), same parameters,
@@ -201,7 +204,7 @@ class BatchPlan:
             raise UserError(
                 f"--resume-from {source.label}: that run used other sampling parameters ({recorded.params})"
             )
-        finished = {self.stored_key(r): r for r in store.iter_rows(source.id) if r["status"] != "error"}
+        finished = {self.stored_key(r): r for r in store.iter_rows(source.id) if r.status != "error"}
         reuse = {}
         for item in self.items():
             r = finished.get(self.reuse_key(item))
@@ -210,14 +213,14 @@ class BatchPlan:
                     item.index,
                     item.sample_id,
                     item.inputs,
-                    r["status"],
-                    prompt=r["prompt"],
-                    response=r["response"],
-                    response_key=r.get("response_key"),
-                    output=r["output"],
-                    error=r["error"],
-                    duration_ms=r["duration_ms"],
-                    endpoint=r["endpoint"],
+                    r.status,
+                    prompt=r.prompt,
+                    response=r.response,
+                    response_key=r.response_key,
+                    output=r.output,
+                    error=r.error,
+                    duration_ms=r.duration_ms,
+                    endpoint=r.endpoint,
                     cached=True,
                 )
         return source, reuse

@@ -51,7 +51,7 @@ class CorrectionOutput:
     def row(self, row: RowRecord) -> None:
         pass
 
-    def _test_table(self, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    def _test_table(self, rows: list[RowRecord]) -> pd.DataFrame:
         return result_table(self.plan.test, rows, self.plan.table.problem)
 
     def kept(self) -> None:

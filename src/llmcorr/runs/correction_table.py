@@ -19,7 +19,7 @@ from ..correct.gate import choose_gate
 from ..correct.metrics_model import CorrectionMetrics, GateChoice, Ungated
 from ..data import as_frame
 from ..errors import UserError
-from ..store import RunRecord, Store
+from ..store import RowRecord, RunRecord, Store
 from .correct_options import CorrectSpecOptions
 
 _WHOLE = re.compile(r"^\s*[+-]?\d+\s*$")
@@ -54,22 +54,22 @@ def keep_integers(table: pd.DataFrame, roles: list[str]) -> pd.DataFrame:
     return table
 
 
-def result_table(test: pd.DataFrame, rows: list[dict[str, Any]], problem: str, offset: int = 0) -> pd.DataFrame:
+def result_table(test: pd.DataFrame, rows: list[RowRecord], problem: str, offset: int = 0) -> pd.DataFrame:
     """The test rows (or, from `offset`, the validation rows) joined with what the store holds for them:
     corrections, responses, tokens."""
     table = test.reset_index(drop=True).copy()
-    by_index = {r["row_index"]: r for r in rows}
+    by_index = {r.row_index: r for r in rows}
     corrected, labels, responses, parsed, errors, explanations, tokens = [], [], [], [], [], [], []
     for i, base in enumerate(table["prediction"].astype(float)):
         r = by_index.get(i + offset)
-        out = (r or {}).get("output") or {}
+        out = (r.output if r is not None else None) or {}
         corrected.append(out.get("corrected_prediction", base))
         labels.append(out.get("corrected_label", int(base >= 0.5)))
-        responses.append(r["response"] if r else None)
-        parsed.append(bool(r and r["status"] == "ok"))
-        errors.append(r["error"] if r else "not processed")
+        responses.append(r.response if r is not None else None)
+        parsed.append(r is not None and r.status == "ok")
+        errors.append(r.error if r is not None else "not processed")
         explanations.append(out.get("explanation"))
-        tokens.append((r["input_tokens"] or 0) + (r["output_tokens"] or 0) if r else 0)
+        tokens.append(r.input_tokens + r.output_tokens if r is not None else 0)
     table["corrected_prediction"] = corrected
     if problem == "classification":
         table["corrected_label"] = [int(label) for label in labels]
@@ -124,8 +124,7 @@ def recorded_table(store: Store, record: RunRecord) -> tuple[pd.DataFrame, Corre
     rows = store.rows(record.id)
     problem = options.problem
     frames = {
-        split: pd.DataFrame([r["inputs"] for r in rows if (r["inputs"] or {}).get("split") == split])
-        for split in ("test", "valid")
+        split: pd.DataFrame([r.inputs for r in rows if r.inputs.get("split") == split]) for split in ("test", "valid")
     }
     test = result_table(frames["test"], rows, problem) if len(frames["test"]) else frames["test"]
     valid = None

@@ -81,12 +81,16 @@ class RunRecord:
 
 @dataclass(frozen=True)
 class RowRecord:
-    """One processed row, committed as soon as it finishes."""
+    """One processed row: what the engine commits as soon as the row finishes, and what the store hands back
+    (`Store.rows`, `Store.iter_rows`), the same type both ways.
+
+    A read of some columns only (`iter_rows(run_id, "status")`) gives records whose unread fields hold the defaults
+    below, not what the store keeps: `status` "" (read it to rely on it), `inputs` {}, `output` None, counts 0."""
 
     row_index: int
-    sample_id: str | None
-    inputs: dict[str, Any]
-    status: str  # ok | unparsed | error
+    sample_id: str | None = None
+    inputs: dict[str, Any] = field(default_factory=dict)
+    status: str = ""  # ok | unparsed | error ("" only on a read that left the column out)
     prompt: list[dict[str, str]] | None = None
     response: str | None = None
     output: dict[str, Any] | None = None

@@ -8,8 +8,8 @@ of it as the store can take (`kept_as_error`): one bad answer costs its own row,
 An answer is stored once. A row made from a cached answer keeps the cache's key in `response_key` and no text of its
 own (`response` NULL): every run, rerun and resume made from the same answer shares the cache's one copy. A row whose
 output is just its response (a prompt run's `{"output": answer}`) keeps `SAME_AS_RESPONSE` in `output_json`.
-`columns_read` and `decoded` give readers the full response and output back; SQL readers of the file get the same from
-the `rows_with_response` view (migrations.py m006).
+`columns_read` and `decoded` give readers the full response and output back, in a `RowRecord`; SQL readers of the
+file get the same from the `rows_with_response` view (migrations.py m006).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import json
 import sqlite3
 import sys
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import Any
 
 from .dialect import insert
@@ -34,6 +34,8 @@ FULL_RESPONSE = "COALESCE(response, (SELECT c.response FROM cache c WHERE c.key 
 SAME_AS_RESPONSE = "=response"  # output_json (a JSON string, never an output: those are objects) of such a row
 _RESPONSE = "_response_for_output"  # the response, read along with output_json where the output is the response
 _FULL = "_full_response"  # the response wherever its text is kept (FULL_RESPONSE)
+_FIELDS = frozenset(f.name for f in fields(RowRecord))  # what a read hands out (not run_id, not created_utc)
+_COUNTS = ("input_tokens", "output_tokens", "attempts")  # nullable columns, integers in a RowRecord
 _COUNT_MAX = 2**31 - 1  # a kept error row's token counts: past this, a count is no count (and sums would overflow)
 
 
@@ -83,19 +85,28 @@ def columns_read(columns: str) -> str:
     return ", ".join([columns, *extra])
 
 
-def decoded(record: dict[str, Any]) -> dict[str, Any]:
-    """A `rows` record as the store hands it out: JSON columns decoded (`inputs`, `prompt`, `output`), `response` the
-    full response wherever its text is kept."""
-    if _FULL in record:
-        record["response"] = record.pop(_FULL)
-    response = record.pop(_RESPONSE, record.get("response"))
+def decoded(values: dict[str, Any]) -> RowRecord:
+    """A `rows` record (the columns `columns_read` asked for) as the store hands it out, a `RowRecord`: JSON columns
+    decoded (`inputs`, `prompt`, `output`), `response` the full response wherever its text is kept, `cached` a bool,
+    a NULL count 0. Columns not read keep RowRecord's defaults; `run_id` and `created_utc` are not handed out.
+    `values` (a fresh dict of the record) is used up."""
+    if _FULL in values:
+        values["response"] = values.pop(_FULL)
+    response = values.pop(_RESPONSE, values.get("response"))
     for col in ("inputs_json", "prompt_json", "output_json"):
-        if col in record:
-            raw = record.pop(col)
-            record[col.removesuffix("_json")] = json.loads(raw) if raw is not None else None
-    if record.get("output") == SAME_AS_RESPONSE:
-        record["output"] = {"output": response}
-    return record
+        if col in values:
+            raw = values.pop(col)
+            values[col.removesuffix("_json")] = json.loads(raw) if raw is not None else None
+    if values.get("output") == SAME_AS_RESPONSE:
+        values["output"] = {"output": response}
+    if "inputs" in values and values["inputs"] is None:
+        values["inputs"] = {}
+    if "cached" in values:
+        values["cached"] = bool(values["cached"])
+    for count in _COUNTS:
+        if count in values and values[count] is None:  # older rows may hold no count
+            values[count] = 0
+    return RowRecord(**{name: value for name, value in values.items() if name in _FIELDS})
 
 
 def unstorable() -> tuple[type[BaseException], ...]:

@@ -314,13 +314,15 @@ class Store(CacheStore, SpanStore, RunEdits):
 
     # -- rows -------------------------------------------------------------------------------------------------
 
-    def rows(self, run_id: str) -> list[dict[str, Any]]:
-        """The run's committed rows in input order, JSON columns decoded."""
+    def rows(self, run_id: str) -> list[RowRecord]:
+        """The run's committed rows in input order, every column read (`iter_rows`)."""
         return list(self.iter_rows(run_id))
 
-    def iter_rows(self, run_id: str, columns: str = "*", page: int = ROWS_PAGE) -> Iterator[dict[str, Any]]:
-        """The run's committed rows in input order, JSON columns decoded, read a page at a time (memory stays flat
-        however many rows the run has; writes in between are fine). `columns`: the SQL column list to read."""
+    def iter_rows(self, run_id: str, columns: str = "*", page: int = ROWS_PAGE) -> Iterator[RowRecord]:
+        """The run's committed rows in input order, as the `RowRecord`s they went in as (JSON columns decoded, the
+        full response: row_writes.py `decoded`), read a page at a time (memory stays flat however many rows the run
+        has; writes in between are fine). `columns`: the SQL column list to read (`"status, output_json"`); a
+        record's fields for columns not read keep RowRecord's defaults (`status` "", `inputs` {}, `output` None)."""
         after = -1
         while True:
             batch = self.conn.execute(

@@ -136,7 +136,7 @@ def report_page(ref: str, store: StoreDep) -> HTMLResponse:
 @router.get("/runs/{ref}/rows/{n}", response_class=HTMLResponse)
 def row_page(request: Request, ref: str, n: int, store: StoreDep) -> HTMLResponse:
     record = store.get_run(ref)
-    rows = {r["row_index"]: r for r in store.rows(record.id)}
+    rows = {r.row_index: r for r in store.rows(record.id)}
     row = rows.get(n - 1)
     if row is None:
         raise NotFoundError(f"run {record.label} has no row {n}" + (" yet" if record.status == "running" else ""))

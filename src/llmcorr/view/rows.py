@@ -9,7 +9,7 @@ from typing import Any
 
 from ..correct.gate import Gate
 from ..runs.correct_options import CorrectSpecOptions
-from ..store import RunRecord
+from ..store import RowRecord, RunRecord
 from .metrics import correction_metrics
 
 ROW_FILTERS = {
@@ -69,8 +69,9 @@ def _correction(
     return shown, changed
 
 
-def row_view(kind: str, problem: str | None, row: dict[str, Any], gate: Gate | None = None) -> RowView:
-    inputs, output = row.get("inputs") or {}, row.get("output") or {}
+def row_view(kind: str, problem: str | None, row: RowRecord, gate: Gate | None = None) -> RowView:
+    """One stored row as the views show it."""
+    inputs, output = row.inputs or {}, row.output or {}
     changed: bool | None = None
     if kind == "correct":
         shown_in = _short(inputs.get("input", inputs))
@@ -80,22 +81,22 @@ def row_view(kind: str, problem: str | None, row: dict[str, Any], gate: Gate | N
         shown_in = _short(inputs)
         shown_out = _short(output.get("output") if set(output) == {"output"} else output) if output else ""
     return RowView(
-        n=row["row_index"] + 1,
-        sample_id=row.get("sample_id"),
-        status=row["status"],
-        error=row.get("error"),
+        n=row.row_index + 1,
+        sample_id=row.sample_id,
+        status=row.status,
+        error=row.error,
         inputs=shown_in,
         output=shown_out,
         changed=changed,
-        tokens=(row.get("input_tokens") or 0) + (row.get("output_tokens") or 0),
-        duration_ms=row.get("duration_ms"),
-        endpoint=row.get("endpoint"),
-        cached=bool(row.get("cached")),
-        attempts=row.get("attempts") or 0,
+        tokens=row.input_tokens + row.output_tokens,
+        duration_ms=row.duration_ms,
+        endpoint=row.endpoint,
+        cached=row.cached,
+        attempts=row.attempts,
     )
 
 
-def row_views(record: RunRecord, rows: list[dict[str, Any]], show: str = "all") -> list[RowView]:
+def row_views(record: RunRecord, rows: list[RowRecord], show: str = "all") -> list[RowView]:
     """The run's rows as the table shows them; `show` is one of ROW_FILTERS."""
     options = CorrectSpecOptions.of(record)
     problem = options.problem if options else None
