@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import UserError
 from ..store import RunRecord
-from .spec import KindOptions, shown_spec
+from .spec import KindOptions, first_error, shown_spec
 
 Problem = Literal["auto", "classification", "regression"]
 
@@ -37,7 +37,7 @@ class _Choices(BaseModel):
 class CorrectOptions(_Choices):
     """What a correct run is asked to do."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     problem: Problem = "auto"
     columns: dict[str, str] | None = None  # role -> the user's column, e.g. {"input": "smiles"}
@@ -51,9 +51,8 @@ class CorrectOptions(_Choices):
         try:
             return cls(**values)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(map(str, first["loc"]))
-            raise UserError(f"{caller}: {where}: {first['msg']} (got {first.get('input')!r})") from None
+            given = exc.errors()[0].get("input")
+            raise UserError(f"{caller}: {first_error(exc)} (got {given!r})") from None
 
 
 DEFAULTS: dict[str, Any] = {name: field.default for name, field in CorrectOptions.model_fields.items()}

@@ -184,7 +184,7 @@ class RunSpec(BaseModel):
         try:
             return data | {"options": model.model_validate(options)}
         except ValidationError as exc:
-            raise ValueError(f"options.{_first_error(exc)}") from None
+            raise ValueError(f"options.{first_error(exc)}") from None
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -202,7 +202,7 @@ def spec_of(record: RunRecord) -> RunSpec:
     try:
         return RunSpec.model_validate(record.spec)
     except ValidationError as exc:
-        raise UserError(f"run {record.label}: its recorded spec cannot be read ({_first_error(exc)})") from None
+        raise UserError(f"run {record.label}: its recorded spec cannot be read ({first_error(exc)})") from None
 
 
 def shown_spec(record: RunRecord) -> RunSpec | None:
@@ -214,7 +214,7 @@ def shown_spec(record: RunRecord) -> RunSpec | None:
         return None
 
 
-def _first_error(exc: ValidationError) -> str:
+def first_error(exc: ValidationError) -> str:
     """`field.path: what is wrong` of a validation's first error."""
     first = exc.errors()[0]
     where = ".".join(map(str, first["loc"]))
