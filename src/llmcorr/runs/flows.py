@@ -77,11 +77,14 @@ async def achat(
     max_tokens: int | None = None,
     temperature: float | None = None,
     sample: int = 0,
+    endpoint: str | None = None,
+    stop: list[str] | None = None,
 ) -> str:
     """Ask the run's LLM from inside a flow (async): scheduled under the endpoints' quotas, cached, counted.
 
     With temperature > 0, `sample=i` draws the i-th of several answers to the same prompt: each index is cached on
-    its own (and seeded seed + i), so a rerun gets the same n samples back for free.
+    its own (and seeded seed + i), so a rerun gets the same n samples back for free. `endpoint`: only that one of
+    the run's endpoints answers (a Prompt flow node's connection); else any.
     """
     ctx = _context()
     seed = ctx.params.seed
@@ -89,8 +92,9 @@ async def achat(
         max_tokens=max_tokens if max_tokens is not None else ctx.params.max_tokens,
         temperature=temperature if temperature is not None else ctx.params.temperature,
         seed=seed + sample if seed is not None else None,
+        stop=tuple(stop) if stop else ctx.params.stop,
     )
-    answer = await ctx.llm.complete(_messages(prompt), params, sample)
+    answer = await ctx.llm.complete(_messages(prompt), params, sample, endpoint)
     usage = _row.get(None)
     if usage is not None:
         usage.calls += 1
@@ -106,13 +110,17 @@ def chat(
     max_tokens: int | None = None,
     temperature: float | None = None,
     sample: int = 0,
+    endpoint: str | None = None,
+    stop: list[str] | None = None,
 ) -> str:
     """Ask the run's LLM from inside a sync flow (flows run in worker threads; this waits for the answer)."""
     ctx = _context()
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        coro = achat(prompt, max_tokens=max_tokens, temperature=temperature, sample=sample)
+        coro = achat(
+            prompt, max_tokens=max_tokens, temperature=temperature, sample=sample, endpoint=endpoint, stop=stop
+        )
         return asyncio.run_coroutine_threadsafe(coro, ctx.loop).result()
     raise UserError("inside an async flow, use `await llmcorr.achat(...)`")
 

@@ -54,9 +54,12 @@ class CachedLLM:
         self.model = "/".join(sorted({str(i.get("model") or e) for e, i in self.identities.items()}))
         self.max_chars = max_answer_chars()  # a bad LLMCORR_MAX_ANSWER_CHARS fails here, before any request
 
-    async def complete(self, messages: list[Message], params: GenParams, sample: int = 0) -> Answer:
+    async def complete(
+        self, messages: list[Message], params: GenParams, sample: int = 0, only: str | None = None
+    ) -> Answer:
+        """The answer to `messages` (`only`: from that endpoint, a flow node's connection; else from any)."""
         with llm_span(self.model, [m.to_dict() for m in messages], params.to_dict()) as span:
-            answer, rate_limited = await self._complete(messages, params, sample)
+            answer, rate_limited = await self._complete(messages, params, sample, only)
             if span is not None:
                 span.set_attributes(
                     {
@@ -78,14 +81,21 @@ class CachedLLM:
                     span.set_attribute("gen_ai.provider.name", self.systems[answer.endpoint])
             return answer
 
-    async def _complete(self, messages: list[Message], params: GenParams, sample: int) -> tuple[Answer, int]:
-        keys = {name: cache_key(ident, messages, params, sample) for name, ident in self.identities.items()}
+    async def _complete(
+        self, messages: list[Message], params: GenParams, sample: int, only: str | None
+    ) -> tuple[Answer, int]:
+        self.scheduler.pool(only)  # an endpoint the run does not have: one line, before the cache is read
+        keys = {
+            name: cache_key(ident, messages, params, sample)
+            for name, ident in self.identities.items()
+            if only is None or name == only
+        }
         if self.use_cache:
             hit = self.store.cached_response(list(dict.fromkeys(keys.values())))
             if hit is not None:
                 cut = f"answer truncated at {self.max_chars:,} characters" if len(hit[1]) >= self.max_chars else None
                 return Answer(hit[1], 0, 0, 0.0, 0, None, cached=True, truncation=cut, key=hit[0]), 0
-        result = await self.scheduler.complete(messages, params)
+        result = await self.scheduler.complete(messages, params, only)
         c = result.completion
         key = None
         if self.use_cache and c.text.strip():  # an empty answer is no answer: asking again may give one

@@ -40,6 +40,7 @@ from ..errors import (
     RequestRejected,
     RunCancelled,
     TransientError,
+    UserError,
 )
 from ..providers import describe_endpoint, make_provider, registry
 from ..providers.base import Completion, GenParams, Message, Provider
@@ -164,9 +165,10 @@ class Scheduler:
             out.append(counted[key])
         return out
 
-    async def _admit(self, raw: list[int], max_tokens: int) -> tuple[Endpoint, int, int, int]:
-        """Wait at the head of the line until some endpoint can take the request now; reserve it there. Return the
-        endpoint, the request's number there, its raw prompt count there and its charge.
+    async def _admit(self, raw: list[int], max_tokens: int, pool: list[int]) -> tuple[Endpoint, int, int, int]:
+        """Wait at the head of the line until some endpoint of `pool` (indexes into `endpoints`) can take the request
+        now; reserve it there. Return the endpoint, the request's number there, its raw prompt count there and its
+        charge.
 
         One request decides at a time, in arrival order, and only when it can go at once, so the schedule always
         reflects the latest headers, 429s, rate changes and calibration (nothing is booked seconds ahead, and a
@@ -179,11 +181,12 @@ class Scheduler:
                     raise RunCancelled(self._stopped)
                 now = time.monotonic()
                 best: tuple[float, float, float, int] | None = None
-                spent = [e.exhausted for e in self.endpoints if e.exhausted is not None]
-                if len(spent) == len(self.endpoints):  # every daily quota is spent: stop instead of sending more
+                spent = [x for i in pool if (x := self.endpoints[i].exhausted) is not None]
+                if len(spent) == len(pool):  # every daily quota is spent: stop instead of sending more
                     raise spent[0]
-                charges = [e.charge(raw[i], max_tokens) for i, e in enumerate(self.endpoints)]
-                for i, e in enumerate(self.endpoints):
+                charges = {i: self.endpoints[i].charge(raw[i], max_tokens) for i in pool}
+                for i in pool:
+                    e = self.endpoints[i]
                     if e.exhausted is None and e.free(now):
                         key = (e.quota.admission_delay(charges[i], now), e.slots.active / e.slots.limit, -e.weight, i)
                         best = key if best is None or key < best else best
@@ -207,12 +210,24 @@ class Scheduler:
         async with self._freed:
             self._freed.notify_all()
 
-    async def complete(self, messages: list[Message], params: GenParams) -> Scheduled:
+    def pool(self, only: str | None) -> list[int]:
+        """The endpoints a request may go to, as indexes: all of them, or the one named (a flow node's connection)."""
+        if only is None:
+            return list(range(len(self.endpoints)))
+        for i, e in enumerate(self.endpoints):
+            if e.name == only:
+                return [i]
+        names = ", ".join(e.name for e in self.endpoints)
+        raise UserError(f"endpoint {only!r} is not one of this run's endpoints ({names}); add it with --endpoint")
+
+    async def complete(self, messages: list[Message], params: GenParams, only: str | None = None) -> Scheduled:
+        """Send one request where the quotas allow it soonest (`only`: to that endpoint), retrying as configured."""
+        pool = self.pool(only)
         raw = self._raw_prompts(messages)
         attempt = refused = failed = cuts = 0
         while True:
             attempt += 1
-            endpoint, seq, raw_prompt, charge = await self._admit(raw, params.max_tokens)
+            endpoint, seq, raw_prompt, charge = await self._admit(raw, params.max_tokens, pool)
             started = time.monotonic()
             timer = endpoint.deadline(seq, cuts)
             error: Exception
@@ -239,7 +254,7 @@ class Scheduler:
                         f" {self.retry.max_retry_after_s:.0f}s a run waits: the quota is spent for now)"
                     )
                     endpoint.exhausted = spent
-                    if any(e.exhausted is None for e in self.endpoints):
+                    if any(self.endpoints[i].exhausted is None for i in pool):
                         continue  # another endpoint still has quota: go there
                     raise spent from exc
                 endpoint.on_rate_limited(seq, charge, exc.retry_after, exc.ratelimit)
@@ -256,7 +271,7 @@ class Scheduler:
                 endpoint.on_error(seq)
                 if isinstance(exc, QuotaExhaustedError):
                     endpoint.exhausted = exc
-                    if any(e.exhausted is None for e in self.endpoints):
+                    if any(self.endpoints[i].exhausted is None for i in pool):
                         continue  # another endpoint still has quota: go there
                 raise
             else:
