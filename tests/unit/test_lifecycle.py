@@ -79,7 +79,7 @@ class ShoutOutput:
     def kept(self) -> None:
         self.kept_called = True
 
-    def finish(self) -> tuple[dict[str, Any] | None, Callable[[], object]]:
+    async def finish(self) -> tuple[dict[str, Any] | None, Callable[[], object]]:
         shouts = [(r.output or {})["shout"] for r in self.store.iter_rows(self.run_id)]
         return {"shouted": len(shouts)}, lambda: self.written.extend(shouts)
 
@@ -209,9 +209,9 @@ def test_rerun_is_a_new_run_from_the_recorded_spec_answered_from_the_cache(confi
 
 
 def test_the_registry_knows_the_built_in_kinds_and_names_the_known_ones() -> None:
-    assert known_kind("correct") is not None and known_kind("prompt") is known_kind("flow")
+    assert known_kind("correct") is not None and known_kind("prompt") is known_kind("flow") is known_kind("dag")
     assert known_kind("nonesuch") is None
-    with pytest.raises(UserError, match=r"kind 'nonesuch' cannot be resumed.*correct, flow, prompt, shout"):
+    with pytest.raises(UserError, match=r"kind 'nonesuch' cannot be resumed.*correct, dag, flow, prompt, shout"):
         kind_for("nonesuch")
 
 

@@ -142,10 +142,15 @@ def confirm(question: str, yes: bool) -> bool:
 
 def parse_map_options(items: list[str]) -> dict[str, str]:
     """`--map question='${data.q}'` → {"question": "${data.q}"}."""
-    mapping = {}
+    return parse_pairs(items, "--map", "input='${data.column}'")
+
+
+def parse_pairs(items: list[str], option: str, expected: str) -> dict[str, str]:
+    """Repeated `OPTION KEY=VALUE` → {KEY: VALUE}; one line naming the option for an item without `=`."""
+    pairs = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise UserError(f"--map {item!r}: expected input='${{data.column}}'")
-        mapping[key.strip()] = value.strip()
-    return mapping
+            raise UserError(f"{option} {item!r}: expected {expected}")
+        pairs[key.strip()] = value.strip()
+    return pairs

@@ -24,15 +24,24 @@ from ._common import (
     YesOpt,
     load_config,
     parse_map_options,
+    parse_pairs,
     setup_logging,
 )
 from ._render import print_result
 from .confirm import confirmer
 from .progress import row_progress
+from .run_file import read_run_file
 
 
 def run(
-    flow: Annotated[str, typer.Argument(help="a .prompty file, or a Python flow: module:function, file.py:Class")],
+    flow: Annotated[
+        str | None,
+        typer.Argument(
+            help="a .prompty file; a Python flow (module:function, file.py:Class); a Prompt flow folder "
+            "(flow.dag.yaml or flow.flex.yaml) or its yaml file",
+            show_default=False,
+        ),
+    ] = None,
     data: Annotated[
         Path | None, typer.Option("--data", "-d", help="CSV, JSONL or Parquet rows to run over (default: --run's)")
     ] = None,
@@ -42,7 +51,21 @@ def run(
     ] = None,
     map_: Annotated[
         list[str] | None,
-        typer.Option("--map", help="input='${data.column}' or '${run.outputs.key}' when names differ (repeatable)"),
+        typer.Option(
+            "--map",
+            "--column-mapping",
+            help="input='${data.column}' or '${run.outputs.key}' when names differ (repeatable)",
+        ),
+    ] = None,
+    variant: Annotated[
+        str | None, typer.Option(help="a DAG flow's node variant, as pf: '${node.variant_1}'", show_default=False)
+    ] = None,
+    connection: Annotated[
+        list[str] | None,
+        typer.Option(help="a flow's connection NAME=ENDPOINT of llmcorr.toml (by default the endpoint of that name)"),
+    ] = None,
+    run_file: Annotated[
+        Path | None, typer.Option("--file", help="a Prompt flow run file (run.yml): flow, data, column_mapping…")
     ] = None,
     upstream: Annotated[
         str | None, typer.Option("--run", help="chain on this run: its outputs by row, as ${run.outputs.KEY}")
@@ -50,7 +73,9 @@ def run(
     resume_from: Annotated[
         str | None, typer.Option("--resume-from", help="reuse this run's finished rows (no token spent on them)")
     ] = None,
-    init: Annotated[str | None, typer.Option(help="a class flow's constructor arguments, as JSON")] = None,
+    init: Annotated[
+        str | None, typer.Option(help="a class flow's constructor arguments: JSON, or a .json file")
+    ] = None,
     name: Annotated[str | None, typer.Option(help="a name for the run")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="only the first N rows")] = None,
     max_tokens: Annotated[int, typer.Option(min=1, help="for a Python flow's LLM calls")] = 256,
@@ -74,13 +99,27 @@ def run(
         arguments = json.loads(init) if init else None
     except json.JSONDecodeError as exc:
         raise UserError(f"--init: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    mapping = parse_map_options(map_ or [])
+    if run_file is not None:  # the file's options, under the command line's
+        given = read_run_file(run_file)
+        flow = flow or given.flow
+        data = data or (Path(given.data) if given.data else None)
+        mapping = {**given.column_mapping, **mapping}
+        variant = variant or given.variant
+        upstream = upstream or given.run
+        arguments = arguments if arguments is not None else given.init
+        name = name or given.name or given.display_name
+    if flow is None:
+        raise UserError("which flow? give FLOW (a .prompty file, a flow folder, module:function) or --file run.yml")
     config = load_config(path=config_path, otlp=otlp, no_trace=no_trace)
     result = run_sync(
         run_batch_async(
             flow,
             data,
             init=arguments,
-            mapping=parse_map_options(map_ or []),
+            mapping=mapping,
+            variant=variant,
+            connections=parse_pairs(connection or [], "--connection", "NAME=ENDPOINT"),
             upstream=upstream,
             resume_from=resume_from,
             output=output,

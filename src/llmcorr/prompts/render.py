@@ -27,7 +27,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from ..errors import TemplateError
 from ..providers.base import Message, Role
 
-_ROLE_LINE = re.compile(r"^\s*(system|user|assistant)\s*:\s*$", re.IGNORECASE)
+# a role marker may start with `#` (`# system:`), as Prompt flow's templates write it
+_ROLE_LINE = re.compile(r"^\s*#?\s*(system|user|assistant)\s*:\s*$", re.IGNORECASE)
 
 #: the longest one render may take: a prompt renders in microseconds, so this is a loop gone wild (nested
 #: `range(100000)`s, a macro calling itself twice) that would otherwise hang a run or pin a dashboard thread
@@ -181,6 +182,10 @@ class PromptTemplate:
 
     def render(self, **variables: Any) -> list[Message]:
         """The messages, rendered in at most RENDER_TIME_LIMIT_S and RENDER_SIZE_LIMIT characters."""
+        return parse_messages(self.text(**variables), where=str(self.path))
+
+    def text(self, **variables: Any) -> str:
+        """The rendered text (a Prompt flow prompt node's output), within the same limits as `render`."""
         token = _deadline.set(time.monotonic() + RENDER_TIME_LIMIT_S)
         parts: list[str] = []
         size = 0
@@ -200,7 +205,7 @@ class PromptTemplate:
             _deadline.reset(token)
         if size > RENDER_SIZE_LIMIT:
             raise TemplateError(f"{self.path}: renders over {RENDER_SIZE_LIMIT:,} characters, the limit for one prompt")
-        return parse_messages("".join(parts), where=str(self.path))
+        return "".join(parts)
 
 
 def _reason(exc: BaseException) -> str:

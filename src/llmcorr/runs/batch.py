@@ -21,6 +21,7 @@ from ..store import RunRecord
 from . import lifecycle
 from .batch_output import RunResult
 from .batch_plan import KINDS, BatchPlan, BatchSpecOptions, parse_mapping, plan_batch, row_inputs
+from .dag_run import is_dag, plan_dag
 from .engine import ProgressFactory
 from .executors import make_executor
 from .kinds import register_kind
@@ -52,6 +53,7 @@ async def run_batch_async(
     ray_address: str | None = None,
     confirm: ConfirmFn | None = None,
     allow_env: list[str] | None = None,
+    variant: str | None = None,
     **options: Any,
 ) -> RunResult:
     """Plan, record and run a batch; see the module docstring and `llmcorr.run` for the options. `confirm` is
@@ -60,7 +62,9 @@ async def run_batch_async(
     runner = make_executor(executor, ray_address)
     keys = key_names(options.get("config") or Config.load()) if allow_env else set()
     with allowing_env(env_policy(allow_env or [], keys)):
-        plan = plan_batch(flow, data, output=output, **options)
+        plan = _plan(flow, data, variant, output=output, **options)
+    if plan.kind == "dag" and runner.name != "local":
+        raise UserError("a Prompt flow DAG flow runs on the local executor (leave out --executor ray)")
     result: RunResult = await lifecycle.start(
         plan,
         name=name,
@@ -77,6 +81,16 @@ async def run_batch_async(
     return result
 
 
+def _plan(flow: str | Path | Callable[..., Any], data: Any, variant: str | None, **options: Any) -> BatchPlan:
+    """A DAG flow's plan (dag_run.py), or a prompt's or other flow's (batch_plan.py)."""
+    if is_dag(flow):
+        assert isinstance(flow, str | Path)
+        return plan_dag(flow, data, variant=variant, **options)
+    if variant:
+        raise UserError("--variant selects a node variant of a Prompt flow DAG flow (a folder with flow.dag.yaml)")
+    return plan_batch(flow, data, **options)
+
+
 def _recorded_flow(record: RunRecord) -> str:
     """A recorded run's prompt file or flow, found again (its module's folder importable again for a module flow)."""
     spec = spec_of(record)
@@ -84,6 +98,8 @@ def _recorded_flow(record: RunRecord) -> str:
     assert isinstance(opts, BatchSpecOptions)
     if record.kind == "prompt":
         return str(recorded_file(record.label, ref, "prompt file", "--flow NEWPLACE.prompty"))
+    if record.kind == "dag":
+        return str(recorded_file(record.label, ref, "flow file", "--flow NEWPLACE/flow.dag.yaml"))
     module_ref, _, name = ref.rpartition(":")
     hint = f"--flow NEWPLACE.py:{name}"
     if module_ref.endswith(".py"):
@@ -113,9 +129,11 @@ def recorded_plan(
     endpoints = recorded_endpoints(opts, config)
     allowed = opts.allow_env  # the variables the run's prompt file was let read (`--allow-env`)
     with allowing_env(env_policy(allowed, key_names(config) if allowed else ())):
-        plan = plan_batch(
+        plan = _plan(
             flow if flow is not None else _recorded_flow(record),
             data,
+            opts.variant,
+            connections=opts.connections,
             init=opts.init or None,
             mapping=opts.mapping,
             upstream=opts.run,
@@ -128,7 +146,9 @@ def recorded_plan(
             config=config.model_copy(update={"endpoints": endpoints}) if endpoints else config,
         )
     if plan.spec.template_sha256 != spec.template_sha256:
-        what = "prompt file" if record.kind == "prompt" else "flow's source file"
+        what = {"prompt": "prompt file", "dag": "flow or one of its nodes' files"}.get(
+            record.kind, "flow's source file"
+        )
         raise UserError(f"run {record.label}: the {what} {spec.template} has changed since the run was made")
     if not plan.spec.options.config:  # a rerun from elsewhere still names the config the run was made with
         plan.spec.options.config = opts.config

@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..data import RowWriter
 from ..store import RowRecord, RunRecord, Store
-from .flows import jsonable
+from .flows import AGGREGATION_VALUES, jsonable
 
 if TYPE_CHECKING:
     from .batch_plan import BatchPlan
@@ -66,7 +66,8 @@ def _record(columns: list[str], cells: Mapping[str, Any], row: RowRecord | None)
     """A row of the output: its input columns, then its outputs (`output.KEY` where a name is taken), error, tokens."""
     out = {c: jsonable(cells.get(c)) for c in columns}
     for key, value in ((row.output if row is not None else None) or {}).items():
-        out[key if key not in out else f"output.{key}"] = value
+        if key != AGGREGATION_VALUES:
+            out[key if key not in out else f"output.{key}"] = value
     out["error"] = row.error if row is not None else "not processed"
     out["tokens"] = (row.input_tokens or 0) + (row.output_tokens or 0) if row is not None else 0
     return out
@@ -94,6 +95,7 @@ class BatchOutput:
         keys: dict[str, None] = {}
         for row in self.store.iter_rows(self.run_id, "output_json"):
             keys.update(dict.fromkeys(row.output or {}))
+        keys.pop(AGGREGATION_VALUES, None)
         inputs = set(self.plan.columns)
         return [*self.plan.columns, *(k if k not in inputs else f"output.{k}" for k in keys), "error", "tokens"]
 
@@ -116,10 +118,15 @@ class BatchOutput:
         except Exception as exc:  # never hide the error that ended the run
             log.warning("could not rewrite %s with the run's kept rows: %s", self.writer.path, exc)
 
-    def finish(self) -> tuple[dict[str, Any] | None, Callable[[], object]]:
+    async def finish(self) -> tuple[dict[str, Any] | None, Callable[[], object]]:
         self._columns = self.columns()
         rows = records(self.plan, self.store, self.run_id)
-        return self._metrics(), functools.partial(self.writer.finish_rows, rows, self._columns)
+        flow = self.plan.flow
+        if flow is not None and flow.aggregate_rows is not None:
+            metrics = await flow.aggregate_rows(list(self.store.iter_rows(self.run_id)))
+        else:
+            metrics = self._metrics()
+        return metrics, functools.partial(self.writer.finish_rows, rows, self._columns)
 
     def _metrics(self) -> dict[str, Any] | None:
         """The flow's aggregate over every row's outputs (in input order; {} for a row without one), if it has one."""

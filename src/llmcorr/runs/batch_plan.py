@@ -14,7 +14,7 @@ import json
 import re
 import sys
 from collections.abc import Callable, Container, Iterator, Mapping
-from contextlib import AbstractContextManager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from ..config import Config, EndpointConfig
 from ..data import Table, open_table
 from ..data.io import show_names
 from ..errors import DataError, UserError
+from ..pf.connections import Connections
 from ..prompts.prompty import load_prompty
 from ..providers import Provider
 from ..providers.base import GenParams
@@ -50,7 +51,7 @@ from .spec import (
 )
 
 _REF = re.compile(r"^\$\{(data|run\.outputs|run\.inputs)\.([^}]+)\}$")
-KINDS = ("prompt", "flow")
+KINDS = ("prompt", "flow", "dag")  # "dag": a Prompt flow DAG flow (dag_run.py), a flow of its own
 
 
 def parse_mapping(items: Mapping[str, str], columns: list[str]) -> dict[str, str]:
@@ -118,6 +119,7 @@ class BatchPlan:
     job: PromptJob | None = None
     upstream: str | None = None
     estimate: Estimate | None = None
+    connections: Connections = field(default_factory=Connections.loose)  # a flow's connection names → endpoints
     scheduler: Scheduler = field(init=False)  # set once every row has been checked
     spec: RunSpec = field(init=False)
     in_flight: dict[int, dict[str, Any]] = field(default_factory=dict)  # the cells of the rows running, for the output
@@ -166,8 +168,10 @@ class BatchPlan:
     def width(self, concurrency: int | None) -> int:
         return concurrency or max(4, self.scheduler.max_concurrency * 2)
 
-    def context(self, llm: CachedLLM) -> AbstractContextManager[None]:
-        return flow_context(llm, self.params)
+    @contextmanager
+    def context(self, llm: CachedLLM) -> Iterator[None]:
+        with self.connections.active(), flow_context(llm, self.params):
+            yield
 
     def processor(self, llm: CachedLLM) -> Process:
         if self.flow is not None:
@@ -243,10 +247,12 @@ class BatchSpecOptions(KindOptions):
     run: str | None = None  # the upstream run joined by position
     flow_file: str | None = None  # where a flow's code was found (absolute)
     flow_path: str | None = None  # a module flow's import root
+    connections: dict[str, str] = Field(default_factory=dict)  # --connection NAME=ENDPOINT
+    variant: str | None = None  # a DAG flow's `${node.variant_id}` (--variant)
 
 
 def plan_batch(
-    flow: str | Path | Callable[..., Any],
+    flow: str | Path | Callable[..., Any] | Flow,
     data: str | Path | Any | None = None,
     *,
     init: Mapping[str, Any] | None = None,
@@ -260,18 +266,26 @@ def plan_batch(
     endpoints: list[str] | None = None,
     provider: Provider | EndpointConfig | None = None,
     config: Config | None = None,
+    connections: Connections | Mapping[str, str] | None = None,
 ) -> BatchPlan:
-    """Load the flow, read and join the data, build every row's inputs (and a prompt's messages), estimate."""
+    """Load the flow, read and join the data, build every row's inputs (and a prompt's messages), estimate.
+    `flow`: a .prompty file, a flow reference or callable, or a loaded `Flow` (a DAG flow: dag_run.py);
+    `connections`: the flow's connection names as endpoints (pf/connections.py), or `--connection` mappings."""
     config = config or Config.load()
+    if not isinstance(connections, Connections):
+        connections = Connections.loose() if provider is not None else Connections.of(config, connections)
     prompty, loaded, flow_files = None, None, dict[str, str]()
     if isinstance(flow, str | Path) and str(flow).endswith(".prompty"):
         if init:
             raise UserError("--init is for class flows, not .prompty files")
         prompty = load_prompty(flow)
+    elif isinstance(flow, Flow):
+        loaded = flow
     else:
         if isinstance(flow, str | Path):
             flow = _absolute_flow(str(flow))
-        loaded = load_flow(flow, init)
+        with connections.active():  # a class flow's __init__ may load a Prompty with a connection
+            loaded = load_flow(flow, init)
         flow_files = _flow_files(flow) if isinstance(flow, str) else {}
     upstream_id, extra = None, list[str]()
     with Store(config.store_path) as store:
@@ -295,7 +309,7 @@ def plan_batch(
             reads = {
                 "data file": data if isinstance(data, str | Path) else None,
                 "prompt file": prompty.path if prompty is not None else None,
-                "flow source": source_file(loaded.fn) if loaded is not None else None,
+                "flow source": (loaded.file or source_file(loaded.fn)) if loaded is not None else None,
             }
             check_output(output, reads, store)
     columns = table.columns + [c for c in extra if c not in table.columns]
@@ -309,12 +323,12 @@ def plan_batch(
         assert loaded is not None
         params = GenParams(max_tokens=max_tokens, temperature=temperature, seed=seed)
         template, template_sha = loaded.ref, loaded.sha256
-    kind = "prompt" if prompty is not None else "flow"
-    plan = BatchPlan(kind, config, table, columns, mapped, params, loaded, job, upstream_id)
+    kind = loaded.kind if loaded is not None else "prompt"
+    plan = BatchPlan(kind, config, table, columns, mapped, params, loaded, job, upstream_id, connections=connections)
     if job is None:
         for _ in plan.items():  # every row checked before anything else
             pass
-    plan.scheduler = make_scheduler(config, endpoints, provider)
+    plan.scheduler = make_scheduler(config, run_endpoints(endpoints, connections), provider)
     if job is not None:  # every row rendered, and counted for the estimate, in one pass
         plan.estimate = estimate((item.messages for item in plan.items()), plan.scheduler, params.max_tokens)
     plan.spec = RunSpec(
@@ -334,9 +348,19 @@ def plan_batch(
             config=config_source(config),
             flow_file=flow_files.get("flow_file"),
             flow_path=flow_files.get("flow_path"),
+            connections=connections.mapping,
         ),
     )
     return plan
+
+
+def run_endpoints(named: list[str] | None, connections: Connections) -> list[str] | None:
+    """The endpoints a run sends to: those named (`--endpoint`), and those its flow's connections use; with neither,
+    None (llmcorr.toml's default). A flow whose connections name endpoints does not also load the default one."""
+    used = connections.endpoints()
+    if not named:
+        return used or None
+    return list(dict.fromkeys([*named, *used]))
 
 
 def _absolute_flow(flow: str) -> str:

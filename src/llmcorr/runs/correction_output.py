@@ -62,7 +62,7 @@ class CorrectionOutput:
             kept = self._test_table(self.store.rows(self.run_id))
             write_table(keep_integers(kept, self.plan.options.int_columns), self.path)
 
-    def finish(self) -> tuple[dict[str, Any] | None, Callable[[], object]]:
+    async def finish(self) -> tuple[dict[str, Any] | None, Callable[[], object]]:
         plan, rows = self.plan, self.store.rows(self.run_id)
         test = self._test_table(rows)
         valid = None

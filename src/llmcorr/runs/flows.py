@@ -26,7 +26,7 @@ import sys
 import sysconfig
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +37,8 @@ from ..providers.base import GenParams, Message
 from ..store import RowRecord
 from .engine import WorkItem
 from .llm import CachedLLM
+
+AGGREGATION_VALUES = "__aggregation_values__"  # a row output's key for what aggregation reads: never shown
 
 
 @dataclass
@@ -135,6 +137,10 @@ class Flow:
     aggregate: Callable[[list[dict[str, Any]]], Any] | None = None
     init: dict[str, Any] = field(default_factory=dict)
     sha256: str = ""  # of the flow's source file: a resumed run must run the same code
+    kind: str = "flow"  # the run kind its runs are recorded as ("dag": a Prompt flow DAG flow, runs/dag_run.py)
+    file: str | None = None  # the flow's own file, where it is not the source of `fn` (a flow.dag.yaml)
+    # metrics from the finished rows themselves (a DAG flow's aggregation nodes), instead of `aggregate`
+    aggregate_rows: Callable[[list[RowRecord]], Awaitable[dict[str, Any] | None]] | None = None
 
     @property
     def is_async(self) -> bool:
@@ -258,12 +264,12 @@ _LIBRARIES = tuple(
 )
 
 
-def _user_frame(exc: BaseException, flow: Flow) -> str | None:
+def _user_frame(exc: BaseException, flow: Flow | None) -> str | None:
     """`file:line` of the innermost frame of the user's own code in the exception's traceback: not llmcorr's, the
     standard library's or an installed package's (else the innermost in the flow's file). The path is relative to
     the working directory when it lies beneath it."""
     frames = traceback.extract_tb(exc.__traceback__)
-    flow_file = _flow_file(flow)
+    flow_file = _flow_file(flow) if flow is not None else None
     mine = [f for f in frames if not str(Path(f.filename).resolve()).startswith(_LIBRARIES)]
     mine = mine or [f for f in frames if flow_file is not None and Path(f.filename).resolve() == flow_file]
     if not mine or mine[-1].filename.startswith("<"):
@@ -274,6 +280,8 @@ def _user_frame(exc: BaseException, flow: Flow) -> str | None:
 
 
 def _flow_file(flow: Flow) -> Path | None:
+    if flow.file is not None:
+        return Path(flow.file).resolve()
     target = flow.fn if inspect.isfunction(flow.fn) or inspect.ismethod(flow.fn) else type(flow.fn)
     try:
         path = inspect.getsourcefile(target)
@@ -282,13 +290,13 @@ def _flow_file(flow: Flow) -> Path | None:
     return Path(path).resolve() if path else None
 
 
-def describe_error(exc: BaseException, flow: Flow) -> str:
+def describe_error(exc: BaseException, flow: Flow | None = None) -> str:
     """A flow's failure on a row, as the store, `runs logs` and the trace page show it: the exception's type and
     message and where in the user's code it was raised — `ValueError: no price (flows/price.py:12)`."""
-    where = _user_frame(exc, flow)
+    places = [p for p in (_user_frame(exc, flow), *getattr(exc, "__notes__", ())) if p]  # notes: "in node 'x' of …"
     message = " ".join(str(exc).splitlines()).strip()
     text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-    return f"{text} ({where})" if where else text
+    return f"{text} ({'; '.join(places)})" if places else text
 
 
 def flow_rows(flow: Flow) -> Callable[[WorkItem], Any]:

@@ -46,7 +46,7 @@ class RunOutput(Protocol):
         """The run did not complete: the output shows every row the store keeps. Best effort, never raises."""
         ...
 
-    def finish(self) -> tuple[dict[str, Any] | None, Callable[[], object]]:
+    async def finish(self) -> tuple[dict[str, Any] | None, Callable[[], object]]:
         """The run's metrics, and the write of its final output (done before the run is marked completed)."""
         ...
 
@@ -140,7 +140,12 @@ class RunKind(Protocol):
 
 
 _KINDS: dict[str, RunKind] = {}
-_BUILTIN = {"correct": "llmcorr.runs.correction_spec", "prompt": "llmcorr.runs.batch", "flow": "llmcorr.runs.batch"}
+_BUILTIN = {
+    "correct": "llmcorr.runs.correction_spec",
+    "prompt": "llmcorr.runs.batch",
+    "flow": "llmcorr.runs.batch",
+    "dag": "llmcorr.runs.batch",  # a Prompt flow DAG flow: planned by dag_run.py, recorded and run as a batch
+}
 
 
 def register_kind(kind: RunKind) -> RunKind:

@@ -160,7 +160,7 @@ async def execute(
                 with shown as on_row:
                     width = plan.width(concurrency)
                     await runner.run(plan, plan.work(skip), store, run_id, llm, width, _both(on_row, out))
-                metrics, write = out.finish()
+                metrics, write = await out.finish()
     except BaseException:  # failed or cancelled: the output shows every row the store keeps
         out.kept()
         raise

@@ -265,7 +265,8 @@ def step_span(name: str, attributes: dict[str, Any] | None = None) -> Iterator[S
         yield s
 
 
-def _text(value: Any) -> str:
+def text_attribute(value: Any) -> str:
+    """A step's arguments or result as a span attribute: JSON (repr for what is not), at most MAX_TEXT characters."""
     try:
         text = json.dumps(value, default=repr)
     except (TypeError, ValueError):
@@ -291,7 +292,7 @@ def trace(fn: F | None = None, *, name: str | None = None) -> Any:
             except TypeError:
                 bound = {"args": args, "kwargs": kwargs}
             bound = {k: v for k, v in bound.items() if k != "self"}
-            return _row_attrs("step") | {"llmcorr.step": step, "llmcorr.input": _text(bound)}
+            return _row_attrs("step") | {"llmcorr.step": step, "llmcorr.input": text_attribute(bound)}
 
         if inspect.iscoroutinefunction(func):
 
@@ -302,7 +303,7 @@ def trace(fn: F | None = None, *, name: str | None = None) -> Any:
                     return await func(*args, **kwargs)
                 with rt.tracer.start_as_current_span(step, attrs(args, kwargs)) as span:
                     result = await func(*args, **kwargs)
-                    span.set_attribute("llmcorr.output", _text(result))
+                    span.set_attribute("llmcorr.output", text_attribute(result))
                     return result
 
             return async_step  # type: ignore[return-value]
@@ -314,7 +315,7 @@ def trace(fn: F | None = None, *, name: str | None = None) -> Any:
                 return func(*args, **kwargs)
             with rt.tracer.start_as_current_span(step, attrs(args, kwargs)) as span:
                 result = func(*args, **kwargs)
-                span.set_attribute("llmcorr.output", _text(result))
+                span.set_attribute("llmcorr.output", text_attribute(result))
                 return result
 
         return sync_step  # type: ignore[return-value]
