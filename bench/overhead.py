@@ -1,10 +1,17 @@
-"""Client overhead: llmcorr against Prompt flow 1.18.5 on the same .prompty, rows and instant server.
+"""Client overhead: llmcorr against Prompt flow 1.18.5 on the same flow, rows and instant server.
 
 The server (bench/instant_server.py) answers every request at once in its own process, so each tool's own cost is
-all there is to measure. Each tool runs as its CLI in a child process, started cold, and writes its output file:
+all there is to measure. Each tool runs as its CLI in a child process, started cold, and writes its output file.
+Two flows, each its own table (`--flow`):
 
-    llmcorr run flow/bench.prompty --data rows.jsonl --output out.jsonl --no-cache --quiet   (llmcorr.toml endpoint)
-    pf run create --flow flow/bench.prompty --data rows.jsonl --column-mapping word='${data.word}'
+    prompty  one .prompty (a system and a user message):
+        llmcorr run flow/bench.prompty --data rows.jsonl --output out.jsonl --no-cache --quiet   (llmcorr.toml)
+        pf run create --flow flow/bench.prompty --data rows.jsonl --column-mapping word='${data.word}'
+    dag      a DAG flow (flow.dag.yaml), python → llm → python nodes, the llm node's `connection: instant` being
+             llmcorr.toml's endpoint of that name for llmcorr and, for pf, a connection created before the run
+             (bench/overhead_dag.py):
+        llmcorr run dagflow --data rows.jsonl --output out.jsonl --no-cache --quiet
+        pf run create --flow dagflow --data rows.jsonl --column-mapping word='${data.word}'
 
 Measured per run: wall time of the command (process start to exit), rows with an answer in the tool's output,
 requests the server saw meanwhile (each row must be asked once), peak memory of the process tree (RSS summed over
@@ -12,11 +19,14 @@ the process and its children every 50 ms; PSS every 0.5 s, which counts pages sh
 what the run left on disk. Prompt flow's background trace service, which `pf run` starts and leaves running, is
 counted in its tree and stopped after each run.
 
-    .venv/bin/python -m bench.overhead                    # 10,000 rows: llmcorr, then pf run (default and 16 workers)
+    .venv/bin/python -m bench.overhead                    # 10,000 rows, both flows: llmcorr, then pf run (default
+                                                          # and 16 workers), .prompty first, then the DAG flow
     .venv/bin/python -m bench.overhead --rows 500         # a quick check
+    .venv/bin/python -m bench.overhead --flow dag         # the DAG flow only (prompty: the .prompty only)
     .venv/bin/python -m bench.overhead --llmcorr-only     # no Prompt flow
 
-Prompt flow runs from its own virtualenv (bench/.venv-peers, bench/peers/venvs.py), created with pip when missing.
+Prompt flow runs from its own virtualenv (bench/.venv-peers, bench/peers/venvs.py: promptflow, promptflow-tools for
+the llm node, keyrings.alt for the connection store), created with pip when missing.
 """
 
 from __future__ import annotations
@@ -30,11 +40,14 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
+from bench import overhead_dag
 from bench.instant_server import completions_seen, start_instant_server
 from bench.peers import venvs
 from llmcorr.providers.kinds import DEFAULT_HTTP_CONCURRENCY
@@ -81,6 +94,33 @@ class Case:
     label: str
     knob: int | None  # llmcorr max_concurrency / Prompt flow PF_WORKER_COUNT; None: the tool's default
     knob_text: str
+
+
+def prompty_answered(row: dict[str, Any]) -> bool:
+    return bool(row.get("output")) and not row.get("error")
+
+
+@dataclass(frozen=True)
+class Family:
+    """One flow both tools run: what differs between the .prompty and the DAG flow."""
+
+    key: str  # --flow's name
+    what: str  # for the table's title
+    flow: str  # path under the work folder, given to both CLIs
+    answered: Callable[[dict[str, Any]], bool]  # a row of either tool's output has its answer
+    pf_setup: Callable[[Path, Path, dict[str, str]], str] | None = None  # (pf, work, env) -> "" or why it failed
+
+
+FAMILIES = {
+    "prompty": Family("prompty", "one .prompty", "flow/bench.prompty", prompty_answered),
+    "dag": Family(
+        "dag",
+        "a DAG flow of 3 nodes (python → llm → python)",
+        overhead_dag.FLOW_DIR,
+        overhead_dag.answered,
+        overhead_dag.pf_connection,
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -183,7 +223,7 @@ def env_for(base_url: str, **extra: str) -> dict[str, str]:
     return {**keep, "BENCH_BASE_URL": base_url, "BENCH_API_KEY": API_KEY, **extra}
 
 
-def run_llmcorr(work: Path, base_url: str, case: Case) -> Measured:
+def run_llmcorr(work: Path, base_url: str, family: Family, case: Case) -> Measured:
     home = work / "llmcorr-home"
     shutil.rmtree(home, ignore_errors=True)
     output = work / "out.jsonl"
@@ -191,18 +231,22 @@ def run_llmcorr(work: Path, base_url: str, case: Case) -> Measured:
     concurrency = f"max_concurrency = {case.knob}\n" if case.knob else ""
     (work / "llmcorr.toml").write_text(LLMCORR_TOML.format(base_url=base_url, concurrency=concurrency))
     llmcorr = str(Path(sys.executable).with_name("llmcorr"))
-    command = [llmcorr, "run", "flow/bench.prompty", "--data", "rows.jsonl", "--output", str(output)]
-    command += ["--no-cache", "--quiet"]
+    command = [llmcorr, "run", family.flow, "--data", "rows.jsonl", "--output", str(output), "--no-cache", "--quiet"]
+    log = work / f"llmcorr-{family.key}.log"
     before = completions_seen(base_url)
-    run = timed(command, work, env_for(base_url, LLMCORR_HOME=str(home)), work / "llmcorr.log", [])
+    run = timed(command, work, env_for(base_url, LLMCORR_HOME=str(home)), log, [])
     requests = completions_seen(base_url) - before
-    answered = 0
-    if output.is_file():
-        rows = [json.loads(line) for line in output.read_text().splitlines() if line.strip()]
-        answered = sum(1 for row in rows if row.get("output") and not row.get("error"))
+    answered = count_answered(output, family)
     files, written = disk([home, output])
-    note = f"exit {run.code}, see {work / 'llmcorr.log'}" if run.code else ""
+    note = f"exit {run.code}, see {log}" if run.code else ""
     return Measured(case, answered, run.wall_s, run.rss_mb, run.pss_mb, requests, files, written, note)
+
+
+def count_answered(output: Path, family: Family) -> int:
+    if not output.is_file():
+        return 0
+    rows = [json.loads(line) for line in output.read_text().splitlines() if line.strip()]
+    return sum(1 for row in rows if family.answered(row))
 
 
 def pf_service(home: Path, since: float) -> psutil.Process | None:
@@ -235,55 +279,57 @@ class ServiceWatch(threading.Thread):
                 self.found.append(service)
 
 
-def run_promptflow(work: Path, base_url: str, case: Case) -> Measured:
-    home = work / f"pf-home-{case.knob or 'default'}"
+def run_promptflow(work: Path, base_url: str, family: Family, case: Case) -> Measured:
+    knob = case.knob or "default"
+    home = work / f"pf-home-{knob}"
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir()
     (home / "pf.yaml").write_text(PF_CONFIG)
-    extra = {"PF_HOME_DIRECTORY": str(home)}
+    # The connection store's key in a keyring file under PF_HOME_DIRECTORY (no system keyring here)
+    extra = {"PF_HOME_DIRECTORY": str(home), "XDG_DATA_HOME": str(home), **overhead_dag.KEYRING_ENV}
     if case.knob:
         extra["PF_WORKER_COUNT"] = str(case.knob)
-    name = f"bench_{case.knob or 'default'}_{int(time.time())}"
-    command = [str(venvs.bin_dir("promptflow") / "pf"), "run", "create", "--flow", "flow/bench.prompty"]
-    command += ["--data", "rows.jsonl", "--name", name, "--column-mapping", "word=${data.word}"]
+    env, pf, log = env_for(base_url, **extra), venvs.bin_dir("promptflow") / "pf", work / f"pf-{family.key}-{knob}.log"
+    if family.pf_setup and (why := family.pf_setup(pf, work, env)):  # untimed, before the run
+        return Measured(case, 0, float("nan"), 0, 0, 0, 0, 0, why)
+    name = f"bench_{family.key}_{knob}_{int(time.time())}"
+    command = [str(pf), "run", "create", "--flow", family.flow, "--data", "rows.jsonl", "--name", name]
+    command += ["--column-mapping", "word=${data.word}"]
     before = completions_seen(base_url)
     service: list[psutil.Process] = []
     watch = ServiceWatch(home, service)
     watch.start()
-    run = timed(command, work, env_for(base_url, **extra), work / f"pf-{case.knob or 'default'}.log", service)
+    run = timed(command, work, env, log, service)
     watch.done.set()
     watch.join()
     requests = completions_seen(base_url) - before
     for process in service:  # the trace service outlives `pf run`: stop the one this run started
         process.terminate()
         psutil.wait_procs([process], timeout=10)
-    output = home / ".runs" / name / "flow_outputs" / "output.jsonl"
-    answered = 0
-    if output.is_file():
-        rows = [json.loads(line) for line in output.read_text().splitlines() if line.strip()]
-        answered = sum(1 for row in rows if row.get("output"))
+    answered = count_answered(home / ".runs" / name / "flow_outputs" / "output.jsonl", family)
     files, written = disk([home])
     note = "" if service else "no trace service seen"
     if run.code:
-        note = f"exit {run.code}, see {work}/pf-{case.knob or 'default'}.log"
+        note = f"exit {run.code}, see {log}"
     return Measured(case, answered, run.wall_s, run.rss_mb, run.pss_mb, requests, files, written, note)
 
 
-def measure(work: Path, base_url: str, case: Case) -> Measured:
+def measure(work: Path, base_url: str, family: Family, case: Case) -> Measured:
     runner = run_llmcorr if case.tool == "llmcorr" else run_promptflow
-    return runner(work, base_url, case)
+    return runner(work, base_url, family, case)
 
 
 def write_inputs(work: Path, rows: int) -> None:
     (work / "flow").mkdir(exist_ok=True)  # the flow folder holds only the prompty: pf snapshots the whole folder
     (work / "flow" / "bench.prompty").write_text(PROMPTY)
+    overhead_dag.write_flow(work)
     with (work / "rows.jsonl").open("w") as out:
         out.writelines(json.dumps({"word": f"word{i}"}) + "\n" for i in range(rows))
 
 
-def report(results: list[Measured], rows: int, command: str, load: tuple[float, float]) -> None:
+def report(family: Family, results: list[Measured], rows: int, load: tuple[float, float]) -> None:
     cores = os.cpu_count()
-    print(f"\nClient overhead: {rows:,} rows, one .prompty, instant server in its own process, {cores} cores")
+    print(f"\nClient overhead: {rows:,} rows, {family.what}, instant server in its own process, {cores} cores")
     print(f"(1-min load average {load[0]:.1f} before, {load[1]:.1f} after: anything above ~0 is other work)\n")
     print(
         "| tool | workers / concurrency | rows answered | wall s | rows/s | peak RSS MB | peak PSS MB "
@@ -303,17 +349,18 @@ def report(results: list[Measured], rows: int, command: str, load: tuple[float, 
         print("| | " + " | ".join(f"pf run, {p.case.knob_text}" for p in peers) + " |")
         print("|---|" + "---:|" * len(peers))
         for m in ours:
-            ratios = " | ".join(f"{m.rows_per_s / p.rows_per_s:.1f}×" if p.rows else "n/a" for p in peers)
+            ratios = " | ".join(f"{m.rows_per_s / p.rows_per_s:.1f}×" if p.rows and m.rows else "n/a" for p in peers)
             print(f"| llmcorr, {m.case.knob_text} | {ratios} |")
-    print(f"\nreproduce: {command}")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=10_000)
+    parser.add_argument("--flow", choices=("prompty", "dag", "both"), default="both", help="which flow (default both)")
     parser.add_argument("--skip-promptflow", "--llmcorr-only", dest="skip_promptflow", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (outputs, logs) and print it")
     args = parser.parse_args(argv)
+    families = [FAMILIES[key] for key in (("prompty", "dag") if args.flow == "both" else (args.flow,))]
     cases = [c for c in CASES if c.tool == "llmcorr" or not args.skip_promptflow]
     if not args.skip_promptflow and (why := venvs.ensure("promptflow")):
         print(f"Prompt flow {why}", file=sys.stderr)
@@ -321,15 +368,18 @@ def main(argv: list[str] | None = None) -> None:
     load_before = os.getloadavg()[0]
     server, base_url = start_instant_server()
     work = Path(tempfile.mkdtemp(prefix="llmcorr-overhead-"))
+    results: dict[str, list[Measured]] = {}
     try:
-        write_inputs(work, WARMUP_ROWS)  # warm-up: disk caches and imports, for each tool, not measured
-        for tool in dict.fromkeys(c.tool for c in cases):
-            measure(work, base_url, next(c for c in cases if c.tool == tool))
+        write_inputs(work, WARMUP_ROWS)  # warm-up: disk caches and imports, for each tool and flow, not measured
+        for family in families:
+            for tool in dict.fromkeys(c.tool for c in cases):
+                measure(work, base_url, family, next(c for c in cases if c.tool == tool))
         write_inputs(work, args.rows)
-        results = []
-        for case in cases:
-            print(f"running {case.label} ({case.knob_text}) over {args.rows:,} rows…", file=sys.stderr, flush=True)
-            results.append(measure(work, base_url, case))
+        for family in families:
+            for case in cases:
+                what = f"{case.label} ({case.knob_text}), {family.key} flow, over {args.rows:,} rows"
+                print(f"running {what}…", file=sys.stderr, flush=True)
+                results.setdefault(family.key, []).append(measure(work, base_url, family, case))
     finally:
         server.terminate()
         server.wait()
@@ -337,10 +387,13 @@ def main(argv: list[str] | None = None) -> None:
             print(f"work folder kept: {work}", file=sys.stderr)
         else:
             shutil.rmtree(work, ignore_errors=True)
-    flags = f" --rows {args.rows}" if args.rows != 10_000 else ""
-    flags += " --llmcorr-only" if args.skip_promptflow else ""
     load = (load_before, os.getloadavg()[0])
-    report(results, args.rows, f".venv/bin/python -m bench.overhead{flags}", load)
+    for family in families:
+        report(family, results.get(family.key, []), args.rows, load)
+    flags = f" --rows {args.rows}" if args.rows != 10_000 else ""
+    flags += f" --flow {args.flow}" if args.flow != "both" else ""
+    flags += " --llmcorr-only" if args.skip_promptflow else ""
+    print(f"\nreproduce: .venv/bin/python -m bench.overhead{flags}")
 
 
 if __name__ == "__main__":
