@@ -126,13 +126,15 @@ class _FolderLoader(jinja2.BaseLoader):
         return source, str(real), lambda: real.is_file() and real.stat().st_mtime == mtime
 
 
-def _environment(search_path: Path) -> ImmutableSandboxedEnvironment:
+def _environment(search_path: Path, strict: bool = True) -> ImmutableSandboxedEnvironment:
+    """Strict: an undefined variable is an error, and block tags own their line's indentation (llmcorr's prompts).
+    Not strict: Prompt flow's rendering of a DAG flow's templates, where an undefined variable renders as nothing."""
     return _Sandbox(
         loader=_FolderLoader(search_path),
-        undefined=jinja2.StrictUndefined,
+        undefined=jinja2.StrictUndefined if strict else jinja2.Undefined,
         keep_trailing_newline=True,
         trim_blocks=True,
-        lstrip_blocks=True,
+        lstrip_blocks=strict,
         autoescape=False,
     )
 
@@ -238,9 +240,10 @@ def _error_location(exc: BaseException, path: Path, line_offset: int = 0) -> str
     return where
 
 
-def compile_template(source: str, path: Path, line_offset: int = 0) -> PromptTemplate:
-    """Compile template text that lives in `path` (from line `line_offset + 1`); includes resolve beside it."""
-    env = _environment(path.parent)
+def compile_template(source: str, path: Path, line_offset: int = 0, strict: bool = True) -> PromptTemplate:
+    """Compile template text that lives in `path` (from line `line_offset + 1`); includes resolve beside it.
+    `strict=False`: as Prompt flow renders (an undefined variable is empty)."""
+    env = _environment(path.parent, strict)
     try:
         code = env.compile(source, name=path.name, filename=str(path.resolve()))
     except jinja2.TemplateSyntaxError as exc:
@@ -265,7 +268,7 @@ def read_source(path: Path, what: str = "template") -> str:
         raise TemplateError(f"{str(path)!r}: not a file name (it holds a NUL byte)") from None
 
 
-def load_template(path: str | Path) -> PromptTemplate:
+def load_template(path: str | Path, strict: bool = True) -> PromptTemplate:
     """Load and compile a template file; syntax errors name file:line."""
     path = Path(path)
-    return compile_template(read_source(path), path)
+    return compile_template(read_source(path), path, strict=strict)

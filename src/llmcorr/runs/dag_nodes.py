@@ -8,7 +8,8 @@ and run as a traced step of its row.
 - python: the file's `@tool` function (promptflow's `tool`, or llmcorr's stand-in for it), called with the node's
   inputs by name; a sync one runs in a worker thread (`llmcorr.chat` inside it reaches the run's LLM), an async one
   on the loop. An argument typed as a connection class gets that connection, built from its endpoint.
-- prompt: the Jinja template rendered with the node's inputs: the text is its output.
+- prompt: the Jinja template rendered with the node's inputs: the text is its output. Templates render as pf renders
+  them (an undefined variable is empty, not an error).
 - llm: the template rendered with the inputs that are not model parameters, split into chat messages at role lines
   (`system:`, `# user:` …), sent through the run's scheduler and cache (the node's `connection` picks the endpoint;
   `deployment_name` and `model` are recorded, the endpoint decides the model), its answer's text is the output.
@@ -39,7 +40,8 @@ from .flows import achat
 # The llm tool's parameters (promptflow-tools `openai.py` / `aoai.py` `chat` and `completion`): every other input of
 # an llm node is a template variable.
 LLM_PARAMETERS = frozenset(
-    {"connection", "deployment_name", "model", "temperature", "top_p", "n", "stop", "max_tokens", "presence_penalty"}
+    {"connection", "prompt", "deployment_name", "model", "temperature", "top_p", "n", "stop", "max_tokens"}
+    | {"presence_penalty"}
     | {"frequency_penalty", "logit_bias", "user", "function_call", "functions", "response_format", "seed", "tools"}
     | {"tool_choice", "detail", "suffix", "echo", "best_of", "logprobs", "stream"}
 )
@@ -88,7 +90,7 @@ class DagNodes:
         if node.type == NodeType.PYTHON:
             self.tools[node.name] = self._tool(node, file)
             return
-        self.templates[node.name] = load_template(file)
+        self.templates[node.name] = load_template(file, strict=False)  # as pf renders: undefined is empty
         if node.type == NodeType.LLM:
             if node.api not in (None, "chat", "completion"):
                 raise UserError(f"{where}: api {node.api!r}: expected chat or completion")

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..correct.gate import Gate
 from ..runs.correct_options import CorrectSpecOptions
+from ..runs.flows import AGGREGATION_VALUES
 from ..store import RowRecord, RunRecord
 from .metrics import correction_metrics
 
@@ -71,7 +72,7 @@ def _correction(
 
 def row_view(kind: str, problem: str | None, row: RowRecord, gate: Gate | None = None) -> RowView:
     """One stored row as the views show it."""
-    inputs, output = row.inputs or {}, row.output or {}
+    inputs, output = row.inputs or {}, {k: v for k, v in (row.output or {}).items() if k != AGGREGATION_VALUES}
     changed: bool | None = None
     if kind == "correct":
         shown_in = _short(inputs.get("input", inputs))
