@@ -194,7 +194,7 @@ def servers() -> tuple[QuotaServer, QuotaServer]:
 
 @pytest.fixture
 def workdir(tmp_path: Path, servers: tuple[QuotaServer, QuotaServer], monkeypatch: pytest.MonkeyPatch) -> Path:
-    assert importlib.util.find_spec("promptflow") is None  # the flow runs on llmcorr's stand-in names alone
+X
     chat, math = servers
     flow = tmp_path / "qa"
     flow.mkdir()
