@@ -25,6 +25,8 @@ from ..config import Config, EndpointConfig
 from ..data import Table, open_table
 from ..data.io import show_names
 from ..errors import DataError, UserError
+from ..pf.connections import Connections
+from ..pf.flex import FLEX_SUFFIXES, flex_file
 from ..prompts.prompty import load_prompty
 from ..providers import Provider
 from ..providers.base import GenParams
@@ -167,7 +169,7 @@ class BatchPlan:
         return concurrency or max(4, self.scheduler.max_concurrency * 2)
 
     def context(self, llm: CachedLLM) -> AbstractContextManager[None]:
-        return flow_context(llm, self.params)
+        return flow_context(llm, self.params, self.flow)
 
     def processor(self, llm: CachedLLM) -> Process:
         if self.flow is not None:
@@ -261,7 +263,8 @@ def plan_batch(
     provider: Provider | EndpointConfig | None = None,
     config: Config | None = None,
 ) -> BatchPlan:
-    """Load the flow, read and join the data, build every row's inputs (and a prompt's messages), estimate."""
+    """Load the flow, read and join the data, build every row's inputs (and a prompt's messages), estimate. A
+    flow's Prompt flow connections are the endpoints of their names, resolved while it loads and its rows run."""
     config = config or Config.load()
     prompty, loaded, flow_files = None, None, dict[str, str]()
     if isinstance(flow, str | Path) and str(flow).endswith(".prompty"):
@@ -271,7 +274,9 @@ def plan_batch(
     else:
         if isinstance(flow, str | Path):
             flow = _absolute_flow(str(flow))
-        loaded = load_flow(flow, init)
+        resolver = Connections.loose() if provider is not None else Connections.of(config)
+        with resolver.active():
+            loaded = load_flow(flow, init)
         flow_files = _flow_files(flow) if isinstance(flow, str) else {}
     upstream_id, extra = None, list[str]()
     with Store(config.store_path) as store:
@@ -340,14 +345,20 @@ def plan_batch(
 
 
 def _absolute_flow(flow: str) -> str:
-    """`file.py:Name` with the file's absolute path (a module flow, `module:name`, as it is)."""
+    """`file.py:Name` with the file's absolute path, a flex flow as its flow.flex.yaml's absolute path (a module
+    flow, `module:name`, as it is)."""
+    file = flex_file(flow)
+    if file is not None:
+        return absolute(file)
     module_ref, sep, name = flow.rpartition(":")
     return f"{absolute(module_ref)}:{name}" if sep and module_ref.endswith(".py") else flow
 
 
 def _flow_files(ref: str) -> dict[str, str]:
     """Where a flow's code was found, recorded so that a resume or rerun from another directory finds it again:
-    its source file, and for a module flow the folder it was imported from."""
+    its source file, and for a module flow the folder it was imported from (a flex flow: its flow.flex.yaml)."""
+    if ref.endswith(FLEX_SUFFIXES):
+        return {"flow_file": ref}
     module_ref = ref.rpartition(":")[0]
     if module_ref.endswith(".py"):
         return {"flow_file": module_ref}
