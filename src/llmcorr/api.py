@@ -180,6 +180,8 @@ def run(
     ray_address: str | None = _R["ray_address"],
     confirm: ConfirmFn | None = _R["confirm"],
     allow_env: list[str] | None = _R["allow_env"],
+    variant: str | None = _R["variant"],
+    connections: Mapping[str, str] | None = _R["connections"],
 ) -> RunResult:
     """Run a flow over every row of `data` and record it as a run; returns the rows joined with their outputs.
 
@@ -192,7 +194,9 @@ def run(
     over a Ray cluster (`pip install 'llmcorr[ray]'`) at `ray_address` (default: a local Ray instance). `confirm` is
     called with the estimate before anything is recorded or spent (return False: the run does not start).
     `allow_env` names the environment variables a prompt file's inputs and sample may read as `${env:VAR}`.
-    Inside a Python flow, `llmcorr.chat(...)` (sync) or `await llmcorr.achat(...)` asks the run's LLM.
+    A Prompt flow folder (flow.dag.yaml or flow.flex.yaml) runs unchanged: `variant` "${node.variant_id}" picks a
+    DAG node's variant, `connections` {connection: endpoint} maps its connections (default: the endpoint of the
+    same name). Inside a Python flow, `llmcorr.chat(...)` (sync) or `await llmcorr.achat(...)` asks the run's LLM.
     """
     return run_sync(
         run_batch_async(
@@ -218,6 +222,8 @@ def run(
             ray_address=ray_address,
             confirm=confirm,
             allow_env=allow_env,
+            variant=variant,
+            connections=connections,
         )
     )
 

@@ -93,9 +93,9 @@ def test_the_cli_and_the_api_share_their_defaults_for_correct(command: str) -> N
 
 def test_the_cli_and_the_api_share_their_defaults_for_run() -> None:
     api = keywords(llmcorr.run)
-    renamed = {"map_": "mapping", "endpoint": "endpoints", "run": "upstream"}
+    renamed = {"map_": "mapping", "endpoint": "endpoints", "run": "upstream", "connection": "connections"}
     for option, default in cli_defaults("run").items():
-        if option in {"flow", "config_path", "otlp", "no_trace", "quiet", "yes"}:
+        if option in {"flow", "config_path", "otlp", "no_trace", "quiet", "yes", "run_file"}:  # the CLI's own
             continue
         if option == "no_cache":
             assert api["cache"] is (not default)

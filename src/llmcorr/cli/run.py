@@ -33,6 +33,26 @@ from .progress import row_progress
 from .run_file import read_run_file
 
 
+def parse_init(init: str) -> dict[str, object]:
+    """`--init`: a JSON object, or the name of a file holding one (Prompt flow's `--init init.json`)."""
+    where, text, path = "--init", init, Path(init)
+    if not init.lstrip().startswith("{") and (path.is_file() or path.suffix.lower() == ".json"):
+        where = f"--init {init}"
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise UserError(f"{where}: no such file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"{where}: cannot be read ({type(exc).__name__}: {exc})") from None
+    try:
+        arguments = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    if not isinstance(arguments, dict):
+        raise UserError(f"{where}: expected a JSON object of argument names to values")
+    return arguments
+
+
 def run(
     flow: Annotated[
         str | None,
@@ -74,7 +94,7 @@ def run(
         str | None, typer.Option("--resume-from", help="reuse this run's finished rows (no token spent on them)")
     ] = None,
     init: Annotated[
-        str | None, typer.Option(help="a class flow's constructor arguments: JSON, or a .json file")
+        str | None, typer.Option(help="a class flow's constructor arguments: JSON, or a JSON file (init.json)")
     ] = None,
     name: Annotated[str | None, typer.Option(help="a name for the run")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="only the first N rows")] = None,
@@ -95,10 +115,7 @@ def run(
     Against a remote endpoint, a person at a terminal sees the estimate and is asked before anything is spent
     (--yes skips the question; a script, whose stdin is not a terminal, is never asked)."""
     setup_logging(quiet)
-    try:
-        arguments = json.loads(init) if init else None
-    except json.JSONDecodeError as exc:
-        raise UserError(f"--init: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    arguments = parse_init(init) if init else None
     mapping = parse_map_options(map_ or [])
     if run_file is not None:  # the file's options, under the command line's
         given = read_run_file(run_file)

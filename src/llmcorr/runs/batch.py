@@ -16,6 +16,7 @@ from typing import Any
 
 from ..config import Config
 from ..errors import UserError
+from ..pf.flex import FLEX_SUFFIXES
 from ..prompts.env import allowing_env, env_policy, key_names
 from ..store import RunRecord
 from . import lifecycle
@@ -100,6 +101,8 @@ def _recorded_flow(record: RunRecord) -> str:
         return str(recorded_file(record.label, ref, "prompt file", "--flow NEWPLACE.prompty"))
     if record.kind == "dag":
         return str(recorded_file(record.label, ref, "flow file", "--flow NEWPLACE/flow.dag.yaml"))
+    if ref.endswith(FLEX_SUFFIXES):  # a flex flow: its flow.flex.yaml
+        return str(recorded_file(record.label, ref, "flow file", "--flow NEWPLACE/flow.flex.yaml"))
     module_ref, _, name = ref.rpartition(":")
     hint = f"--flow NEWPLACE.py:{name}"
     if module_ref.endswith(".py"):

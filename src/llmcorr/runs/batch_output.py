@@ -3,9 +3,13 @@ rows finish and rewritten in input order when the run ends; the flow's aggregate
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import functools
+import inspect
 import logging
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from ..data import RowWriter
+from ..pf.flex import line_result
+from ..pf.metrics import collecting
 from ..store import RowRecord, RunRecord, Store
 from .flows import AGGREGATION_VALUES, jsonable
 
@@ -47,6 +53,16 @@ class RunResult:
             assert self._load is not None
             self._table = self._load()
         return self._table
+
+
+def _aggregate(aggregate: Callable[[list[Any]], Any], lines: list[Any]) -> Any:
+    """Call a flow's aggregate; an async one runs to its end on a loop of its own (in a thread that carries this
+    context: its `log_metric` calls are collected here)."""
+    if not inspect.iscoroutinefunction(aggregate):
+        return aggregate(lines)
+    context = contextvars.copy_context()
+    with ThreadPoolExecutor(1, thread_name_prefix="llmcorr-aggregate") as pool:
+        return pool.submit(context.run, asyncio.run, aggregate(lines)).result()
 
 
 def by_index(rows: Iterator[RowRecord]) -> Callable[[int], RowRecord | None]:
@@ -129,17 +145,26 @@ class BatchOutput:
         return metrics, functools.partial(self.writer.finish_rows, rows, self._columns)
 
     def _metrics(self) -> dict[str, Any] | None:
-        """The flow's aggregate over every row's outputs (in input order; {} for a row without one), if it has one."""
+        """The flow's metrics: its aggregate over every row's outputs (in input order; {} for a row without one) —
+        Prompt flow's `__aggregate__` gets the finished rows' outputs as pf hands them (pf/flex.py `line_result`) —
+        merged over the `log_metric` calls made while the rows ran and during the aggregate (the aggregate's own
+        dict wins a clash). None when there are none."""
         flow = self.plan.flow
-        if flow is None or flow.aggregate is None:
+        if flow is None:
             return None
-        at = by_index(self.store.iter_rows(self.run_id, "output_json"))
-        outputs = []
-        for i in range(self.plan.rows):
-            row = at(i)
-            outputs.append((row.output or {}) if row is not None else {})
-        metrics = jsonable(flow.aggregate(outputs))
-        return metrics if isinstance(metrics, dict) else ({"value": metrics} if metrics is not None else None)
+        metrics: dict[str, Any] = dict(flow.logged)
+        if flow.aggregate is not None:
+            at = by_index(self.store.iter_rows(self.run_id, "status, output_json"))
+            rows = [at(i) for i in range(self.plan.rows)]
+            if flow.pf_aggregate:
+                lines: list[Any] = [line_result(r.output or {}) for r in rows if r is not None and r.status != "error"]
+            else:
+                lines = [(r.output or {}) if r is not None else {} for r in rows]
+            with collecting() as logged:
+                value = jsonable(_aggregate(flow.aggregate, lines))
+            metrics.update(logged)
+            metrics.update(value if isinstance(value, dict) else ({"value": value} if value is not None else {}))
+        return jsonable(metrics) or None
 
     def result(self, record: RunRecord, wall_s: float) -> RunResult:
         plan, run_id, columns = self.plan, self.run_id, self._columns

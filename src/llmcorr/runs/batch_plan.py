@@ -26,6 +26,7 @@ from ..data import Table, open_table
 from ..data.io import show_names
 from ..errors import DataError, UserError
 from ..pf.connections import Connections
+from ..pf.flex import FLEX_SUFFIXES, flex_file
 from ..prompts.prompty import load_prompty
 from ..providers import Provider
 from ..providers.base import GenParams
@@ -170,7 +171,7 @@ class BatchPlan:
 
     @contextmanager
     def context(self, llm: CachedLLM) -> Iterator[None]:
-        with self.connections.active(), flow_context(llm, self.params):
+        with self.connections.active(), flow_context(llm, self.params, self.flow):
             yield
 
     def processor(self, llm: CachedLLM) -> Process:
@@ -270,7 +271,8 @@ def plan_batch(
 ) -> BatchPlan:
     """Load the flow, read and join the data, build every row's inputs (and a prompt's messages), estimate.
     `flow`: a .prompty file, a flow reference or callable, or a loaded `Flow` (a DAG flow: dag_run.py);
-    `connections`: the flow's connection names as endpoints (pf/connections.py), or `--connection` mappings."""
+    `connections`: the flow's Prompt flow connections as endpoints (pf/connections.py: by default the endpoint of
+    the same name), or `--connection` mappings; resolved while the flow loads and while its rows run."""
     config = config or Config.load()
     if not isinstance(connections, Connections):
         connections = Connections.loose() if provider is not None else Connections.of(config, connections)
@@ -364,14 +366,20 @@ def run_endpoints(named: list[str] | None, connections: Connections) -> list[str
 
 
 def _absolute_flow(flow: str) -> str:
-    """`file.py:Name` with the file's absolute path (a module flow, `module:name`, as it is)."""
+    """`file.py:Name` with the file's absolute path, a flex flow as its flow.flex.yaml's absolute path (a module
+    flow, `module:name`, as it is)."""
+    file = flex_file(flow)
+    if file is not None:
+        return absolute(file)
     module_ref, sep, name = flow.rpartition(":")
     return f"{absolute(module_ref)}:{name}" if sep and module_ref.endswith(".py") else flow
 
 
 def _flow_files(ref: str) -> dict[str, str]:
     """Where a flow's code was found, recorded so that a resume or rerun from another directory finds it again:
-    its source file, and for a module flow the folder it was imported from."""
+    its source file, and for a module flow the folder it was imported from (a flex flow: its flow.flex.yaml)."""
+    if ref.endswith(FLEX_SUFFIXES):
+        return {"flow_file": ref}
     module_ref = ref.rpartition(":")[0]
     if module_ref.endswith(".py"):
         return {"flow_file": module_ref}

@@ -21,6 +21,7 @@ from typing import Any
 from ..config import Config
 from ..errors import FlowFailed, UserError
 from ..pf import DAG_FILE, DagFlow, RowResult, flow_inputs, load_dag, run_aggregation, run_row, select_variant
+from ..pf.compat import promptflow_names
 from ..pf.connections import Connections
 from ..pf.metrics import collecting
 from ..pf.model import shown
@@ -123,7 +124,7 @@ def plan_dag(
         flow = select_variant(flow, variant)
     given_provider = options.get("provider") is not None
     resolved = Connections.loose() if given_provider else Connections.of(config, connections)
-    with resolved.active():
+    with resolved.active(), promptflow_names():  # tools import Prompt flow's names: llmcorr's, if pf is absent
         nodes = DagNodes(flow, resolved, max_tokens)
     row = DagRow(flow, nodes)
     loaded = Flow(

@@ -8,6 +8,10 @@
         async def __call__(self, answer: str) -> dict: ...    # sync or async
         def aggregate(self, rows: list[dict]) -> dict: ...   # optional: metrics over every row's output
 
+Prompt flow's flex flows run unchanged: a folder with `flow.flex.yaml` (pf/flex.py), `promptflow` imports answered
+by llmcorr's stand-ins while the flow loads and runs (pf/compat), a class's `__aggregate__(line_results)` preferred
+over `aggregate`, and `log_metric` calls recorded into the run's metrics (pf/metrics.py).
+
 A row's columns become the call's arguments by name (`--map arg='${data.column}'` when names differ). LLM calls
 inside a flow go through `llmcorr.chat` / `llmcorr.achat`: they are scheduled, cached and counted for the row.
 """
@@ -16,26 +20,29 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import hashlib
 import importlib
 import importlib.util
 import inspect
 import math
-import os
 import sys
-import sysconfig
 import time
-import traceback
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, DataError, FatalProviderError, RunCancelled, UserError
+from ..pf.compat import NotOffered, NotSupplied, promptflow_names
+from ..pf.connections import Connections, current
+from ..pf.flex import FlexFlow, flex_file, flow_folder, load_flex, typed_init
+from ..pf.metrics import collecting
 from ..providers.base import GenParams, Message
 from ..store import RowRecord
 from .engine import WorkItem
+from .flow_errors import describe_error
 from .llm import CachedLLM
 
 AGGREGATION_VALUES = "__aggregation_values__"  # a row output's key for what aggregation reads: never shown
@@ -134,13 +141,18 @@ class Flow:
     ref: str
     fn: Callable[..., Any]
     parameters: dict[str, inspect.Parameter]
-    aggregate: Callable[[list[dict[str, Any]]], Any] | None = None
+    aggregate: Callable[[list[Any]], Any] | None = None
     init: dict[str, Any] = field(default_factory=dict)
     sha256: str = ""  # of the flow's source file: a resumed run must run the same code
     kind: str = "flow"  # the run kind its runs are recorded as ("dag": a Prompt flow DAG flow, runs/dag_run.py)
     file: str | None = None  # the flow's own file, where it is not the source of `fn` (a flow.dag.yaml)
     # metrics from the finished rows themselves (a DAG flow's aggregation nodes), instead of `aggregate`
     aggregate_rows: Callable[[list[RowRecord]], Awaitable[dict[str, Any] | None]] | None = None
+    pf_aggregate: bool = False  # `aggregate` is Prompt flow's `__aggregate__`: finished rows' outputs, as pf gives them
+    flex: FlexFlow | None = None  # a flow.flex.yaml's flow
+    defaults: dict[str, Any] = field(default_factory=dict)  # its `inputs:` defaults, for a row without the column
+    connections: Connections | None = None  # the connections it was loaded with, for its rows
+    logged: dict[str, Any] = field(default_factory=dict)  # `log_metric` calls made while its rows ran (this process)
 
     @property
     def is_async(self) -> bool:
@@ -148,7 +160,21 @@ class Flow:
         return inspect.iscoroutinefunction(call)
 
     def required(self) -> list[str]:
-        return [n for n, p in self.parameters.items() if p.default is inspect.Parameter.empty]
+        empty = inspect.Parameter.empty
+        return [n for n, p in self.parameters.items() if p.default is empty and n not in self.defaults]
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """While its rows run: its connections, a flex flow's environment variables and folder, and a collector for
+        its `log_metric` calls (kept in `logged`)."""
+        with ExitStack() as stack:
+            if self.connections is not None:
+                stack.enter_context(self.connections.active())
+            if self.flex is not None:
+                stack.enter_context(self.flex.environment())
+                stack.enter_context(flow_folder(self.flex.root))
+            self.logged = stack.enter_context(collecting())
+            yield
 
 
 def _import(module_ref: str) -> Any:
@@ -161,34 +187,65 @@ def _import(module_ref: str) -> Any:
             raise ConfigError(f"{module_ref}: cannot load as Python")
         module = importlib.util.module_from_spec(spec)
         sys.modules[path.stem] = module
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except (NotOffered, NotSupplied) as exc:  # a promptflow name llmcorr does not supply
+            raise ConfigError(f"{module_ref}: {exc}") from None
         return module
     if str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))
     try:
         return importlib.import_module(module_ref)
+    except (NotOffered, NotSupplied) as exc:
+        raise ConfigError(f"flow module {module_ref!r}: {exc}") from None
     except ModuleNotFoundError as exc:
         raise ConfigError(f"flow module {module_ref!r} not found ({exc.msg})") from None
 
 
 def load_flow(flow: str | Callable[..., Any], init: Mapping[str, Any] | None = None) -> Flow:
-    """`module:function`, `file.py:Class`, or a callable; a class is built with `init` as its arguments."""
-    if isinstance(flow, str):
-        module_ref, sep, name = flow.rpartition(":")
-        if not sep or not module_ref or not name:
-            raise ConfigError(f"flow {flow!r}: expected MODULE:NAME or FILE.py:NAME (or a .prompty file)")
-        target = getattr(_import(module_ref), name, None)
-        if target is None:
-            raise ConfigError(f"flow {flow!r}: {module_ref} has no {name!r}")
-        ref = flow
-    else:
-        target, ref = flow, f"{getattr(flow, '__module__', '?')}:{getattr(flow, '__qualname__', repr(flow))}"
+    """`module:function`, `file.py:Class`, a flex flow (a folder with flow.flex.yaml, or the file), or a callable; a
+    class is built with `init` as its arguments. Prompt flow's names are importable meanwhile (pf/compat)."""
+    if isinstance(flow, str) and (file := flex_file(flow)) is not None:
+        return _load_flex(load_flex(file), init)
+    with promptflow_names():
+        if isinstance(flow, str):
+            module_ref, sep, name = flow.rpartition(":")
+            if not sep or not module_ref or not name:
+                raise ConfigError(f"flow {flow!r}: expected MODULE:NAME or FILE.py:NAME (or a .prompty file)")
+            target = getattr(_import(module_ref), name, None)
+            if target is None:
+                raise ConfigError(f"flow {flow!r}: {module_ref} has no {name!r}")
+            ref = flow
+        else:
+            target, ref = flow, f"{getattr(flow, '__module__', '?')}:{getattr(flow, '__qualname__', repr(flow))}"
+        loaded = _built(ref, target, dict(init or {}), dict(init or {}))
+    loaded.sha256 = _source_sha256(loaded.fn)
+    return loaded
+
+
+def _load_flex(flex: FlexFlow, init: Mapping[str, Any] | None) -> Flow:
+    """A flow.flex.yaml's entry, imported from its folder with its environment variables set, built with its init
+    (`init`, else the file's sample init, then its declared defaults)."""
+    with promptflow_names(), flex.environment(), flow_folder(flex.root):
+        target = flex.import_entry()
+        args = flex.init_args(init) if inspect.isclass(target) else dict(init or {})
+        loaded = _built(str(flex.path), target, args, dict(init or {}))
+    # the file and the entry's module: what a resume must find unchanged
+    digest = hashlib.sha256(flex.path.read_bytes() + _source_sha256(loaded.fn).encode()).hexdigest()
+    loaded.sha256, loaded.flex, loaded.defaults = digest, flex, flex.input_defaults()
+    return loaded
+
+
+def _built(ref: str, target: Any, args: dict[str, Any], given: dict[str, Any]) -> Flow:
+    """The flow `target` is: a function, or a class built from `args` (arguments typed as Prompt flow connections
+    or model configurations get those, pf/flex.py `typed_init`); `given` is the init the run records."""
     if inspect.isclass(target):
+        args = typed_init(target, args, f"flow {ref}")
         try:
-            target = target(**dict(init or {}))
+            target = target(**args)
         except TypeError as exc:
             raise ConfigError(f"flow {ref}: cannot build it from --init: {exc}") from None
-    elif init:
+    elif args:
         raise ConfigError(f"flow {ref}: --init is for class flows")
     if not callable(target):
         raise ConfigError(f"flow {ref}: not callable")
@@ -197,9 +254,12 @@ def load_flow(flow: str | Callable[..., Any], init: Mapping[str, Any] | None = N
     if not (inspect.isfunction(target) or inspect.ismethod(target)):
         params.pop(next(iter(params)), None)  # self
     params = {n: p for n, p in params.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
-    aggregate = getattr(target, "aggregate", None)
+    pf_aggregate = getattr(target, "__aggregate__", None)
+    if callable(pf_aggregate) and len(inspect.signature(pf_aggregate).parameters) != 1:
+        raise ConfigError(f"flow {ref}: __aggregate__ must take one argument (the rows' outputs), as in Prompt flow")
+    aggregate = pf_aggregate if callable(pf_aggregate) else getattr(target, "aggregate", None)
     agg = aggregate if callable(aggregate) else None
-    return Flow(ref, target, params, agg, dict(init or {}), _source_sha256(target))
+    return Flow(ref, target, params, agg, given, pf_aggregate=callable(pf_aggregate), connections=current())
 
 
 def _source_sha256(target: Any) -> str:
@@ -241,62 +301,21 @@ def flow_item(i: int, values: dict[str, Any], flow: Flow, mapping: dict[str, str
             else f"map it with --map {name}='${{data.COLUMN}}'"
         )
         raise DataError(f"{where}: no value for flow argument {name!r} ({how})")
+    values = {**flow.defaults, **values}
     kwargs = {n: values[n] for n in flow.parameters if n in values}
     return WorkItem(index=i, sample_id=str(i), inputs=kwargs, messages=[])
 
 
 @contextmanager
-def flow_context(llm: CachedLLM, params: GenParams) -> Iterator[None]:
-    """Within this block (and the tasks and threads it starts), `llmcorr.chat`/`achat` ask `llm`."""
+def flow_context(llm: CachedLLM, params: GenParams, flow: Flow | None = None) -> Iterator[None]:
+    """Within this block (and the tasks and threads it starts), `llmcorr.chat`/`achat` ask `llm`, Prompt flow's
+    names are importable, and `flow` runs as it loaded (`Flow.running`)."""
     token = _run.set(_RunContext(llm, params, asyncio.get_running_loop()))
     try:
-        yield
+        with promptflow_names(), flow.running() if flow is not None else ExitStack():
+            yield
     finally:
         _run.reset(token)
-
-
-_LIBRARIES = tuple(
-    str(Path(p).resolve()) + os.sep
-    for p in {
-        str(Path(__file__).parent.parent),  # llmcorr itself
-        *(sysconfig.get_path(name) for name in ("stdlib", "platstdlib", "purelib", "platlib")),
-    }
-)
-
-
-def _user_frame(exc: BaseException, flow: Flow | None) -> str | None:
-    """`file:line` of the innermost frame of the user's own code in the exception's traceback: not llmcorr's, the
-    standard library's or an installed package's (else the innermost in the flow's file). The path is relative to
-    the working directory when it lies beneath it."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    flow_file = _flow_file(flow) if flow is not None else None
-    mine = [f for f in frames if not str(Path(f.filename).resolve()).startswith(_LIBRARIES)]
-    mine = mine or [f for f in frames if flow_file is not None and Path(f.filename).resolve() == flow_file]
-    if not mine or mine[-1].filename.startswith("<"):
-        return None
-    path = Path(mine[-1].filename).resolve()
-    shown = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
-    return f"{shown}:{mine[-1].lineno}"
-
-
-def _flow_file(flow: Flow) -> Path | None:
-    if flow.file is not None:
-        return Path(flow.file).resolve()
-    target = flow.fn if inspect.isfunction(flow.fn) or inspect.ismethod(flow.fn) else type(flow.fn)
-    try:
-        path = inspect.getsourcefile(target)
-    except TypeError:
-        return None
-    return Path(path).resolve() if path else None
-
-
-def describe_error(exc: BaseException, flow: Flow | None = None) -> str:
-    """A flow's failure on a row, as the store, `runs logs` and the trace page show it: the exception's type and
-    message and where in the user's code it was raised — `ValueError: no price (flows/price.py:12)`."""
-    places = [p for p in (_user_frame(exc, flow), *getattr(exc, "__notes__", ())) if p]  # notes: "in node 'x' of …"
-    message = " ".join(str(exc).splitlines()).strip()
-    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-    return f"{text} ({'; '.join(places)})" if places else text
 
 
 def flow_rows(flow: Flow) -> Callable[[WorkItem], Any]:
@@ -319,6 +338,8 @@ def flow_rows(flow: Flow) -> Callable[[WorkItem], Any]:
             status, error = "error", describe_error(exc, flow)
         else:
             status = "ok"
+            if dataclasses.is_dataclass(result) and not isinstance(result, type):  # as Prompt flow: its fields
+                result = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
             output = jsonable(result if isinstance(result, dict) else {"output": result})
         return RowRecord(
             item.index,

@@ -147,7 +147,7 @@ class RowWorker:
                     return None
                 return Done(row, start, time.time_ns())
 
-        with flow_context(self.llm, self.recipe.params):
+        with flow_context(self.llm, self.recipe.params, self.recipe.flow):
             results = await asyncio.gather(*(one(item) for item in items))
         self.store.flush_cache()  # the answers reach the store before the rows made from them
         failure = _portable(failures[0], self.worker) if failures else None
