@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-from collections.abc import Mapping
+import logging
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from .dag_nodes import DagNodes
 from .flows import AGGREGATION_VALUES, Flow, describe_error, jsonable
 
 KIND = "dag"
+log = logging.getLogger("llmcorr")
 
 
 def is_dag(flow: Any) -> bool:
@@ -90,16 +92,12 @@ def flow_sha256(flow: DagFlow) -> str:
     return digest.hexdigest()
 
 
-def _parameters(flow: DagFlow) -> dict[str, inspect.Parameter]:
-    """The flow's inputs as a flow's parameters: an input with a default may be missing from a row."""
-    return {
-        name: inspect.Parameter(
-            name,
-            inspect.Parameter.KEYWORD_ONLY,
-            default=spec.default if spec.default is not None else inspect.Parameter.empty,
-        )
-        for name, spec in flow.inputs.items()
-    }
+def _parameters(flow: DagFlow, mapped: Collection[str]) -> dict[str, inspect.Parameter]:
+    """The flow's inputs that a row gives, as a flow's parameters. As in Prompt flow, an input with a default is
+    read from the data only when `--column-mapping` maps it: unmapped, its default wins over a column of its name
+    (pf's `_complete_inputs_mapping_by_default_value`); such an input is left out, for `flow_inputs` to fill."""
+    kept = {name for name, spec in flow.inputs.items() if spec.default is None or name in mapped}
+    return {name: inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY) for name in flow.inputs if name in kept}
 
 
 def plan_dag(
@@ -127,10 +125,18 @@ def plan_dag(
     with resolved.active(), promptflow_names():  # tools import Prompt flow's names: llmcorr's, if pf is absent
         nodes = DagNodes(flow, resolved, max_tokens)
     row = DagRow(flow, nodes)
+    mapped = set(options.get("mapping") or {})
+    defaulted = [name for name, spec in flow.inputs.items() if spec.default is not None and name not in mapped]
+    if defaulted:
+        log.info(
+            "%s: inputs with a default take it unless --column-mapping maps them, as in Prompt flow: %s",
+            shown(flow.file),
+            ", ".join(defaulted),
+        )
     loaded = Flow(
         str(flow.file),
         row,
-        _parameters(flow),
+        _parameters(flow, mapped),
         sha256=flow_sha256(flow),
         kind=KIND,
         file=str(flow.file),
