@@ -102,6 +102,18 @@ class Judge:
                 "long": sum(r["long"] for r in line_results)}
 
 
+class SummaryJudge(Judge):
+    def __init__(self, threshold: int = 0):
+        super().__init__(connection="judges", threshold=threshold)  # a connection --connection maps
+
+    def __call__(self, answer: str) -> dict:
+        return {"answer": answer}
+
+    def __aggregate__(self, line_results: list) -> dict:
+        verdict = self.prompty(answer=" / ".join(r["answer"] for r in line_results))  # the LLM, once, at the end
+        return {"overall": verdict["score"]}
+
+
 class ConfiguredJudge(Judge):
     def __init__(self, model_config: AzureOpenAIModelConfiguration, threshold: int = 0):
         self.threshold = threshold
@@ -161,6 +173,7 @@ def project(tmp_path: Path, server: ScriptedServer) -> Path:
     judge.mkdir()
     (judge / "flow.flex.yaml").write_text(CLASS_YAML.format(entry="Judge"))
     (judge / "configured.flex.yaml").write_text(CLASS_YAML.format(entry="ConfiguredJudge"))
+    (judge / "summary.flex.yaml").write_text(CLASS_YAML.format(entry="SummaryJudge"))
     (judge / "evaluator.py").write_text(EVALUATOR_PY)
     (judge / "async.flex.yaml").write_text("entry: asyncjudge:judge\n")
     (judge / "asyncjudge.py").write_text(ASYNC_PY)
@@ -259,3 +272,17 @@ def test_an_unknown_connection_fails_at_load_naming_it_and_the_endpoints(project
     r = cli(project, "run", project / "asker", "--data", project / "questions.jsonl")
     assert r.returncode == 2 and "llmcorr does not supply promptflow.tools" in r.stderr, r.stderr
     assert server.requests == [] and listed(project) == {}  # nothing ran, nothing was recorded
+
+
+def test_an_aggregate_asks_the_llm_through_a_mapped_connection(project: Path, server: ScriptedServer) -> None:
+    flow, data = project / "judge" / "summary.flex.yaml", project / "answers.jsonl"
+    r = cli(project, "run", flow, "--data", data, "--name", "summary", "-q")
+    assert r.returncode == 2 and "connection 'judges' is not an endpoint" in r.stderr, r.stderr
+    r = cli(project, "run", flow, "--data", data, "--name", "summary", "--connection", "judges=my_conn", "-q")
+    assert r.returncode == 0, r.stderr
+    summary = listed(project)["summary"]
+    assert summary["metrics"] == {"overall": 4}
+    assert summary["spec"]["options"]["connections"] == {"judges": "my_conn"}
+    assert [q["body"]["messages"][-1]["content"] for q in server.requests] == [
+        "a short one / boom / a much longer answer"
+    ]

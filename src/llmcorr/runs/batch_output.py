@@ -4,12 +4,10 @@ rows finish and rewritten in input order when the run ends; the flow's aggregate
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import functools
 import inspect
 import logging
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,14 +53,12 @@ class RunResult:
         return self._table
 
 
-def _aggregate(aggregate: Callable[[list[Any]], Any], lines: list[Any]) -> Any:
-    """Call a flow's aggregate; an async one runs to its end on a loop of its own (in a thread that carries this
-    context: its `log_metric` calls are collected here)."""
-    if not inspect.iscoroutinefunction(aggregate):
-        return aggregate(lines)
-    context = contextvars.copy_context()
-    with ThreadPoolExecutor(1, thread_name_prefix="llmcorr-aggregate") as pool:
-        return pool.submit(context.run, asyncio.run, aggregate(lines)).result()
+async def _aggregate(aggregate: Callable[[list[Any]], Any], lines: list[Any]) -> Any:
+    """Call a flow's aggregate inside the run, as its rows are called: an async one on the run's loop, a sync one in a
+    worker thread carrying this context (so `llmcorr.chat` and `log_metric` work in either)."""
+    if inspect.iscoroutinefunction(aggregate):
+        return await aggregate(lines)
+    return await asyncio.to_thread(aggregate, lines)
 
 
 def by_index(rows: Iterator[RowRecord]) -> Callable[[int], RowRecord | None]:
@@ -141,10 +137,10 @@ class BatchOutput:
         if flow is not None and flow.aggregate_rows is not None:
             metrics = await flow.aggregate_rows(list(self.store.iter_rows(self.run_id)))
         else:
-            metrics = self._metrics()
+            metrics = await self._metrics()
         return metrics, functools.partial(self.writer.finish_rows, rows, self._columns)
 
-    def _metrics(self) -> dict[str, Any] | None:
+    async def _metrics(self) -> dict[str, Any] | None:
         """The flow's metrics: its aggregate over every row's outputs (in input order; {} for a row without one) —
         Prompt flow's `__aggregate__` gets the finished rows' outputs as pf hands them (pf/flex.py `line_result`) —
         merged over the `log_metric` calls made while the rows ran and during the aggregate (the aggregate's own
@@ -161,7 +157,7 @@ class BatchOutput:
             else:
                 lines = [(r.output or {}) if r is not None else {} for r in rows]
             with collecting() as logged:
-                value = jsonable(_aggregate(flow.aggregate, lines))
+                value = jsonable(await _aggregate(flow.aggregate, lines))
             metrics.update(logged)
             metrics.update(value if isinstance(value, dict) else ({"value": value} if value is not None else {}))
         return jsonable(metrics) or None
