@@ -2,8 +2,12 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from llmcorr.config import EndpointConfig
+from llmcorr.errors import UserError
 from llmcorr.providers.base import Completion, GenParams, Message, Provider
-from llmcorr.scheduler import RetryPolicy, Scheduler
+from llmcorr.scheduler import RetryPolicy, Scheduler, build_endpoints
 
 
 class SlowProvider(Provider):
@@ -43,3 +47,17 @@ def test_backoff_is_bounded_and_honours_retry_after() -> None:
     assert 1 <= policy.delay(1) <= 1.25
     assert 4 <= policy.delay(10) <= 5
     assert 7 <= policy.delay(1, retry_after=7) <= 8.75
+
+
+def test_a_request_for_one_endpoint_goes_there_only() -> None:
+    a, b = SlowProvider(), SlowProvider()
+    configs = [EndpointConfig(name=n, kind="openai", model="m", base_url="http://127.0.0.1:9/v1") for n in "ab"]
+    scheduler = Scheduler(build_endpoints(configs, [a, b]))
+
+    async def go() -> list[str]:
+        pinned = [scheduler.complete([], GenParams(), only="b") for _ in range(10)]
+        return [s.endpoint for s in await asyncio.gather(*pinned)]
+
+    assert asyncio.run(go()) == ["b"] * 10 and a.peak == 0 and b.peak > 0
+    with pytest.raises(UserError, match=r"endpoint 'c' is not one of this run's endpoints \(a, b\)"):
+        asyncio.run(scheduler.complete([], GenParams(), only="c"))
