@@ -19,12 +19,10 @@ and run as a traced step of its row.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import inspect
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from ..errors import UserError
@@ -35,7 +33,7 @@ from ..pf.refs import Const
 from ..prompts.render import PromptTemplate, load_template, parse_messages
 from ..providers.base import Message
 from ..tracing.spans import step_span, text_attribute
-from .flows import achat
+from .flows import achat, import_file
 
 # The llm tool's parameters (promptflow-tools `openai.py` / `aoai.py` `chat` and `completion`): every other input of
 # an llm node is a template variable.
@@ -98,7 +96,7 @@ class DagNodes:
 
     def _tool(self, node: Node, file: Path) -> Callable[..., Any]:
         where = self._where(node)
-        module = _import_file(file, where)
+        module = import_file(file, where)
         tools = [obj for obj in vars(module).values() if is_tool(obj) and obj.__module__ == module.__name__]
         if len(tools) != 1:
             found = f"{len(tools)}: {', '.join(t.__name__ for t in tools)}" if tools else "none"
@@ -164,20 +162,3 @@ def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
         return dict(inspect.get_annotations(fn, eval_str=True))
     except Exception:  # an annotation that does not evaluate: not a connection, then
         return {}
-
-
-def _import_file(file: Path, where: str) -> ModuleType:
-    """The tool's module, imported afresh under its file's name (as pf imports it from the flow's folder)."""
-    spec = importlib.util.spec_from_file_location(file.stem, file)
-    if spec is None or spec.loader is None:
-        raise UserError(f"{where}: {shown(file)}: cannot load as Python")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[file.stem] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as err:
-        sys.modules.pop(file.stem, None)
-        message = " ".join(str(err).splitlines()).strip()
-        reason = f"{type(err).__name__}: {message}" if message else type(err).__name__
-        raise UserError(f"{where}: {shown(file)} does not import ({reason})") from None
-    return module

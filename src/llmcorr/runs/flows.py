@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from ..errors import ConfigError, DataError, FatalProviderError, RunCancelled, UserError
@@ -39,6 +40,7 @@ from ..pf.compat import NotOffered, NotSupplied, promptflow_names
 from ..pf.connections import Connections, current
 from ..pf.flex import FlexFlow, flex_file, flow_folder, load_flex, typed_init
 from ..pf.metrics import collecting
+from ..pf.model import shown
 from ..providers.base import GenParams, Message
 from ..store import RowRecord
 from .engine import WorkItem
@@ -177,21 +179,33 @@ class Flow:
             yield
 
 
+def import_file(path: Path, where: str | None = None) -> ModuleType:
+    """A Python file imported afresh as the module named after it (as pf imports a flow's files). Whatever stops it
+    importing — a syntax error, a missing module, a Prompt flow name llmcorr does not supply, an exception its code
+    raises — is one ConfigError line naming `where`, the file and the line: `… qa/tool.py does not import (…)`."""
+    label = f"{where}: {shown(path)}" if where else shown(path)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"{label}: cannot load as Python")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    try:
+        spec.loader.exec_module(module)
+    except (NotOffered, NotSupplied) as exc:  # a promptflow name llmcorr does not supply
+        sys.modules.pop(path.stem, None)
+        raise ConfigError(f"{label}: {exc}") from None
+    except Exception as exc:
+        sys.modules.pop(path.stem, None)
+        raise ConfigError(f"{label} does not import ({describe_error(exc)})") from None
+    return module
+
+
 def _import(module_ref: str) -> Any:
     if module_ref.endswith(".py"):
         path = Path(module_ref)
         if not path.is_file():
             raise ConfigError(f"{module_ref}: no such flow file")
-        spec = importlib.util.spec_from_file_location(path.stem, path)
-        if spec is None or spec.loader is None:
-            raise ConfigError(f"{module_ref}: cannot load as Python")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[path.stem] = module
-        try:
-            spec.loader.exec_module(module)
-        except (NotOffered, NotSupplied) as exc:  # a promptflow name llmcorr does not supply
-            raise ConfigError(f"{module_ref}: {exc}") from None
-        return module
+        return import_file(path)
     if str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))
     try:
