@@ -19,19 +19,18 @@ the process and its children every 50 ms; PSS every 0.5 s, which counts pages sh
 what the run left on disk. Prompt flow's background trace service, which `pf run` starts and leaves running, is
 counted in its tree and stopped after each run.
 
-    .venv/bin/python -m bench.overhead                    # 10,000 rows, both flows: llmcorr, then pf run (default
-                                                          # and 16 workers), .prompty first, then the DAG flow
+    .venv/bin/python -m bench.overhead                    # 10,000 rows, .prompty then DAG: llmcorr, pf run ×2
     .venv/bin/python -m bench.overhead --rows 500         # a quick check
     .venv/bin/python -m bench.overhead --flow dag         # the DAG flow only (prompty: the .prompty only)
     .venv/bin/python -m bench.overhead --llmcorr-only     # no Prompt flow
 
-Prompt flow runs from its own virtualenv (bench/.venv-peers, bench/peers/venvs.py: promptflow, promptflow-tools for
-the llm node, keyrings.alt for the connection store), created with pip when missing.
+Prompt flow runs from its own virtualenv (bench/.venv-peers, bench/peers/venvs.py), created with pip when missing.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -304,7 +303,8 @@ def run_promptflow(work: Path, base_url: str, family: Family, case: Case) -> Mea
     watch.join()
     requests = completions_seen(base_url) - before
     for process in service:  # the trace service outlives `pf run`: stop the one this run started
-        process.terminate()
+        with contextlib.suppress(psutil.NoSuchProcess):  # unless it is gone already
+            process.terminate()
         psutil.wait_procs([process], timeout=10)
     answered = count_answered(home / ".runs" / name / "flow_outputs" / "output.jsonl", family)
     files, written = disk([home])

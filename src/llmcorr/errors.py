@@ -90,11 +90,6 @@ class OutputError(LlmcorrError):
         return f"{text}: run {self.run} has every row it finished in the store; make room, then `{command}` writes it"
 
 
-class FlowFailed(LlmcorrError):
-    """A flow's own code failed where no row can hold the failure (a Prompt flow aggregation node): the run fails,
-    its rows kept; the CLI prints one line and exits with 1."""
-
-
 class UserError(LlmcorrError):
     """Something the user can fix. The CLI prints its message as one line and exits with code 2."""
 

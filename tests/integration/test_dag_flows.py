@@ -269,6 +269,21 @@ def test_a_failing_node_fails_its_row_naming_the_node_and_the_rest_run(workdir: 
     assert "ValueError: cannot classify a bomb (qa/classify.py:7; in node 'classify' of qa/flow.dag.yaml)" in logs
 
 
+def test_a_failing_aggregation_node_is_a_warning_and_the_run_completes_as_in_pf(workdir: Path) -> None:
+    grade = workdir / "qa" / "grade.py"
+    grade.write_text(
+        FILES["grade.py"].replace('    log_metric("answered"', '    raise KeyError("no grades")\n    log_metric("x"')
+    )
+    r = run_cli("run", "qa", "--data", "q.jsonl", "--name", "agg", "--connection", "mathbox=numbers", "-q")
+    assert r.returncode == 0, r.stderr
+    assert "aggregation failed: KeyError: 'no grades' (qa/grade.py:7; in node 'grade' of qa/flow.dag.yaml)" in r.stderr
+    run = show("agg")
+    assert run["status"] == "completed" and run["rows_done"] == 4
+    assert run["metrics"] == {"math_share": 0.5}  # what it logged before it failed, as pf keeps it
+    logs = run_cli("runs", "logs", "agg", env={"COLUMNS": "400"}).stdout
+    assert "step node grade" in logs and "KeyError" in logs
+
+
 def test_a_dag_run_killed_mid_way_resumes_paying_only_for_the_rest(workdir: Path, llmcorr_home: Path) -> None:
     with QuotaServer(QuotaServerConfig(rpm=600)) as slow:  # 10 requests a second: slow enough to be killed mid-run
         toml = TOML.format(chat=slow.base_url, math=slow.base_url)

@@ -286,3 +286,14 @@ def test_an_aggregate_asks_the_llm_through_a_mapped_connection(project: Path, se
     assert [q["body"]["messages"][-1]["content"] for q in server.requests] == [
         "a short one / boom / a much longer answer"
     ]
+
+
+def test_an_aggregate_that_raises_is_a_warning_and_the_run_completes(project: Path, server: ScriptedServer) -> None:
+    data = project / "booms.jsonl"
+    pd.DataFrame({"answer": ["boom", "boom"]}).to_json(data, orient="records", lines=True)
+    r = cli(project, "run", project / "judge", "--data", data, "--name", "booms", "-q")
+    assert r.returncode == 1, r.stderr  # its rows failed; the run itself did not
+    assert "the aggregate failed: ZeroDivisionError: division by zero" in r.stderr and "Traceback" not in r.stderr
+    booms = listed(project)["booms"]
+    assert booms["status"] == "completed" and booms["rows_failed"] == 2
+    assert booms["metrics"] == {"lines": 0, "mean_score": -1}  # what __aggregate__ logged before it raised (pf too)

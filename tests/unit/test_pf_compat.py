@@ -73,6 +73,11 @@ def test_what_llmcorr_does_not_supply_fails_with_a_clear_message() -> None:
             importlib.import_module("promptflow.tools.aoai")
         core = importlib.import_module("promptflow.core")
         assert not hasattr(core, "__wrapped__")  # dunder look-ups stay AttributeErrors (inspect, pickle)
+        from promptflow.core._flow import Prompty as Defined  # where promptflow defines it; flows import it there
+
+        assert Defined is Prompty
+        with pytest.raises(ModuleNotFoundError, match=r"llmcorr does not supply promptflow.core._utils"):
+            importlib.import_module("promptflow.core._utils")
     assert stand_ins() == []
 
 

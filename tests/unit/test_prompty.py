@@ -87,10 +87,17 @@ def test_missing_input_and_template_errors_name_the_file_line(tmp_path: Path) ->
 def test_bad_front_matter(tmp_path: Path) -> None:
     with pytest.raises(TemplateError, match=r"yaml\.prompty:4: front matter is not valid YAML"):
         load_prompty(write(tmp_path, "---\nname: x\nmodel:\n  api: [chat\n---\nuser:\nhi\n", "yaml.prompty"))
+    with pytest.raises(TemplateError, match=r"late\.prompty:6: front matter is not valid YAML"):  # after blank lines
+        load_prompty(write(tmp_path, "\n  \n---\nname: x\nmodel:\n  api: [chat\n---\nuser:\nhi\n", "late.prompty"))
     with pytest.raises(TemplateError, match="expected YAML front matter"):
         load_prompty(write(tmp_path, "user:\nhi\n", "none.prompty"))
     with pytest.raises(TemplateError, match="no such prompt file"):
         load_prompty(tmp_path / "missing.prompty")
+
+
+def test_blank_lines_may_come_before_the_front_matter(tmp_path: Path) -> None:
+    prompty = load_prompty(write(tmp_path, "\n\n---\nname: late\n---\nuser:\nhi {{ x }}\n", "late.prompty"))
+    assert prompty.name == "late" and prompty.render({"x": "there"})[0].content == "hi there"
 
 
 def test_sample_from_a_json_file(tmp_path: Path) -> None:

@@ -25,7 +25,8 @@ from .env import PROMPTY_PLACES, EnvPolicy, current_policy
 from .render import IncludeRefused, PromptTemplate, compile_template, inside, read_source
 
 _ENV_REF = re.compile(r"^\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}$")
-_FRONT = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.DOTALL)
+# blank lines may come before the front matter, as Prompt flow allows
+_FRONT = re.compile(r"\A(?:[ \t]*\r?\n)*---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.DOTALL)
 SAMPLING_KEYS = ("max_tokens", "temperature", "seed", "stop")
 
 
@@ -146,13 +147,15 @@ def parse_prompty(text: str, path: Path, env: EnvPolicy | None = None) -> Prompt
         front = _EnvResolver(path, env or current_policy()).front(yaml.safe_load(match.group(1)) or {})
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 2 if mark is not None else 1  # +1 for the opening '---', +1 for 1-based lines
+        first = text[: match.start(1)].count("\n") + 1  # the file's line where the YAML starts (after '---')
+        line = mark.line + first if mark is not None else 1
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise TemplateError(f"{path}:{line}: front matter is not valid YAML: {problem}") from None
     except (ValueError, RecursionError) as exc:  # a date such as 2024-13-45, or nesting deeper than PyYAML goes
         raise TemplateError(f"{path}: front matter is not valid YAML: {type(exc).__name__}: {exc}") from None
     if not isinstance(front, dict):
-        raise TemplateError(f"{path}:2: front matter must be a mapping of keys to values")
+        start = text[: match.start(1)].count("\n") + 1
+        raise TemplateError(f"{path}:{start}: front matter must be a mapping of keys to values")
     body = text[match.end() :]
     offset = text[: match.end()].count("\n")
     model = front.get("model") or {}

@@ -18,6 +18,8 @@ from ..data import RowWriter
 from ..pf.flex import line_result
 from ..pf.metrics import collecting
 from ..store import RowRecord, RunRecord, Store
+from ..tracing import step_span
+from .flow_errors import describe_error
 from .flows import AGGREGATION_VALUES, jsonable
 
 if TYPE_CHECKING:
@@ -156,8 +158,13 @@ class BatchOutput:
                 lines: list[Any] = [line_result(r.output or {}) for r in rows if r is not None and r.status != "error"]
             else:
                 lines = [(r.output or {}) if r is not None else {} for r in rows]
+            value = None
             with collecting() as logged:
-                value = jsonable(await _aggregate(flow.aggregate, lines))
+                try:
+                    with step_span("aggregate"):  # a step of the run: `runs logs` shows it, its failure too
+                        value = jsonable(await _aggregate(flow.aggregate, lines))
+                except Exception as err:  # the rows stand: the run completes with the metrics logged so far, as pf's
+                    log.warning("%s: the aggregate failed: %s", flow.ref, describe_error(err, flow))
             metrics.update(logged)
             metrics.update(value if isinstance(value, dict) else ({"value": value} if value is not None else {}))
         return jsonable(metrics) or None

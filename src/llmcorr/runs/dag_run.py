@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config
-from ..errors import FlowFailed, UserError
+from ..errors import UserError
 from ..pf import DAG_FILE, DagFlow, RowResult, flow_inputs, load_dag, run_aggregation, run_row, select_variant
 from ..pf.compat import promptflow_names
 from ..pf.connections import Connections
@@ -62,7 +62,7 @@ class DagRow:
 
     async def aggregate(self, rows: list[RowRecord]) -> dict[str, Any] | None:
         """The aggregation nodes over the rows that finished (as pf passes its completed lines): the metrics they
-        log. A failure fails the run (its rows stay: a resume runs the aggregation again)."""
+        log. A node that fails is a warning, and its span in the run's trace: the run completes (as in pf)."""
         if not self.flow.aggregation_nodes or not any(row.status == "ok" for row in rows):
             return None  # nothing to aggregate
         finished = [
@@ -77,8 +77,8 @@ class DagRow:
         with collecting() as metrics:
             try:
                 await run_aggregation(self.flow, finished, self.nodes)
-            except Exception as err:
-                raise FlowFailed(f"{shown(self.flow.file)}: aggregation failed: {describe_error(err)}") from err
+            except Exception as err:  # as in pf: the run completes, with the metrics logged before the failure
+                log.warning("%s: aggregation failed: %s", shown(self.flow.file), describe_error(err))
         return jsonable(dict(metrics)) or None
 
 

@@ -37,7 +37,10 @@ SUPPLIED: dict[str, tuple[str, ...]] = {
     ),
     "promptflow.tracing": ("ThreadPoolExecutorWithContext", "start_trace", "trace"),
     "promptflow.connections": ("AzureOpenAIConnection", "CustomConnection", "OpenAIConnection", "ServerlessConnection"),
+    # where promptflow defines Prompty: flows import it from there too (flex-flows/eval-code-quality)
+    "promptflow.core._flow": ("AsyncPrompty", "Prompty"),
 }
+PACKAGES = frozenset({"promptflow", "promptflow.core"})  # the stand-ins that have submodules
 WHY_NOT = {
     "promptflow.azure": "Azure ML workspaces are Azure-only",
     "promptflow.client": "runs are llmcorr's: `llmcorr run`, `llmcorr.run`",
@@ -103,7 +106,7 @@ class _Finder(importlib.abc.MetaPathFinder):
         if fullname != ROOT and not fullname.startswith(ROOT + "."):
             return None
         if fullname in SUPPLIED:
-            return importlib.machinery.ModuleSpec(fullname, self.loader, is_package=fullname == ROOT)
+            return importlib.machinery.ModuleSpec(fullname, self.loader, is_package=fullname in PACKAGES)
         top = ".".join(fullname.split(".")[:2])
         why = WHY_NOT.get(top, "llmcorr supplies promptflow, .core, .tracing and .connections")
         raise NotSupplied(f"llmcorr does not supply {fullname} ({why})", name=fullname)
