@@ -54,7 +54,12 @@ class NodeInputs:
     def for_function(self, fn: Callable[..., Any]) -> dict[str, Any]:
         """The keyword arguments for `fn`, as pf calls a node's function: an input whose node was bypassed is left
         out where `fn` has a default for it (so the default applies), else passed as None."""
-        params = inspect.signature(fn).parameters
+        return self.for_parameters(inspect.signature(fn).parameters)
+
+    def for_parameters(self, params: Mapping[str, inspect.Parameter]) -> dict[str, Any]:
+        """`for_function`, given the function's parameters (a node's, read once when its tool was loaded)."""
+        if not self.bypassed:
+            return self.values
         return {
             name: value
             for name, value in self.values.items()
@@ -127,6 +132,7 @@ class _Dag:
         self.label = shown(flow.file)
         self.pending = {node.name: node for node in nodes}  # in run order
         self.members = frozenset(self.pending)
+        self.waits = _waits(flow, nodes, self.members)
         self.inputs = inputs
         self.given = given
         self.outputs: dict[str, Any] = {}
@@ -144,7 +150,7 @@ class _Dag:
         return start
 
     def _ready(self, node: Node) -> bool:
-        return all(name in self.outputs or name in self.bypassed for name in node.depends_on() & self.members)
+        return all(name in self.outputs or name in self.bypassed for name in self.waits[node.name])
 
     def _bypassable(self, node: Node) -> bool:
         if node.activate is not None:
@@ -182,6 +188,23 @@ class _Dag:
         except PathError as err:
             found = f"the output of node {value.name!r} {err}"
             raise DataError(f"{self.label}: {where} reads {value}, but {found}") from None
+
+
+_WAITS: dict[tuple[int, frozenset[str]], tuple[DagFlow, dict[str, frozenset[str]]]] = {}
+
+
+def _waits(flow: DagFlow, nodes: Sequence[Node], members: frozenset[str]) -> dict[str, frozenset[str]]:
+    """For each node, the nodes of this execution it waits for: worked out once per flow, not once per row (the
+    flow is kept with its entry, so an id is never taken for another flow's)."""
+    key = (id(flow), members)
+    found = _WAITS.get(key)
+    if found is not None and found[0] is flow:
+        return found[1]
+    waits = {node.name: frozenset(node.depends_on() & members) for node in nodes}
+    if len(_WAITS) >= 16:
+        _WAITS.clear()
+    _WAITS[key] = (flow, waits)
+    return waits
 
 
 async def _execute(dag: _Dag, run_node: RunNode, limit: int | None) -> None:

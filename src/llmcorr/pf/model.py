@@ -8,6 +8,8 @@ A `DagFlow` is only ever built valid: its references point at things that exist,
 
 from __future__ import annotations
 
+import functools
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -214,7 +216,12 @@ class DagFlow(_Model):
 
 def shown(path: Path) -> str:
     """A path as messages show it: relative to the working folder when it is under it."""
+    return _shown(path, os.getcwd())
+
+
+@functools.lru_cache(maxsize=1024)
+def _shown(path: Path, cwd: str) -> str:  # every row of a run names its flow: resolved once
     try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
+        return str(path.resolve().relative_to(Path(cwd).resolve()))
     except ValueError:
         return str(path)

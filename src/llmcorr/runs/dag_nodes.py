@@ -21,7 +21,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,16 @@ def is_tool(obj: Any) -> bool:
     return inspect.isfunction(obj) and (getattr(obj, "__llmcorr_tool__", False) or hasattr(obj, "__tool"))
 
 
+@dataclass(frozen=True)
+class Tool:
+    """A python node's function, and what calling it needs, read once when the flow loads."""
+
+    fn: Callable[..., Any]
+    params: Mapping[str, inspect.Parameter]
+    connections: Mapping[str, Any]  # parameter -> its connection class, for the parameters typed as one
+    is_async: bool
+
+
 class DagNodes:
     """The executable nodes of one flow (its per-row and aggregation nodes alike)."""
 
@@ -58,7 +69,7 @@ class DagNodes:
         self.flow = flow
         self.max_tokens = max_tokens
         self.label = shown(flow.file)
-        self.tools: dict[str, Callable[..., Any]] = {}
+        self.tools: dict[str, Tool] = {}
         self.templates: dict[str, PromptTemplate] = {}
         self.endpoints: dict[str, str | None] = {}  # an llm node's endpoint (None: any of the run's)
         self._connections = connections
@@ -94,7 +105,7 @@ class DagNodes:
                 raise UserError(f"{where}: api {node.api!r}: expected chat or completion")
             self.endpoints[node.name] = self._connections.endpoint(node.connection, where) if node.connection else None
 
-    def _tool(self, node: Node, file: Path) -> Callable[..., Any]:
+    def _tool(self, node: Node, file: Path) -> Tool:
         where = self._where(node)
         module = import_file(file, where)
         tools = [obj for obj in vars(module).values() if is_tool(obj) and obj.__module__ == module.__name__]
@@ -112,10 +123,11 @@ class DagNodes:
                 continue
             raise UserError(f"{where}: {fn.__name__}() in {shown(file)} needs input {name!r}, which the node lacks")
         hints = _hints(fn)
+        typed = {name: hint for name, hint in hints.items() if name in params and hasattr(hint, "from_endpoint")}
         for name, value in node.inputs.items():  # connections named literally: resolved now, before any row
-            if isinstance(value, Const) and hasattr(hints.get(name), "from_endpoint") and isinstance(value.value, str):
+            if name in typed and isinstance(value, Const) and isinstance(value.value, str):
                 self._connections.endpoint(value.value, f"{where} input {name!r}")
-        return fn
+        return Tool(fn, params, typed, inspect.iscoroutinefunction(fn))
 
     async def __call__(self, node: Node, inputs: NodeInputs) -> Any:
         attributes = {"llmcorr.node": node.name, "llmcorr.node_type": str(node.type), "llmcorr.input": ""}
@@ -128,16 +140,19 @@ class DagNodes:
 
     async def _run(self, node: Node, inputs: NodeInputs) -> Any:
         if node.type == NodeType.PYTHON:
-            fn = self.tools[node.name]
-            hints = _hints(fn)
-            where = f"{self._where(node)}"
-            kwargs = {
-                name: as_connection(hints.get(name), value, f"{where} input {name!r}")
-                for name, value in inputs.for_function(fn).items()
-            }
-            if inspect.iscoroutinefunction(fn):
-                return await fn(**kwargs)
-            return await asyncio.to_thread(fn, **kwargs)  # the row's context (its LLM, its span) goes along
+            tool = self.tools[node.name]
+            kwargs = inputs.for_parameters(tool.params)
+            if tool.connections:  # a connection's name becomes the connection, built from its endpoint
+                where = self._where(node)
+                kwargs = {
+                    name: as_connection(tool.connections[name], value, f"{where} input {name!r}")
+                    if name in tool.connections
+                    else value
+                    for name, value in kwargs.items()
+                }
+            if tool.is_async:
+                return await tool.fn(**kwargs)
+            return await asyncio.to_thread(tool.fn, **kwargs)  # the row's context (its LLM, its span) goes along
         template = self.templates[node.name]
         if node.type == NodeType.PROMPT:
             return template.text(**inputs.values)

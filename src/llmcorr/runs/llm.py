@@ -85,10 +85,10 @@ class CachedLLM:
         self, messages: list[Message], params: GenParams, sample: int, only: str | None
     ) -> tuple[Answer, int]:
         self.scheduler.pool(only)  # an endpoint the run does not have: one line, before the cache is read
-        keys = {
+        keys = {  # none without the cache: nothing is looked up or stored
             name: cache_key(ident, messages, params, sample)
             for name, ident in self.identities.items()
-            if only is None or name == only
+            if self.use_cache and (only is None or name == only)
         }
         if self.use_cache:
             hit = self.store.cached_response(list(dict.fromkeys(keys.values())))
