@@ -61,7 +61,7 @@ def correct(
     seed: int = _C["seed"],
     name: str | None = _C["name"],
     output: str | Path | None = _C["output"],
-    problem: Literal["auto", "classification", "regression"] = _C["problem"],
+    problem: Literal["auto", "classification", "multiclass", "regression"] = _C["problem"],
     columns: Mapping[str, str] | None = _C["columns"],
     template: str | Path | None = _C["template"],
     max_tokens: int = _C["max_tokens"],
@@ -88,9 +88,11 @@ def correct(
 
     `predictions` is a CSV/JSONL/Parquet file or a DataFrame with columns id, input, prediction, label, split
     (remap with `columns={"input": "smiles"}`). `task` says what a positive label means (regression: what the value
-    is); `shots` knowledge rows per query (a number or "all"), chosen by `knowledge` (random, fixed, knn, stratified)
-    from `knowledge_from` (valid, train, train+valid); `limit` corrects only the first N test rows; `problem` auto
-    (0/1 labels: classification, numbers: regression; 3+ classes are refused), classification or regression;
+    is; multiclass: what the class is); `shots` knowledge rows per query (a number or "all"), chosen by
+    `knowledge` (random, fixed, knn, stratified) from `knowledge_from` (valid, train, train+valid); `limit` corrects
+    only the first N test rows; `problem` auto
+    (0/1 labels: classification; text labels, or 3+ integer classes predicted as classes: multiclass; numbers:
+    regression), classification (multiclass with labels other than 0/1), multiclass or regression;
     `template` your own prompt template; `format_retries`, `double_check`, `change_threshold`, `samples` how hard to
     work on each row; `gate` applies only the corrections a validation-chosen gate accepts (from `gate_rows` rows);
     `describe_molecules` adds RDKit descriptions of SMILES inputs. `endpoints` names llmcorr.toml's endpoints;
@@ -127,7 +129,7 @@ def estimate(
     limit: int | None = _C["limit"],
     seed: int = _C["seed"],
     output: str | Path | None = _C["output"],
-    problem: Literal["auto", "classification", "regression"] = _C["problem"],
+    problem: Literal["auto", "classification", "multiclass", "regression"] = _C["problem"],
     columns: Mapping[str, str] | None = _C["columns"],
     template: str | Path | None = _C["template"],
     max_tokens: int = _C["max_tokens"],

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +14,7 @@ import pytest
 import llmcorr
 from llmcorr.store import Store
 
-from .conftest import run_cli, store_path
+from .conftest import run_cli, start_cli, store_path, wait_for_rows
 
 pytestmark = pytest.mark.model
 
@@ -96,3 +98,67 @@ def test_demo_prints_the_metrics_table() -> None:
     assert r.returncode == 0, r.stderr
     for text in ("base model vs LLMCorr", "ROC-AUC", "accuracy", "flips", "gate", "tokens", "wall time", "runs show"):
         assert text in r.stdout
+
+
+IRIS_CLASSES = ("setosa", "versicolor", "virginica")
+
+
+def test_cli_corrects_a_three_class_dataset_then_reports_reruns_and_resumes(tmp_path: Path, llmcorr_home: Path) -> None:
+    """Iris, its base model's class and probabilities per class (`demo_predictions("iris")`), corrected by the
+    embedded model: answers parsed into classes, accuracy and macro-F1 with intervals, both confusion matrices in the
+    report; a rerun served from the cache; a run killed mid-way resumed to the end."""
+    from llmcorr.correct.datasets import demo_predictions
+
+    iris = tmp_path / "iris.csv"
+    demo_predictions("iris").to_csv(iris, index=False)
+    out = tmp_path / "out.csv"
+    args = ("correct", "-p", iris, "--task", "the iris species", "--shots", 3)
+    r = run_cli(*args, "--limit", 6, "--gate-rows", 6, "--name", "iris", "--output", out)
+    assert r.returncode == 0, r.stderr
+    assert "problem: multiclass (3 classes: 'setosa', 'versicolor', 'virginica')" in r.stderr
+    for text in ("accuracy", "macro-F1", "log-loss", "recall: setosa", "confusion"):
+        assert text in r.stdout, text
+    table = pd.read_csv(out)
+    assert len(table) == 6 and set(table["corrected_prediction"]) <= set(IRIS_CLASSES)
+    assert set(table["llm_prediction"]) <= set(IRIS_CLASSES)
+    shown = json.loads(run_cli("runs", "show", "iris", "--json").stdout)
+    m = shown["metrics"]
+    assert list(m["base"]) == ["accuracy", "macro_f1", "log_loss"] and m["n"] == 6
+    for side in ("base", "corrected"):
+        low, high = m["ci95"][side]["accuracy"]
+        assert low <= m[side]["accuracy"] <= high
+        assert sum(map(sum, m["confusion"][side])) == 6
+    assert m["confusion"]["classes"] == list(IRIS_CLASSES) and m["gate"]["validation_rows"] == 6
+    assert shown["spec"]["options"]["problem"] == "multiclass"
+    assert shown["spec"]["options"]["classes"]["names"] == list(IRIS_CLASSES)
+    with Store(store_path(llmcorr_home)) as store:
+        rows = store.rows(shown["id"])
+    for row in rows:  # every answer read is one of the classes; an unread one keeps the model's class
+        corrected = row.output["corrected_prediction"]
+        assert corrected in IRIS_CLASSES and (row.status == "ok" or corrected == row.inputs["prediction"])
+    assert "The classes are: setosa, versicolor, virginica." in rows[0].prompt[0]["content"]
+
+    report = run_cli("report", "iris", "-o", tmp_path / "iris.html")
+    assert report.returncode == 0, report.stderr
+    html = (tmp_path / "iris.html").read_text()
+    for side in ("base", "corrected"):
+        matrix = html.split(f'id="confusion-{side}"')[1].split("</table>")[0]
+        cells = [int(c.split(">")[-1]) for c in matrix.split("</td>")[:-1]]
+        assert cells == [n for line in m["confusion"][side] for n in line]
+
+    again = run_cli("runs", "rerun", "iris", "--name", "iris-again", "-q")
+    assert again.returncode == 0, again.stderr
+    replayed = json.loads(run_cli("runs", "show", "iris-again", "--json").stdout)
+    assert replayed["metrics"] == m and replayed["input_tokens"] == 0  # the same answers, from the cache
+
+    proc = start_cli(*args, "--limit", 10, "--no-gate", "--name", "iris-killed", "--no-cache", "-q")
+    wait_for_rows(llmcorr_home, "iris-killed", 3, proc)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+    resumed = run_cli("runs", "resume", "iris-killed", "-q", "-o", tmp_path / "resumed.csv")
+    assert resumed.returncode == 0, resumed.stderr
+    finished = json.loads(run_cli("runs", "show", "iris-killed", "--json").stdout)
+    assert finished["status"] == "completed" and finished["rows_done"] == 10
+    assert finished["metrics"]["n"] == 10 and len(finished["metrics"]["confusion"]["base"]) == 3
+    written = pd.read_csv(tmp_path / "resumed.csv")
+    assert len(written) == 10 and set(written["corrected_prediction"]) <= set(IRIS_CLASSES)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 import llmcorr
 from tests.servers import ScriptedServer, ok
@@ -174,3 +175,84 @@ def test_molecules_demo_data_and_descriptions_in_the_prompt() -> None:
     with llmcorr.Store(llmcorr.Config.load().store_path) as store:
         spec = store.get_run(result.run_id).spec
     assert spec["options"]["similarity"] == "tanimoto-morgan2" and spec["options"]["describe_molecules"] is True
+
+
+ANIMALS = [  # label, the model's class, its probabilities of cat, dog, owl
+    ("cat", "cat", (0.9, 0.05, 0.05)),
+    ("dog", "dog", (0.05, 0.9, 0.05)),
+    ("owl", "dog", (0.05, 0.5, 0.45)),  # unsure, and wrong
+]
+
+
+def _animals(tmp_path: Path) -> Path:
+    """Three classes: the model is sure and right on cats and dogs, unsure and wrong on owls (it says dog)."""
+    rows = []
+    for split in ("train", "valid", "test"):
+        for i in range(30):
+            label, prediction, (cat, dog, owl) = ANIMALS[i % 3]
+            rows.append(
+                {
+                    "id": f"{split}{i}",
+                    "input": f"x={i}",
+                    "prediction": prediction,
+                    "label": label,
+                    "split": split,
+                    "prob_cat": cat,
+                    "prob_dog": dog,
+                    "prob_owl": owl,
+                }
+            )
+    path = tmp_path / "animals.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_multiclass_answers_are_parsed_into_classes_and_a_malformed_one_is_asked_again(tmp_path: Path) -> None:
+    with ScriptedServer() as srv:
+        srv.script.extend([ok("It is a bird, I think"), ok("Prediction:  OWL ; Explanation: scripted")])
+        result = llmcorr.correct(_animals(tmp_path), limit=1, provider=endpoint(srv), gate=False, cache=False)
+        first, retry = (r["body"]["messages"] for r in srv.requests)
+    assert result.problem == "multiclass" and len(srv.requests) == 2
+    assert "The classes are: cat, dog, owl." in first[0]["content"]
+    assert first[-1]["content"].startswith("Sample: x=0\nThe model predicts cat (cat 0.900, dog 0.050, owl 0.050).")
+    shots = [m["content"] for m in first if m["role"] == "assistant"]
+    assert len(shots) == 3 and all(s in ("Prediction: cat", "Prediction: dog", "Prediction: owl") for s in shots)
+    assert "Reply exactly in the format: Prediction: <one of: cat, dog, owl>" in retry[-1]["content"]
+    row = result.table.iloc[0]
+    assert row["parsed"] and row["corrected_prediction"] == "owl" and row["explanation"] == "scripted"
+    m = result.metrics
+    assert m["flips"] == {"changed": 1, "wrong_to_right": 0, "right_to_wrong": 1}
+    assert m["confusion"]["corrected"] == [[0, 0, 1], [0, 0, 0], [0, 0, 0]]
+
+
+def test_the_multiclass_gate_works_on_the_models_margin_and_the_report_shows_both_confusions(tmp_path: Path) -> None:
+    data = _animals(tmp_path)
+    with ScriptedServer(default=ok("Prediction: owl; Explanation: scripted")) as srv:
+        result = llmcorr.correct(data, provider=endpoint(srv), shots=2, name="animals", output=tmp_path / "out.csv")
+        assert len(srv.requests) == 60  # 30 test rows + 30 validation rows
+        rerun = run_cli("runs", "rerun", "animals", "--name", "again", "-q")  # every answer cached
+        assert rerun.returncode == 0, rerun.stderr
+        assert len(srv.requests) == 60
+    m = result.metrics
+    assert m["gate"]["policy"].startswith("where the model's confidence <") and m["gate"]["applied_on_test"] == 10
+    assert m["base"]["accuracy"] == pytest.approx(2 / 3) and m["corrected"]["accuracy"] == 1.0
+    assert m["corrected"]["macro_f1"] == 1.0 and m["ungated"]["corrected"]["accuracy"] == pytest.approx(1 / 3)
+    low, high = m["ci95"]["base"]["macro_f1"]
+    assert low <= m["base"]["macro_f1"] <= high and m["ci95"]["delta"]["accuracy"] is not None
+    assert m["confusion"]["base"] == [[10, 0, 0], [0, 10, 0], [0, 10, 0]]
+    assert m["confusion"]["corrected"] == [[10, 0, 0], [0, 10, 0], [0, 0, 10]]
+    written = pd.read_csv(tmp_path / "out.csv")
+    assert (written["corrected_prediction"] == written["label"]).all() and (written["llm_prediction"] == "owl").all()
+    with llmcorr.Store(llmcorr.Config.load().store_path) as store:
+        again = store.get_run("again")
+    assert again.metrics == result.metrics.to_dict() and again.input_tokens == 0
+
+    r = run_cli("report", "animals", "-o", tmp_path / "animals.html")
+    assert r.returncode == 0, r.stderr
+    html = (tmp_path / "animals.html").read_text()
+    for side, expected in (("base", [10, 0, 0, 0, 10, 0, 0, 10, 0]), ("corrected", [10, 0, 0, 0, 10, 0, 0, 0, 10])):
+        shown = html.split(f'id="confusion-{side}"')[1].split("</table>")[0]
+        assert [int(c.split(">")[-1]) for c in shown.split("</td>")[:-1]] == expected
+        assert all(f"predicted {c}" in shown and f"label {c}" in shown for c in ("cat", "dog", "owl"))
+    for text in ("macro-F1", "log-loss", "recall: owl", "McNemar", "wrong → right", 'data-chart="calibration"'):
+        assert text in html, text

@@ -463,3 +463,37 @@ def test_ui_command_on_all_interfaces_generates_a_token(lab: Lab, monkeypatch: p
         os.kill(proc.pid, signal.SIGTERM)
         proc.communicate(timeout=30)
     assert proc.returncode is not None
+
+
+def test_a_multiclass_run_shows_both_confusion_matrices_and_its_report(lab: Lab, page: Page) -> None:
+    """Iris corrected through a scripted server that always answers virginica: the run's page shows accuracy and
+    macro-F1, the confusion matrices before and after (the cells the correction changed marked), and its report."""
+    from llmcorr.correct.datasets import demo_predictions
+    from tests.servers import ScriptedServer, ok
+
+    demo_predictions("iris").to_csv(lab.dir / "iris.csv", index=False)
+    with ScriptedServer(default=ok("Prediction: Virginica; Explanation: scripted")) as srv:
+        made = run_cli("correct", "-p", lab.dir / "iris.csv", "--base-url", srv.base_url, "--model", "m",
+                       "--limit", "9", "--no-gate", "--name", "iris", "-q", env=lab.env)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    with lab.store() as store:
+        metrics = store.get_run("iris").metrics
+    assert metrics is not None and metrics["corrected"]["accuracy"] < metrics["base"]["accuracy"]
+    page.goto(lab.url + "/runs/iris")
+    rows = page.locator("#metrics tr")
+    expect(rows.filter(has=page.get_by_role("cell", name="macro-F1", exact=True))).to_contain_text(
+        f"{metrics['base']['macro_f1']:.4f}"
+    )
+    expect(rows.filter(has_text="recall: virginica")).to_contain_text("1.000")
+    for side in ("base", "corrected"):
+        table = page.locator(f"#confusion-{side}")
+        expect(table.locator("thead th")).to_have_text(["", "setosa", "versicolor", "virginica"])
+        expect(table.locator("tbody td")).to_have_text([str(n) for line in metrics["confusion"][side] for n in line])
+    corrected_cells = page.locator("#confusion-corrected tbody tr").nth(0).locator("td")
+    expect(corrected_cells.nth(2)).to_have_class(re.compile(r"\bchanged\b"))  # setosa rows now said virginica
+    shot(page, "run-multiclass")
+    with page.expect_navigation():
+        page.locator("#report-link").click()
+    expect(page.locator("#confusion-base td")).to_have_count(9)
+    expect(page.locator("#confusion-corrected")).to_contain_text("predicted virginica")
+    shot(page, "report-multiclass")

@@ -6,8 +6,9 @@ against the quota server on 127.0.0.1 (bench/quota_server.py), which counts ever
   `llmcorr runs show` and the dashboard's run page name its kind, URL and model — on a resume too.
 - `kind = "local"` with a `base_url`, `--provider local --base-url` and a bare `--model` are contradictions: one line,
   exit 2, no request, no run.
-- Multiclass labels (iris: 0/1/2 with integer predictions; text classes) are refused with one line saying what is
-  supported; `--problem regression` runs them as regression, `--problem classification` is refused alike.
+- Multiclass labels (iris: 0/1/2 with integer predictions; text classes) run as a multiclass problem, as does
+  `--problem classification` on them; `--problem regression` runs them as regression; several labels in a row
+  (multi-label) are refused with one line, before any request.
 """
 
 from __future__ import annotations
@@ -136,13 +137,13 @@ def iris_csv(tmp_path: Path, text_labels: bool = False) -> Path:
 
     iris = load_iris(as_frame=True)
     features = iris.data.round(1).astype(str)
-    labels = iris.target.map(dict(enumerate(iris.target_names))) if text_labels else iris.target
+    named = dict(enumerate(iris.target_names)) if text_labels else {c: c for c in range(3)}
     frame = pd.DataFrame(
         {
             "id": range(len(iris.target)),
             "input": features.apply(lambda r: ", ".join(f"{k}={v}" for k, v in r.items()), axis=1),
-            "prediction": [(t + 1) % 3 if i % 7 == 0 else t for i, t in enumerate(iris.target)],
-            "label": labels,
+            "prediction": [named[(t + 1) % 3 if i % 7 == 0 else t] for i, t in enumerate(iris.target)],
+            "label": iris.target.map(named),
             "split": [("train", "valid", "test")[i % 3] for i in range(len(iris.target))],
         }
     )
@@ -151,20 +152,33 @@ def iris_csv(tmp_path: Path, text_labels: bool = False) -> Path:
     return path
 
 
-def test_multiclass_labels_are_refused_unless_regression_is_asked_for(tmp_path: Path, llmcorr_home: Path) -> None:
+def test_multiclass_labels_run_as_multiclass_or_as_regression_when_asked(tmp_path: Path, llmcorr_home: Path) -> None:
     path, names = iris_csv(tmp_path), iris_csv(tmp_path, text_labels=True)
+    multilabel = tmp_path / "tags.csv"
+    pd.read_csv(names).assign(label='["setosa", "virginica"]').to_csv(multilabel, index=False)
     with QuotaServer(QuotaServerConfig(rpm=6000, response_text="Prediction: 1; Explanation: emulated")) as srv:
         endpoint = ("--base-url", srv.base_url, "--model", "m", "--shots", "1", "--limit", "2", "--no-gate")
-        refused = [
-            run_cli("correct", "-p", path, "--task", "the iris species", *endpoint),
-            run_cli("correct", "-p", path, "--problem", "classification", *endpoint),
-            run_cli("correct", "-p", names, *endpoint),
-        ]
+        refused = run_cli("correct", "-p", multilabel, *endpoint)
         assert srv.stats()["received"] == 0 and runs_recorded(llmcorr_home) == 0
+        ran = {
+            name: run_cli("correct", "-p", data, *extra, "--name", name, "-o", tmp_path / f"{name}.csv", *endpoint)
+            for name, data, extra in (
+                ("auto", path, ("--task", "the iris species")),
+                ("asked", path, ("--problem", "classification")),
+                ("names", names, ()),
+            )
+        }
         regression = run_cli("correct", "-p", path, "--problem", "regression", "--name", "as-numbers", *endpoint)
         received = srv.stats()["received"]
-    for result in refused[:2]:
-        one_line_error(result, "iris.csv", "'label'", "3 classes (0, 1, 2)", "multiclass", "--problem regression")
-    one_line_error(refused[2], "iris_names.csv", "3 classes ('setosa', 'versicolor', 'virginica')", "multiclass")
+    one_line_error(refused, "tags.csv", "'label'", "a list of labels", "multi-label correction is not supported")
+    for name, result in ran.items():
+        assert result.returncode == 0, result.stderr
+        classes = "0, 1, 2" if name != "names" else "'setosa', 'versicolor', 'virginica'"
+        assert f"llmcorr: problem: multiclass (3 classes: {classes})" in result.stderr, result.stderr
+        assert "macro-F1" in result.stdout and "confusion" in result.stdout
+    for name in ("auto", "asked"):  # "Prediction: 1" names the class 1
+        assert list(pd.read_csv(tmp_path / f"{name}.csv")["corrected_prediction"]) == [1, 1]
+    unread = pd.read_csv(tmp_path / "names.csv")  # "1" names none of the text classes: the base class stands
+    assert not unread["parsed"].any() and list(unread["corrected_prediction"]) == list(unread["prediction"])
     assert regression.returncode == 0, regression.stderr
     assert "llmcorr: problem: regression" in regression.stderr and received >= 2

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -200,28 +202,130 @@ def iris_like(labels: list[object], predictions: list[object]) -> pd.DataFrame:
 INTEGER_CLASSES = [0, 1, 2, 2, 0, 1, 1, 2, 0]
 
 
-@pytest.mark.parametrize("problem", ["auto", "classification"])
-def test_three_integer_classes_are_refused_as_multiclass(tmp_path: Path, problem: str) -> None:
+NAMES = ["setosa", "versicolor", "virginica"]
+PREDICTED = [0, 1, 2, 1, 0, 1, 2, 2, 0]  # rows 4 and 7 (1-based) are wrong
+
+
+@pytest.mark.parametrize("problem", ["auto", "classification", "multiclass"])
+def test_three_integer_classes_are_a_multiclass_problem(tmp_path: Path, problem: str) -> None:
     path = tmp_path / "iris.csv"
-    iris_like(INTEGER_CLASSES, [0, 1, 2, 1, 0, 1, 2, 2, 0]).to_csv(path, index=False)
-    with pytest.raises(DataError) as info:
-        load_predictions(path, problem=problem)  # type: ignore[arg-type]
-    message = str(info.value)
-    assert message.startswith(f"{path}: row 3 (line 4), column 'label': expected 0 or 1 for classification, got ")
-    assert "one of 3 classes (0, 1, 2): multiclass correction is not supported yet" in message
-    assert "binary classification and regression" in message and "--problem regression" in message
-    assert "\n" not in message
+    iris_like(INTEGER_CLASSES, PREDICTED).to_csv(path, index=False)
+    table = load_predictions(path, problem=problem)  # type: ignore[arg-type]
+    assert table.problem == "multiclass" and table.classes is not None
+    assert table.classes.names == [0, 1, 2] and table.classes.probabilities(table.frame) is None
+    assert list(table.frame["label"]) == INTEGER_CLASSES and list(table.frame["prediction"]) == PREDICTED
 
 
-def test_text_labels_of_three_classes_are_refused_as_multiclass() -> None:
-    names = ["setosa", "versicolor", "virginica"]
-    frame = iris_like([names[c] for c in INTEGER_CLASSES], [0.2] * len(INTEGER_CLASSES))
-    with pytest.raises(DataError, match=r"one of 3 classes \('setosa', 'versicolor', 'virginica'\): multiclass"):
-        load_predictions(frame)
+def test_text_labels_are_classes_matched_whatever_their_case_and_spacing() -> None:
+    predicted = [f"  {NAMES[c].upper()} " for c in PREDICTED]
+    table = load_predictions(iris_like([NAMES[c] for c in INTEGER_CLASSES], predicted))
+    assert table.problem == "multiclass" and table.classes is not None and table.classes.names == NAMES
+    assert list(table.frame["prediction"]) == [NAMES[c] for c in PREDICTED]  # each as the label column writes it
+    two = load_predictions(iris_like(["cat", "dog"] * 4 + ["cat"], ["dog", "dog"] * 4 + ["cat"]))
+    assert two.problem == "multiclass" and two.classes is not None and two.classes.names == ["cat", "dog"]
+    binary = load_predictions(iris_like([0, 1] * 4 + [1], [0, 1] * 4 + [1]), problem="multiclass")
+    assert binary.problem == "multiclass" and binary.classes is not None and binary.classes.names == [0, 1]
+
+
+def _with_probabilities(frame: pd.DataFrame) -> pd.DataFrame:
+    for k, name in enumerate(NAMES):
+        frame[f"prob_{name}"] = [0.8 if c == k else 0.1 for c in PREDICTED]
+    return frame
+
+
+def test_probabilities_as_one_column_per_class_or_one_json_or_list_column(tmp_path: Path) -> None:
+    labels = [NAMES[c] for c in INTEGER_CLASSES]
+    expected = [[0.8 if c == k else 0.1 for k in range(3)] for c in PREDICTED]
+    per_class = _with_probabilities(iris_like(labels, [NAMES[c] for c in PREDICTED]))
+    as_dicts = iris_like(labels, [NAMES[c] for c in PREDICTED])
+    as_dicts["scores"] = [json.dumps({NAMES[c]: 0.9, NAMES[(c + 1) % 3]: 0.1}) for c in PREDICTED]
+    as_lists = iris_like(labels, [NAMES[c] for c in PREDICTED])
+    as_lists["probabilities"] = [list(row) for row in expected]
+    as_lists.to_parquet(tmp_path / "lists.parquet")
+    for source, columns in (
+        (per_class, None),
+        (as_dicts, {"probabilities": "scores"}),
+        (tmp_path / "lists.parquet", None),
+    ):
+        table = load_predictions(source, columns=columns)
+        assert table.classes is not None
+        read = table.classes.probabilities(table.frame)
+        assert read is not None and read.sum(axis=1) == pytest.approx([1.0] * len(PREDICTED))
+        if source is not as_dicts:
+            assert read.ravel().tolist() == pytest.approx([p for row in expected for p in row])
+        else:  # a class left out of a JSON object has 0
+            assert read.argmax(axis=1).tolist() == PREDICTED and (read == 0).sum() == len(PREDICTED)
+        confidence = table.classes.confidence(read, table.classes.indices(table.frame["prediction"]))
+        assert confidence.tolist() == pytest.approx([0.7 if source is not as_dicts else 0.8] * len(PREDICTED))
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            lambda f: f.assign(prediction=["setosa"] * 8 + ["rose"]),
+            r"line 9, .*'prediction': expected one of the classes \('setosa', 'versicolor', 'virginica'\), got 'rose'",
+        ),
+        (
+            lambda f: f.drop(columns=["prob_virginica"]),
+            r"missing column 'prob_virginica' \(a prob_<class> column for each class, or none\)",
+        ),
+        (lambda f: f.assign(prob_rose=0.0), r"column 'prob_rose' names no class"),
+        (
+            lambda f: f.assign(prob_setosa=[*f["prob_setosa"][:8], 1.0]),
+            r"line 9, .*prob_<class> columns: the class probabilities sum to 1\.2 \(expected 1\)",
+        ),
+        (
+            lambda f: f.assign(prob_setosa=[*f["prob_setosa"][:8], "high"]),
+            r"line 9, .*column 'prob_setosa': expected a probability in \[0, 1\], got 'high'",
+        ),
+        (
+            lambda f: f.assign(label=[["setosa", "virginica"], *list(f["label"][1:])]),
+            r"line 1, .*'label': a list of labels .*multi-label correction is not supported",
+        ),
+        (
+            lambda f: f.assign(label=['["setosa", "virginica"]', *list(f["label"][1:])]),
+            r"line 1, .*'label': a list of labels .*multi-label correction is not supported",
+        ),
+        (
+            lambda f: f.assign(label=["Setosa", *list(f["label"][1:])]),
+            r"the labels 'Setosa' and 'setosa' differ only in case or spacing",
+        ),
+        (lambda f: f.assign(probabilities="[0.2, 0.8]"), r"both a 'probabilities' column and prob_<class> columns"),
+    ],
+)
+def test_multiclass_mistakes_are_one_line_naming_row_and_column(tmp_path: Path, change: Any, expected: str) -> None:
+    frame = change(_with_probabilities(iris_like([NAMES[c] for c in INTEGER_CLASSES], [NAMES[c] for c in PREDICTED])))
+    path = tmp_path / "iris.jsonl"
+    frame.to_json(path, orient="records", lines=True)
+    with pytest.raises(DataError, match=expected) as info:
+        load_predictions(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_json_probabilities_that_do_not_fit_the_classes() -> None:
+    frame = iris_like([NAMES[c] for c in INTEGER_CLASSES], [NAMES[c] for c in PREDICTED])
+    for cell, expected in (
+        ("[0.5, 0.5]", r"row 1, column 'probabilities': 2 probabilities for 3 classes"),
+        ('{"rose": 1.0}', r"row 1, column 'probabilities': 'rose' is not a class"),
+        ("high", r"row 1, column 'probabilities': expected a JSON object \{class: probability\} or a list of 3"),
+    ):
+        with pytest.raises(DataError, match=expected):
+            load_predictions(frame.assign(probabilities=cell))
+    with pytest.raises(DataError, match=r"missing column 'scores' \(for probabilities\)"):
+        load_predictions(frame, columns={"probabilities": "scores"})
+
+
+def test_a_probability_for_labels_that_are_not_0_or_1_is_still_a_label_mistake() -> None:
+    labels = [0, 1, 2, 1, 0, 1, 0, 1, 0]  # one 2 among binary labels, predictions are probabilities
+    with pytest.raises(DataError, match=r"row 3, column 'label': expected 0 or 1 for classification, got 2"):
+        load_predictions(iris_like(labels, [0.2, 0.7, 0.4, 0.9, 0.1, 0.6, 0.3, 0.8, 0.2]), problem="classification")
+    with pytest.raises(DataError, match=r"row 2, column 'label': expected a class label .* for multiclass, got 1.5"):
+        load_predictions(iris_like([1, 1.5, 2] * 3, [1, 1, 2] * 3), problem="multiclass")
 
 
 def test_problem_regression_overrides_the_inference_for_integer_labels() -> None:
-    table = load_predictions(iris_like(INTEGER_CLASSES, [0, 1, 2, 1, 0, 1, 2, 2, 0]), problem="regression")
+    table = load_predictions(iris_like(INTEGER_CLASSES, PREDICTED), problem="regression")
     assert table.problem == "regression" and list(table.frame["label"]) == [float(c) for c in INTEGER_CLASSES]
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from llmcorr import view
+from llmcorr.correct import multiclass_metrics
 from llmcorr.errors import NotFoundError, UserError
 from llmcorr.runs import experiments, summary
 from llmcorr.runs.experiments import Experiments, compare_runs, metric_values
@@ -43,6 +44,18 @@ def test_metric_values_pairs_base_and_corrected_and_flattens_the_rest() -> None:
     assert values["roc_auc corrected"] is None and values["flips.wrong_to_right"] == 1 and values["parsed"] == 4
     assert metric_values({"score": 0.5, "by": {"a": 1, "b": [1, 2]}}) == {"score": 0.5, "by.a": 1, "by.b": "[1, 2]"}
     assert metric_values(None) == {}
+    multiclass = metric_values(
+        multiclass_metrics([0, 1, 2, 2], [0, 1, 1, 2], [0, 1, 2, 2], ["cat", "dog", "owl"]) | {"parsed": 4}
+    )
+    assert [k for k in multiclass if not k.endswith("CI")][:4] == [
+        "accuracy base",
+        "accuracy corrected",
+        "macro_f1 base",
+        "macro_f1 corrected",
+    ]
+    assert multiclass["recall owl base"] == 0.5 and multiclass["recall owl corrected"] == 1.0
+    assert not any(k.startswith(("confusion", "per_class")) for k in multiclass)  # the matrices are the report's
+    assert metric_values({"confusion": [1], "per_class": {"a": 1}}) == {"confusion": "[1]", "per_class.a": 1}
 
 
 def test_compare_puts_runs_side_by_side(store: Store) -> None:

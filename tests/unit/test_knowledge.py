@@ -93,3 +93,47 @@ def test_molecule_descriptions() -> None:
     text = describe("c1ccccc1O")  # phenol
     assert text is not None and text.startswith("7 heavy atoms, 1 rings (1 aromatic)") and "1 H-bond donors" in text
     assert describe("not a molecule") is None
+
+
+def _classes_pool() -> pd.DataFrame:
+    """18 rows of three classes; the model is wrong on every third row (it says the next class)."""
+    names = ["setosa", "versicolor", "virginica"]
+    words = {"setosa": "short petal", "versicolor": "medium petal", "virginica": "long petal"}
+    labels = [names[i % 3] for i in range(18)]
+    predictions = [names[(i + 1) % 3] if i % 3 == (i // 3) % 3 else labels[i] for i in range(18)]
+    return pd.DataFrame(
+        {
+            "id": [f"v{i}" for i in range(18)],
+            "input": [f"{words[c]} {i}" for i, c in enumerate(labels)],
+            "prediction": predictions,
+            "label": labels,
+        }
+    )
+
+
+def test_multiclass_stratified_takes_wrong_and_right_cases_of_each_predicted_class_the_querys_first() -> None:
+    pool = _classes_pool()
+    right = pool["prediction"] == pool["label"]
+    knowledge = Knowledge(pool, 6, "stratified", seed=1, problem="multiclass")
+    for predicted in ("setosa", "versicolor", "virginica"):
+        picked = knowledge.for_row("q", "", predicted)
+        assert len(picked) == 6 and picked["id"].is_unique
+        for c in ("setosa", "versicolor", "virginica"):  # every predicted class, once wrong and once right
+            of_class = picked["prediction"] == c
+            assert right.loc[picked.index][of_class].sum() == 1 and (~right.loc[picked.index][of_class]).sum() == 1
+        assert list(knowledge.for_row("q", "", predicted)["id"]) == list(picked["id"])  # seeded per row
+    small = Knowledge(pool, 2, "stratified", seed=1, problem="multiclass")
+    for predicted in ("setosa", "virginica"):
+        picked = small.for_row("q", "", predicted)
+        assert set(picked["prediction"]) == {predicted}  # with two shots: the query's predicted class only
+        assert sorted(right.loc[picked.index]) == [False, True]
+
+
+def test_multiclass_knn_shows_the_nearest_rows_of_every_class() -> None:
+    pool = _classes_pool()
+    knowledge = Knowledge(pool, 3, "knn", seed=0, problem="multiclass")
+    picked = knowledge.for_row("q", "long petal 5")
+    assert sorted(picked["label"]) == ["setosa", "versicolor", "virginica"]  # one of each, not three virginica
+    assert picked["label"].iloc[-1] == "virginica" and picked["input"].iloc[-1] == "long petal 5"  # nearest last
+    binary = Knowledge(pool.assign(label=1, prediction=0.9), 3, "knn", seed=0, problem="classification")
+    assert all("long" in s for s in binary.for_row("q", "long petal 5")["input"])  # binary kNN: nearest only

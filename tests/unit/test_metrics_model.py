@@ -7,16 +7,25 @@ import json
 import math
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from markupsafe import escape
 
-from llmcorr.correct import CorrectionMetrics, classification_metrics, regression_metrics
+from llmcorr.correct import Classes, CorrectionMetrics, classification_metrics, regression_metrics
 from llmcorr.correct.metrics_model import GateChoice, ReliabilityBin, SideMetrics
 from llmcorr.report.html import render_report
 from llmcorr.runs.correction_table import compute_metrics, gated
 from llmcorr.store import RunRecord
-from llmcorr.view import correction_metrics, flip_rows, headline, metric_name, metric_rows, other_metrics
+from llmcorr.view import (
+    confusion_view,
+    correction_metrics,
+    flip_rows,
+    headline,
+    metric_name,
+    metric_rows,
+    other_metrics,
+)
 
 
 def stored(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -43,6 +52,26 @@ CLS_TEST = table([1, 1, 0, 0, 1, 0], [0.45, 0.9, 0.55, 0.1, 0.4, 0.2], [0.7, 0.2
 CLS_VALID = table([1, 1, 1, 0, 0, 1], [0.45, 0.40, 0.9, 0.1, 0.2, 0.95], [0.55, 0.60, 0.1, 0.9, 0.8, 0.05])
 REG_TEST = table([1.0, 2.0, 3.0, 4.0], [1.5, 2.5, 3.5, 4.5], [1.1, 2.2, 3.6, 4.0])
 REG_VALID = table([1.0, 2.0, 3.0], [2.0, 3.0, 4.0], [1.1, 2.1, 3.1])
+# multiclass: classes as text, the model's probabilities in prob_<class> columns; unsure rows are the wrong ones
+CLASSES = Classes(names=["cat", "dog", "owl"], prob_columns=["prob_cat", "prob_dog", "prob_owl"])
+
+
+def classes_table(labels: str, base: str, corrected: str, margins: list[float]) -> pd.DataFrame:
+    """Rows of one-letter classes (c, d, o): the model gives its class 0.5 + margin / 2 and the next class the rest,
+    so its top-two margin is `margin`."""
+    names = {"c": "cat", "d": "dog", "o": "owl"}
+    out = table([names[x] for x in labels], [names[x] for x in base], [names[x] for x in corrected])  # type: ignore[misc]
+    probabilities = np.zeros((len(base), 3))
+    for i, (b, m) in enumerate(zip(base, margins, strict=True)):
+        k = "cdo".index(b)
+        probabilities[i, k], probabilities[i, (k + 1) % 3] = 0.5 + m / 2, 0.5 - m / 2
+    for k, name in enumerate(CLASSES.texts):
+        out[f"prob_{name}"] = probabilities[:, k]
+    return out
+
+
+MC_TEST = classes_table("cdocdo", "cdodcc", "cdocdo", [0.9, 0.8, 0.1, 0.1, 0.05, 0.9])
+MC_VALID = classes_table("cdocdoc", "cdoddoo", "odccdoc", [0.9, 0.8, 0.7, 0.1, 0.15, 0.9, 0.05])
 
 
 def current_shapes() -> dict[str, dict[str, Any]]:
@@ -57,6 +86,14 @@ def current_shapes() -> dict[str, dict[str, Any]]:
         "empty, gated": gated(CLS_TEST.iloc[:0], CLS_VALID, "classification")[1],
         "one row (no intervals)": gated(CLS_TEST.iloc[:1], None, "classification")[1],
         "one class (no ROC-AUC)": gated(CLS_TEST.iloc[:2], None, "classification")[1],
+        "multiclass": gated(MC_TEST, None, "multiclass", CLASSES)[1],
+        "multiclass gated": gated(MC_TEST, MC_VALID, "multiclass", CLASSES)[1],
+        "multiclass, no probabilities": gated(
+            MC_TEST.drop(columns=[f"prob_{c}" for c in CLASSES.texts]),
+            MC_VALID,
+            "multiclass",
+            CLASSES.model_copy(update={"prob_columns": None}),
+        )[1],
     }
 
 
@@ -187,6 +224,38 @@ def test_the_dict_interface_of_result_metrics_still_works() -> None:
     assert OLD_SHAPES["newer"]["cost_per_fix"] == CorrectionMetrics.model_validate(OLD_SHAPES["newer"])["cost_per_fix"]
 
 
+def test_multiclass_metrics_gate_and_views() -> None:
+    shapes = {name: CorrectionMetrics.model_validate(stored(m)) for name, m in current_shapes().items()}
+    mc = shapes["multiclass"]
+    assert mc.base is not None and mc.corrected is not None and mc.base.roc_auc is None
+    assert list(mc.base.recorded()) == ["accuracy", "macro_f1", "log_loss"]
+    assert mc.base.accuracy == pytest.approx(3 / 6) and mc.corrected.accuracy == 1.0
+    assert mc.confusion is not None and mc.confusion.classes == ["cat", "dog", "owl"]
+    assert mc.confusion.corrected == [[2, 0, 0], [0, 2, 0], [0, 0, 2]] and mc.confusion.base[2] == [1, 0, 1]
+    assert [(c.name, c.n, c.base, c.corrected) for c in mc.per_class or []] == [
+        ("cat", 2, 0.5, 1.0),
+        ("dog", 2, 0.5, 1.0),
+        ("owl", 2, 0.5, 1.0),
+    ]
+    assert [m.label for m in metric_rows(mc)] == ["accuracy", "macro-F1", "log-loss"]
+    assert all(m.better for m in metric_rows(mc))  # log-loss: lower is better, and it went down
+    flips = dict(flip_rows(mc))
+    assert flips["recall: dog (n=2)"] == "0.500 → 1.000" and "Brier score, base → corrected" in flips
+    view = confusion_view(mc)
+    assert view is not None and view.cells["base"] == mc.confusion.base and view.changed[2] == [True, False, True]
+    assert confusion_view(shapes["classification"]) is None  # binary runs: the report draws theirs from the table
+
+    gate = shapes["multiclass gated"].gate  # validation: the LLM fixes the unsure rows and breaks the sure ones
+    assert gate is not None and gate.policy.startswith("where") and 0.1 < gate.threshold <= 0.7
+    assert gate.validation_accuracy is not None and gate.validation_accuracy.gated == 1.0
+    gated_table, _ = gated(MC_TEST, MC_VALID, "multiclass", CLASSES)
+    assert list(gated_table["gate_applied"]) == [False, False, False, True, True, False]  # changed, unsure rows
+    assert list(gated_table["corrected_prediction"]) == ["cat", "dog", "owl", "cat", "dog", "cat"]
+    plain = shapes["multiclass, no probabilities"]
+    assert plain.base is not None and "log_loss" not in plain.base.recorded() and plain.calibration is None
+    assert plain.gate is not None and plain.gate.policy in ("always", "never")  # no confidence: all or nothing
+
+
 def test_parts_are_immutable_and_gate_requires_its_policy() -> None:
     metrics = CorrectionMetrics.model_validate({"n": 1, "base": {"accuracy": 1.0}})
     with pytest.raises(ValueError):
@@ -253,6 +322,8 @@ def test_views_read_correct_runs_typed_and_other_runs_as_their_dict() -> None:
         ("classification", "classification", CLS_TEST),
         ("empty, gated", "classification", CLS_TEST.iloc[:0]),
         ("skeleton", "classification", CLS_TEST),
+        ("multiclass gated", "multiclass", MC_TEST),
+        ("multiclass, no probabilities", "multiclass", MC_TEST),
     ],
 )
 def test_the_report_renders_typed_metrics_of_every_shape(name: str, problem: str, test: pd.DataFrame) -> None:
@@ -271,3 +342,11 @@ def test_the_report_renders_typed_metrics_of_every_shape(name: str, problem: str
     if metrics.calibration:
         assert "Brier score" in html and "<circle" in html  # the reliability curve, from the typed bins
     assert ("answers parsed" in html) == (metrics.parsed is not None)
+    assert ('id="confusion-base"' in html) == (len(test) > 0 and problem != "regression")
+    if metrics.confusion:  # multiclass: every class's row and column, before and after
+        for side in ("base", "corrected"):
+            shown = html.split(f'id="confusion-{side}"')[1].split("</table>")[0]
+            cells = [int(c.split(">")[-1]) for c in shown.split("</td>")[:-1]]
+            assert cells == [n for row in metrics.confusion.model_dump()[side] for n in row]
+            assert all(f"predicted {c}" in shown and f"label {c}" in shown for c in metrics.confusion.classes)
+        assert all(f"recall: {c.name}" in html for c in metrics.per_class or [])

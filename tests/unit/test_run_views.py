@@ -19,7 +19,11 @@ import pytest
 from rich.console import Console
 
 from llmcorr.cli import progress
-from llmcorr.cli._render import _metric_label, compare_table, runs_table
+from llmcorr.cli._render import _metric_label, compare_table, confusion_table, metrics_table, runs_table
+from llmcorr.correct.classes import Classes
+from llmcorr.correct.gate import Gate
+from llmcorr.correct.metrics_model import CorrectionMetrics
+from llmcorr.correct.metrics_multiclass import multiclass_metrics
 from llmcorr.report.html import _when
 from llmcorr.runs.experiments import compare_runs, metric_values
 from llmcorr.runs.flows import Flow, describe_error
@@ -27,6 +31,7 @@ from llmcorr.runs.status import describe, failing
 from llmcorr.runs.stopping import ActiveRun
 from llmcorr.store import RowRecord, RunRecord, Store
 from llmcorr.view import metric_name as _metric_name
+from llmcorr.view import row_view
 
 GATED = {
     "n": 4,
@@ -304,3 +309,44 @@ def test_report_metric_names_for_people() -> None:
     assert _metric_name("roc_auc") == "ROC-AUC"
     assert _metric_name("rmse") == "RMSE"
     assert _metric_name("some_new_metric") == "some new metric"
+
+
+# a multiclass run's rows
+
+
+def test_a_multiclass_rows_class_change_and_what_the_gate_held_back() -> None:
+    classes = Classes(names=["cat", "dog", "owl"], prob_columns=["prob_cat", "prob_dog", "prob_owl"])
+    gate = Gate("multiclass", 0.5)
+
+    def row(i: int, split: str, prediction: str, corrected: str, probabilities: list[float]) -> RowRecord:
+        inputs = {"id": f"r{i}", "input": f"x{i}", "prediction": prediction, "label": "dog", "split": split}
+        inputs |= {f"prob_{c}": p for c, p in zip(classes.texts, probabilities, strict=True)}
+        output = {"corrected_prediction": corrected, "explanation": None}
+        return RowRecord(i, f"r{i}", inputs, "ok", output=output)
+
+    unsure = row(0, "test", "cat", "dog", [0.5, 0.4, 0.1])  # margin 0.1: the gate lets it through
+    sure = row(1, "test", "cat", "owl", [0.9, 0.05, 0.05])  # margin 0.85: held back
+    kept = row(2, "test", "dog", "dog", [0.1, 0.8, 0.1])
+    valid = row(3, "valid", "cat", "dog", [0.5, 0.4, 0.1])
+    views = [row_view("correct", "multiclass", r, gate, classes) for r in (unsure, sure, kept, valid)]
+    assert [(v.output, v.changed) for v in views] == [
+        ("cat → dog", True),
+        ("cat → owl (held back by the gate)", False),
+        ("dog → dog", False),
+        ("cat → dog (validation, for the gate)", None),
+    ]
+
+
+def test_the_cli_shows_a_multiclass_runs_confusion_base_to_corrected() -> None:
+    metrics = CorrectionMetrics.model_validate(
+        multiclass_metrics([0, 1, 2, 2], [0, 1, 1, 2], [0, 1, 2, 2], ["cat", "dog", "owl"])
+    )
+    shown = render(confusion_table(metrics))
+    lines = {
+        line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]]
+        for line in shown.splitlines()
+        if line.count("│") == 5
+    }
+    assert lines == {"cat": ["1", "0", "0"], "dog": ["0", "1", "0"], "owl": ["0", "1 → 0", "1 → 2"]}
+    assert confusion_table(CorrectionMetrics.model_validate(GATED)) is None  # binary: none
+    assert "macro-F1" in render(metrics_table(metrics)) and "recall: owl (n=2)" in render(metrics_table(metrics))

@@ -26,7 +26,7 @@ from ..runs.spec import shown_spec
 from ..runs.status import has_failures, status_text
 from ..runs.summary import endpoint_usage, wall_time
 from ..store import RunRecord, Store
-from ..view import METRIC_NAMES, correction_metrics, endpoints, flip_rows, headline, metric_rows
+from ..view import METRIC_NAMES, confusion_view, correction_metrics, endpoints, flip_rows, headline, metric_rows
 from ._common import console, err_console
 
 
@@ -55,6 +55,33 @@ def metrics_table(metrics: CorrectionMetrics, title: str = "base vs corrected (t
     for label, value in flip_rows(metrics):
         table.add_row(escape(label), "", escape(str(value)), "", "")
     return table
+
+
+def confusion_table(metrics: CorrectionMetrics) -> Table | None:
+    """A multiclass run's confusion matrices side by side, `base → corrected` in each cell (rows: the label;
+    columns: the predicted class); None for other runs."""
+    view = confusion_view(metrics)
+    if view is None:
+        return None
+    table = Table(title="confusion, base → corrected", title_justify="left")
+    table.add_column("label \\ predicted")
+    for c in view.classes:
+        table.add_column(escape(c), justify="right")
+    for i, c in enumerate(view.classes):
+        cells = []
+        for j in range(len(view.classes)):
+            before, after = view.cells["base"][i][j], view.cells["corrected"][i][j]
+            cells.append(f"[bold]{before} → {after}[/]" if view.changed[i][j] else str(before))
+        table.add_row(escape(c), *cells)
+    return table
+
+
+def print_metrics(metrics: CorrectionMetrics, title: str = "base vs corrected (test split)") -> None:
+    """The metrics table and, for a multiclass run, its confusion matrices."""
+    console.print(metrics_table(metrics, title=title))
+    confusion = confusion_table(metrics)
+    if confusion is not None:
+        console.print(confusion)
 
 
 def run_table(record: RunRecord) -> Table:
@@ -307,7 +334,7 @@ def print_correction(config: Config, result: CorrectionResult, title: str = "bas
     with Store(config.store_path) as store:
         console.print(run_table(store.get_run(result.run_id)))
     metrics = CorrectionMetrics.model_validate(result.metrics)  # typed already, or the dict the store keeps
-    console.print(metrics_table(metrics, title=title))
+    print_metrics(metrics, title=title)
 
 
 def _first_failed(store: Store, record: RunRecord) -> int | None:

@@ -55,7 +55,7 @@ def correct(
         str | None,
         typer.Option(
             help="what a positive label means, e.g. 'can penetrate the "
-            "blood-brain barrier' (regression: what the value is)"
+            "blood-brain barrier' (regression: what the value is; multiclass: what the class is, e.g. 'the species')"
         ),
     ] = None,
     shots: Annotated[str, typer.Option(help="knowledge rows shown per query: a number, or 'all'")] = "3",
@@ -90,7 +90,10 @@ def correct(
         Path | None, typer.Option("--output", "-o", help="write corrected rows (.csv/.jsonl/.parquet)")
     ] = None,
     name: Annotated[str | None, typer.Option(help="a name for the run, usable wherever its id is")] = None,
-    problem: Annotated[str, typer.Option(help="auto, classification or regression")] = "auto",
+    problem: Annotated[
+        str,
+        typer.Option(help="auto, classification (3+ classes: multiclass), multiclass or regression"),
+    ] = "auto",
     column: Annotated[
         list[str] | None, typer.Option("--column", help="map a role to your column: input=smiles (repeatable)")
     ] = None,
@@ -118,8 +121,8 @@ def correct(
     `llmcorr estimate` takes the same arguments and prints what the run would spend, without running it.
     """
     setup_logging(quiet)
-    if problem not in ("auto", "classification", "regression"):
-        raise UserError(f"--problem: expected auto, classification or regression, got {problem!r}")
+    if problem not in ("auto", "classification", "multiclass", "regression"):
+        raise UserError(f"--problem: expected auto, classification, multiclass or regression, got {problem!r}")
     config = load_config(
         provider, model, model_path, base_url, api_key_env, max_concurrency, config_path, otlp, no_trace
     )
@@ -140,7 +143,7 @@ def correct(
         describe_molecules=describe_molecules,
         gate_rows=gate_rows,
         limit=limit,
-        problem=cast(Literal["auto", "classification", "regression"], problem),
+        problem=cast(Literal["auto", "classification", "multiclass", "regression"], problem),
         columns=parse_columns(column or []),
         template=template,
         seed=seed,

@@ -24,7 +24,8 @@ def demo(
     dataset: Annotated[
         str,
         typer.Option(
-            help="breast_cancer (classification), diabetes (regression) or cmet (molecules: c-Met inhibitors, SMILES)"
+            help="breast_cancer (classification), diabetes (regression), iris or wine (multiclass), or cmet "
+            "(molecules: c-Met inhibitors, SMILES)"
         ),
     ] = "breast_cancer",
     shots: Annotated[int, typer.Option(min=0, help="knowledge rows shown per query")] = 3,

@@ -19,7 +19,7 @@ from ..runs.control import rerun_any_async, resume_any_async
 from ..store import Store
 from ..view import correction_metrics
 from ._common import ConfigOpt, YesOpt, confirm, console, err_console, setup_logging
-from ._render import compare_table, metrics_table, print_result, run_table, runs_table, span_details, span_line
+from ._render import compare_table, print_metrics, print_result, run_table, runs_table, span_details, span_line
 from .progress import row_progress
 
 app = typer.Typer(
@@ -84,7 +84,7 @@ def show(run: Annotated[str, typer.Argument(help="run id or name")], as_json: Js
         console.print("rows by status: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     metrics = correction_metrics(record)
     if metrics and metrics.base:
-        console.print(metrics_table(metrics))
+        print_metrics(metrics)
 
 
 DataOpt = Annotated[

@@ -7,6 +7,10 @@ classification the gate is a confidence threshold t: a correction is applied whe
 MIN_NET_GAIN more validation rows than it breaks, nothing is applied (one lucky row is noise). For regression it is
 all-or-nothing, by validation RMSE. With no gain on validation, nothing is applied: the correction cannot hurt by
 more than validation misjudges it.
+
+Multiclass works the same on class indices, with the confidence given by the caller (`confidences`): the margin
+between the model's probabilities of its predicted class and of the next most probable one (`Classes.confidence`:
+for two classes that is |2p - 1| again), or 1 for every row without probabilities (the gate is then all or nothing).
 """
 
 from __future__ import annotations
@@ -40,21 +44,41 @@ class Gate:
             return "always"
         return f"where the model's confidence < {self.threshold:.3f}"
 
-    def applies(self, base: npt.ArrayLike) -> np.ndarray:
+    def applies(self, base: npt.ArrayLike, confidences: npt.ArrayLike | None = None) -> np.ndarray:
+        """Where the gate lets a correction through; `confidences` (multiclass, required there) replace the ones
+        computed from binary probabilities."""
         base = np.asarray(base, dtype=float)
         if self.problem == "regression" or self.threshold >= ALWAYS or self.threshold <= 0:
             return np.full(len(base), self.threshold >= ALWAYS)
-        return confidence(base) < self.threshold
+        return _confidences(self.problem, base, confidences) < self.threshold
 
-    def apply(self, base: npt.ArrayLike, corrected: npt.ArrayLike) -> np.ndarray:
-        return np.where(self.applies(base), np.asarray(corrected, dtype=float), np.asarray(base, dtype=float))
+    def apply(
+        self, base: npt.ArrayLike, corrected: npt.ArrayLike, confidences: npt.ArrayLike | None = None
+    ) -> np.ndarray:
+        mask = self.applies(base, confidences)
+        return np.where(mask, np.asarray(corrected, dtype=float), np.asarray(base, dtype=float))
 
     def to_dict(self) -> dict[str, Any]:
         return {"policy": self.policy, "threshold": self.threshold, **self.evidence}
 
 
-def choose_gate(problem: str, labels: npt.ArrayLike, base: npt.ArrayLike, corrected: npt.ArrayLike) -> Gate:
-    """The gate that does best on validation (see the module docstring)."""
+def _confidences(problem: str, base: np.ndarray, confidences: npt.ArrayLike | None) -> np.ndarray:
+    if confidences is not None:
+        return np.asarray(confidences, dtype=float)
+    if problem == "multiclass":
+        raise ValueError("a multiclass gate needs the model's confidences (Classes.confidence)")
+    return confidence(base)
+
+
+def choose_gate(
+    problem: str,
+    labels: npt.ArrayLike,
+    base: npt.ArrayLike,
+    corrected: npt.ArrayLike,
+    confidences: npt.ArrayLike | None = None,
+) -> Gate:
+    """The gate that does best on validation (see the module docstring). Multiclass: labels, base and corrected are
+    class indices, and `confidences` the model's (required)."""
     y, b, c = (np.asarray(a, dtype=float) for a in (labels, base, corrected))
     n = len(y)
     if n == 0:
@@ -65,9 +89,12 @@ def choose_gate(problem: str, labels: npt.ArrayLike, base: npt.ArrayLike, correc
         chosen = ALWAYS if rmse_corr < rmse_base else 0.0
         evidence = {"validation_rows": n, "validation_rmse": {"base": rmse_base, "corrected": rmse_corr}}
         return Gate(problem, chosen, evidence)
-    conf = confidence(b)
+    conf = _confidences(problem, b, confidences)
     candidates = sorted({0.0, ALWAYS, *conf.tolist()})
-    right = lambda pred: (pred >= 0.5) == (y >= 0.5)  # noqa: E731 - a one-line helper
+
+    def right(pred: np.ndarray) -> np.ndarray:
+        return pred == y if problem == "multiclass" else (pred >= 0.5) == (y >= 0.5)
+
     scores = []
     for t in candidates:
         gated = np.where(conf < t, c, b)

@@ -9,6 +9,10 @@
     stratified   half rows the model got right, half rows it got wrong (regression: absolute error below / above
                  the pool's median), so the LLM sees both when to trust the model and when to overrule it
 
+Multiclass, per class: kNN takes the most similar row of each true class in turn (the classes whose nearest row is
+nearest first), so the LLM sees neighbours of every class it might answer; stratified takes, in turn, a row the
+model got wrong and one it got right of each predicted class, the query's predicted class first.
+
 Every strategy is deterministic given the run seed and the row's id (not its position, not --limit).
 """
 
@@ -45,6 +49,8 @@ def random_knowledge(pool: pd.DataFrame, k: int, seed: int, sample_id: str) -> p
 
 
 def _model_right(pool: pd.DataFrame, problem: str) -> np.ndarray:
+    if problem == "multiclass":
+        return (pool["prediction"].astype(str) == pool["label"].astype(str)).to_numpy()
     prediction, label = pool["prediction"].astype(float).to_numpy(), pool["label"].astype(float).to_numpy()
     if problem == "classification":
         return (prediction >= 0.5) == (label >= 0.5)
@@ -115,6 +121,7 @@ class Knowledge:
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown knowledge strategy {strategy!r}")
         self.pool, self.k, self.strategy, self.seed = pool.reset_index(drop=True), k, strategy, seed
+        self.multiclass = problem == "multiclass"
         self.index: _TextIndex | _MoleculeIndex | None = None
         if strategy == "knn" and 0 < k < len(self.pool):
             texts = self.pool["input"].astype(str).tolist()
@@ -126,9 +133,9 @@ class Knowledge:
         """Which similarity kNN uses (None for the other strategies)."""
         return self.index.name if self.index is not None else None
 
-    def for_row(self, sample_id: str, query_input: str) -> pd.DataFrame:
-        """The knowledge for one query row; a row of the pool itself (the gate corrects validation rows) never
-        sees itself."""
+    def for_row(self, sample_id: str, query_input: str, predicted: object = None) -> pd.DataFrame:
+        """The knowledge for one query row (`predicted`: a multiclass row's predicted class); a row of the pool
+        itself (the gate corrects validation rows) never sees itself."""
         pool = self.pool
         own = np.flatnonzero(pool["id"].astype(str).to_numpy() == sample_id)
         keep = np.ones(len(pool), dtype=bool)
@@ -141,8 +148,13 @@ class Knowledge:
         if self.index is not None:
             sims = self.index.similarity(query_input)
             sims[~keep] = -np.inf
-            top = np.argsort(-sims, kind="stable")[:k]
+            order = np.argsort(-sims, kind="stable")
+            order = order[keep[order]]
+            top = _per_class(order, pool["label"].astype(str).to_numpy(), k) if self.multiclass else order[:k]
             return pool.iloc[top[::-1]]  # the most similar last, next to the query
+        if self.right is not None and self.multiclass:
+            rng = np.random.default_rng(row_seed(self.seed, sample_id))
+            return pool.iloc[rng.permutation(self._strata(rng, keep, str(predicted), k))]
         if self.right is not None:
             rng = np.random.default_rng(row_seed(self.seed, sample_id))
             right, wrong = np.flatnonzero(self.right & keep), np.flatnonzero(~self.right & keep)
@@ -154,3 +166,36 @@ class Knowledge:
             )
             return pool.iloc[rng.permutation(picks)]
         return random_knowledge(pool[keep], k, self.seed, "" if self.strategy == "fixed" else sample_id)
+
+    def _strata(self, rng: np.random.Generator, keep: np.ndarray, predicted: str, k: int) -> np.ndarray:
+        """Multiclass stratified picks: a wrong and a right row of each predicted class in turn (the query's predicted
+        class first), each drawn at random within its stratum, until k."""
+        assert self.right is not None
+        predictions = self.pool["prediction"].astype(str).to_numpy()
+        classes = sorted(set(predictions[keep]), key=lambda c: (c != predicted, c))
+        strata = [
+            list(rng.permutation(np.flatnonzero(keep & (predictions == c) & (self.right == right))))
+            for c in classes
+            for right in (False, True)
+        ]
+        picks: list[int] = []
+        while len(picks) < k:
+            for stratum in strata:
+                if stratum and len(picks) < k:
+                    picks.append(int(stratum.pop()))
+        return np.array(picks, dtype=int)
+
+
+def _per_class(order: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """From rows ordered by similarity (most similar first), k rows taking each class's next most similar in turn;
+    the classes in order of their most similar row. The result is ordered by similarity, most similar first."""
+    queues: dict[str, list[int]] = {}
+    for i in order:
+        queues.setdefault(str(labels[i]), []).append(int(i))
+    chosen: list[int] = []
+    while len(chosen) < k:
+        for queue in queues.values():
+            if queue and len(chosen) < k:
+                chosen.append(queue.pop(0))
+    rank = {int(i): r for r, i in enumerate(order)}
+    return np.array(sorted(chosen, key=rank.__getitem__), dtype=int)

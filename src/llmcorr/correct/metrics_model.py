@@ -2,13 +2,16 @@
 read attributes instead of re-parsing a nested dict each in its own way.
 
 The store keeps a correct run's metrics as JSON (`runs.metrics_json`) in the shape `classification_metrics` /
-`regression_metrics` make, with `parsed` and, for a gated run, `gate` and `ungated` added (runs/correction_table.py):
+`multiclass_metrics` / `regression_metrics` make, with `parsed` and, for a gated run, `gate` and `ungated` added
+(runs/correction_table.py):
 
     n, parsed                        test rows, answers parsed
-    base, corrected                  SideMetrics: roc_auc + accuracy (classification) or rmse + mae (regression)
+    base, corrected                  SideMetrics: roc_auc + accuracy (classification), accuracy + macro_f1 (+ log_loss
+                                     with probabilities; multiclass) or rmse + mae (regression)
     flips                            Flips: changed + wrong_to_right/right_to_wrong, or improved/worsened
     ci95                             Intervals: base / corrected / delta → metric → [low, high] (absent under 2 rows)
-    mcnemar, calibration             classification only
+    mcnemar, calibration             classification and multiclass (calibration: where there are probabilities)
+    per_class, confusion             multiclass only: recall of each class, the confusion matrices
     gate, ungated                    gated runs only; an empty test split stores {"n": 0} (and the gate, if any)
 
 Every part is optional, because runs recorded before the intervals, McNemar, calibration or the gate lack them
@@ -43,10 +46,13 @@ class _Part(BaseModel):
 
 class SideMetrics(_Part):
     """One side's metric values: base, corrected, or (in `ungated`) what the correction would have done ungated.
-    Classification records roc_auc (None with one class) and accuracy; regression rmse and mae."""
+    Classification records roc_auc (None with one class) and accuracy; multiclass accuracy, macro_f1 and, with the
+    model's probabilities, log_loss; regression rmse and mae."""
 
     roc_auc: float | None = None
     accuracy: float | None = None
+    macro_f1: float | None = None
+    log_loss: float | None = None
     rmse: float | None = None
     mae: float | None = None
 
@@ -62,6 +68,8 @@ class SideIntervals(_Part):
 
     roc_auc: Interval | None = None
     accuracy: Interval | None = None
+    macro_f1: Interval | None = None
+    log_loss: Interval | None = None
     rmse: Interval | None = None
     mae: Interval | None = None
 
@@ -107,8 +115,8 @@ class McNemar(_Part):
 class ReliabilityBin(_Part):
     """One non-empty probability bin of a reliability curve."""
 
-    predicted: float  # mean predicted probability
-    observed: float  # observed positive rate
+    predicted: float  # mean predicted probability (multiclass: of the predicted class)
+    observed: float  # observed positive rate (multiclass: how often the predicted class is right)
     n: int  # rows
 
 
@@ -121,10 +129,30 @@ class CalibrationSide(_Part):
 
 
 class Calibration(_Part):
-    """Calibration before and after correction (classification)."""
+    """Calibration before and after correction (classification; multiclass with probabilities: of the predicted
+    class, with the multiclass Brier score)."""
 
     base: CalibrationSide
     corrected: CalibrationSide
+
+
+class ClassRecall(_Part):
+    """One class of a multiclass run: its test rows and the share of them predicted right, before and after (None
+    without rows of the class)."""
+
+    name: str
+    n: int
+    base: float | None = None
+    corrected: float | None = None
+
+
+class Confusion(_Part):
+    """Confusion matrices before and after correction: `base[i][j]` test rows of class `classes[i]` predicted as
+    `classes[j]`."""
+
+    classes: list[str]
+    base: list[list[int]]
+    corrected: list[list[int]]
 
 
 class ValidationAccuracy(_Part):
@@ -176,6 +204,8 @@ class CorrectionMetrics(_Part):
     ci95: Intervals = Field(default_factory=Intervals)
     mcnemar: McNemar | None = None
     calibration: Calibration | None = None
+    per_class: list[ClassRecall] | None = None  # multiclass
+    confusion: Confusion | None = None  # multiclass
     parsed: int | None = None  # test rows whose answer parsed
     gate: GateChoice | None = None
     ungated: Ungated | None = None

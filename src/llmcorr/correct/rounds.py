@@ -8,6 +8,7 @@ These are pure functions of the texts; `runs/correction.py` drives the LLM calls
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,8 +16,14 @@ from ..providers.base import Message
 
 FORMATS = {
     "classification": "Prediction: <True or False>; Explanation: <one short sentence>",
+    "multiclass": "Prediction: <one of: {classes}>; Explanation: <one short sentence>",
     "regression": "Prediction: <a number>; Explanation: <one short sentence>",
 }
+
+
+def answer_format(problem: str, classes: Sequence[str] = ()) -> str:
+    """The answer format the LLM is reminded of (a multiclass one names the classes)."""
+    return FORMATS[problem].format(classes=", ".join(classes))
 
 
 @dataclass(frozen=True)
@@ -55,18 +62,23 @@ class Sample:
         return self.rounds[-1]
 
 
-def format_reminder(problem: str, text: str) -> list[Message]:
-    """The follow-up turns after an answer that could not be read."""
+def format_reminder(problem: str, text: str, classes: Sequence[str] = ()) -> list[Message]:
+    """The follow-up turns after an answer that could not be read (`classes`: a multiclass problem's)."""
     return [
         Message("assistant", text),
-        Message("user", f"I could not read that answer. Reply exactly in the format: {FORMATS[problem]}"),
+        Message(
+            "user", f"I could not read that answer. Reply exactly in the format: {answer_format(problem, classes)}"
+        ),
     ]
 
 
-def double_check_request(problem: str, text: str, base: float) -> list[Message]:
-    """The follow-up turns asking the LLM to reconsider a correction that overrules the model."""
+def double_check_request(problem: str, text: str, base: float, classes: Sequence[str] = ()) -> list[Message]:
+    """The follow-up turns asking the LLM to reconsider a correction that overrules the model (multiclass: `base`
+    is the index of the model's class in `classes`)."""
     if problem == "classification":
         model = f"the model predicted {'True' if base >= 0.5 else 'False'} with probability {base:.3f}"
+    elif problem == "multiclass":
+        model = f"the model predicted {classes[int(base)]}"
     else:
         model = f"the model predicted {base:.4g}"
     return [
@@ -74,26 +86,36 @@ def double_check_request(problem: str, text: str, base: float) -> list[Message]:
         Message(
             "user",
             f"Your answer differs strongly from the model's: {model}. The model is usually right. Double-check "
-            f"your reasoning against the examples, then answer again in the format: {FORMATS[problem]}",
+            f"your reasoning against the examples, then answer again in the format: {answer_format(problem, classes)}",
         ),
     ]
 
 
 def strong_change(problem: str, base: float, corrected: float, threshold: float) -> bool:
-    """A label flip (classification), or |corrected - base| / |base| above `threshold` (regression)."""
+    """A label flip (classification), another class (multiclass), or |corrected - base| / |base| above `threshold`
+    (regression)."""
     if problem == "classification":
         return (corrected >= 0.5) != (base >= 0.5)
+    if problem == "multiclass":
+        return corrected != base
     return abs(corrected - base) > threshold * max(abs(base), 1e-9)
 
 
 def combine(problem: str, base: float, samples: list[Sample]) -> tuple[float, dict[str, Any]]:
     """One corrected prediction from the samples' final answers: the majority label (ties keep the model's) or the
-    mean value; unparsed samples do not vote, and with no vote at all the base prediction stands."""
+    mean value; unparsed samples do not vote, and with no vote at all the base prediction stands. Multiclass: the
+    class most samples name, unless the model's class ties with it or no class leads alone (then the model's)."""
     votes = [s.final.corrected for s in samples if s.final.corrected is not None]
     if not votes:
         return base, {"votes": 0}
     if problem == "regression":
         return float(sum(votes) / len(votes)), {"votes": len(votes)}
+    if problem == "multiclass":
+        counts = Counter(votes)
+        top = max(counts.values())
+        leaders = [c for c, n in counts.items() if n == top]
+        corrected = leaders[0] if len(leaders) == 1 and counts[base] < top else base
+        return corrected, {"votes": len(votes), "for_flip": len(votes) - counts[base], "for_model": counts[base]}
     labels = Counter(v >= 0.5 for v in votes)
     flip = labels[base < 0.5] > labels[base >= 0.5]
     corrected = (1.0 - base) if flip else base

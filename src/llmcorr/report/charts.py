@@ -10,7 +10,7 @@ from ..correct.metrics_model import ReliabilityBin
 
 PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777")
 BASE_COLOUR = "#9ca3af"
-UNIT_METRICS = {"accuracy", "roc_auc"}  # metrics between 0 and 1
+UNIT_METRICS = {"accuracy", "roc_auc", "macro_f1"}  # metrics between 0 and 1
 
 
 def _nice_step(span: float, ticks: int = 5, whole: bool = False) -> float:
@@ -168,12 +168,14 @@ def _axes(
     )
 
 
-def reliability(curves: list[tuple[str, list[ReliabilityBin]]], title: str = "calibration") -> Markup:
+def reliability(
+    curves: list[tuple[str, list[ReliabilityBin]]], title: str = "calibration", y_label: str = "observed positive rate"
+) -> Markup:
     """Reliability curves: per probability bin, the mean predicted probability vs the observed positive rate (the
     dashed diagonal is perfect calibration); a point's size follows its bin's rows."""
     width, height, box = 380, 340, (48.0, 30.0, 300.0, 260.0)
     parts = _frame(width, height, "calibration", title)
-    _axes(parts, 0.0, 1.0, box, "predicted probability", "observed positive rate")
+    _axes(parts, 0.0, 1.0, box, "predicted probability", y_label)
     left, top, w, h = box
     for i, (label, curve) in enumerate(curves):
         colour = BASE_COLOUR if i == 0 else PALETTE[(i - 1) % len(PALETTE)]

@@ -9,11 +9,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..correct.classes import Classes
 from ..errors import UserError
 from ..store import RunRecord
 from .spec import KindOptions, first_error, shown_spec
 
-Problem = Literal["auto", "classification", "regression"]
+Problem = Literal["auto", "classification", "multiclass", "regression"]
 
 
 class _Choices(BaseModel):
@@ -62,8 +63,9 @@ class CorrectSpecOptions(KindOptions, _Choices):
     """A correct run's options as its spec records them (the template and the sampling parameters are the spec's
     own `template` and `params`)."""
 
-    problem: Literal["classification", "regression"] = "classification"
+    problem: Literal["classification", "multiclass", "regression"] = "classification"
     columns: dict[str, str] = Field(default_factory=dict)  # every role -> its column
+    classes: Classes | None = None  # multiclass: the classes and where the model's probabilities are
     similarity: str | None = None  # the knn knowledge's measure
     int_columns: list[str] = Field(default_factory=list)  # roles written back as integers
 

@@ -70,9 +70,10 @@ class CorrectionPlan:
         return "correcting"
 
     def describe(self) -> str:
-        corrector = self.corrector
+        corrector, classes = self.corrector, self.table.classes
+        shown = f" ({len(classes.names)} classes: {classes.shown()})" if classes is not None else ""
         return (
-            f"problem: {self.table.problem}; task: {corrector.task!r}; {len(self.test)} test rows "
+            f"problem: {self.table.problem}{shown}; task: {corrector.task!r}; {len(self.test)} test rows "
             f"(+{len(self.job.valid)} validation rows for the gate); {corrector.shots} shots "
             f"({corrector.knowledge.similarity or corrector.knowledge.strategy}) from {len(corrector.pool)} rows; "
             f"endpoints: {describe_endpoints(self.scheduler.endpoints)}"
@@ -157,6 +158,7 @@ def plan_correction(
         similarity=corrector.knowledge.similarity,
         columns=table.columns,
         problem=table.problem,
+        classes=table.classes,
         gate_rows=len(valid) if o.gate else 0,
         **o.model_dump(include={*_CHOSEN} - {"problem", "columns", "gate_rows"}) | {"task": corrector.task},
     )

@@ -36,7 +36,7 @@ class CorrectionJob:
         self.test = test
         self.valid = valid
         self.rows = pd.concat([test, valid], ignore_index=True)
-        self._base = self.rows["prediction"].astype(float).tolist()
+        self._base = corrector.base_values(self.rows)
         self._items: dict[int, WorkItem] = {}  # rendered once: the estimate and the run share them
         self._shots: dict[int, tuple[str, ...]] = {}  # the ids of each row's knowledge rows
 
@@ -56,7 +56,7 @@ class CorrectionJob:
 
     def answering(self, loop: LoopOptions) -> CorrectionRows:
         """What answering these rows takes (picklable: for Ray workers)."""
-        return CorrectionRows(self.corrector.problem, tuple(self._base), loop)
+        return CorrectionRows(self.corrector.problem, tuple(self._base), loop, self.corrector.classes)
 
     def order(self, share_prefixes: bool) -> list[int]:
         """Every row's index: in input order, or (`share_prefixes`, for the embedded model's KV cache) with rows
@@ -79,11 +79,13 @@ def _plain(value: Any) -> Any:
 @dataclass(frozen=True)
 class CorrectionRows:
     """What answering a correct run's rows takes, once their prompts are rendered: the problem, each row's base
-    prediction and the loop. Small and picklable: the driver renders the prompts, a Ray worker answers them."""
+    prediction (multiclass: its class's index in `classes`), the loop and a multiclass problem's classes. Small and
+    picklable: the driver renders the prompts, a Ray worker answers them."""
 
     problem: str
     bases: tuple[float, ...]
     loop: LoopOptions
+    classes: tuple[int | str, ...] = ()
 
     def base(self, index: int) -> float:
         return self.bases[index]
@@ -91,7 +93,8 @@ class CorrectionRows:
 
 def correction_rows(rows: CorrectionRows, llm: CachedLLM, params: GenParams) -> Process:
     """The engine's processor for a correct run."""
-    problem, loop = rows.problem, rows.loop
+    problem, loop, classes = rows.problem, rows.loop, rows.classes
+    names = tuple(str(c) for c in classes)
 
     async def process(item: WorkItem) -> RowRecord:
         base = rows.base(item.index)
@@ -104,7 +107,7 @@ def correction_rows(rows: CorrectionRows, llm: CachedLLM, params: GenParams) -> 
             sample_params = dataclasses.replace(params, seed=seed) if sample else params
             with step_span(kind, {"llmcorr.sample": sample}) as span:
                 answer = await llm.complete(messages, sample_params, sample)
-                correction = interpret(problem, base, answer.text)
+                correction = interpret(problem, base, answer.text, classes)
                 if span is not None:
                     span.set_attribute("llmcorr.parsed", correction.parsed.ok)
             for key in ("input_tokens", "output_tokens", "attempts", "latency_ms"):
@@ -125,7 +128,7 @@ def correction_rows(rows: CorrectionRows, llm: CachedLLM, params: GenParams) -> 
                     last = sample.final
                     if not last.parsed and retries < loop.format_retries:
                         retries += 1
-                        messages += format_reminder(problem, last.text)
+                        messages += format_reminder(problem, last.text, names)
                         sample.rounds.append(await ask(messages, s, "format_retry"))
                     elif (
                         last.parsed
@@ -134,7 +137,7 @@ def correction_rows(rows: CorrectionRows, llm: CachedLLM, params: GenParams) -> 
                         and strong_change(problem, base, last.corrected, loop.change_threshold)
                     ):
                         checks += 1
-                        messages += double_check_request(problem, last.text, base)
+                        messages += double_check_request(problem, last.text, base, names)
                         sample.rounds.append(await ask(messages, s, "double_check"))
                     else:
                         break
@@ -153,9 +156,11 @@ def correction_rows(rows: CorrectionRows, llm: CachedLLM, params: GenParams) -> 
         parsed = [r for r in finals if r.parsed and r.corrected is not None]
         if problem == "classification":  # explain the decision with an answer that made it
             parsed = [r for r in parsed if (r.corrected >= 0.5) == (corrected >= 0.5)] or parsed  # type: ignore[operator]
+        elif problem == "multiclass":
+            parsed = [r for r in parsed if r.corrected == corrected] or parsed
         chosen = (parsed or finals)[0]
-        reading = interpret(problem, base, chosen.text)
-        output = correction_output(problem, corrected, reading.parsed.explanation)
+        reading = interpret(problem, base, chosen.text, classes)
+        output = correction_output(problem, corrected, reading.parsed.explanation, classes)
         if len(samples) > 1 or any(len(s.rounds) > 1 for s in samples):
             output["rounds"] = [[{"kind": r.kind, "text": r.text} for r in s.rounds] for s in samples]
             output.update(vote)

@@ -12,9 +12,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from ..correct import classification_metrics, regression_metrics
+from ..correct import classification_metrics, multiclass_metrics, regression_metrics
+from ..correct.classes import Classes
 from ..correct.gate import choose_gate
 from ..correct.metrics_model import CorrectionMetrics, GateChoice, Ungated
 from ..data import as_frame
@@ -56,15 +58,17 @@ def keep_integers(table: pd.DataFrame, roles: list[str]) -> pd.DataFrame:
 
 def result_table(test: pd.DataFrame, rows: list[RowRecord], problem: str, offset: int = 0) -> pd.DataFrame:
     """The test rows (or, from `offset`, the validation rows) joined with what the store holds for them:
-    corrections, responses, tokens."""
+    corrections (a multiclass row's corrected class), responses, tokens."""
     table = test.reset_index(drop=True).copy()
     by_index = {r.row_index: r for r in rows}
     corrected, labels, responses, parsed, errors, explanations, tokens = [], [], [], [], [], [], []
-    for i, base in enumerate(table["prediction"].astype(float)):
+    bases = table["prediction"] if problem == "multiclass" else table["prediction"].astype(float)  # class or number
+    for i, base in enumerate(bases):
         r = by_index.get(i + offset)
         out = (r.output if r is not None else None) or {}
         corrected.append(out.get("corrected_prediction", base))
-        labels.append(out.get("corrected_label", int(base >= 0.5)))
+        if problem == "classification":
+            labels.append(int(out.get("corrected_label", int(base >= 0.5))))
         responses.append(r.response if r is not None else None)
         parsed.append(r is not None and r.status == "ok")
         errors.append(r.error if r is not None else "not processed")
@@ -72,7 +76,7 @@ def result_table(test: pd.DataFrame, rows: list[RowRecord], problem: str, offset
         tokens.append(r.input_tokens + r.output_tokens if r is not None else 0)
     table["corrected_prediction"] = corrected
     if problem == "classification":
-        table["corrected_label"] = [int(label) for label in labels]
+        table["corrected_label"] = labels
     table["llm_response"] = responses
     table["parsed"] = parsed
     table["parse_error"] = errors
@@ -81,34 +85,60 @@ def result_table(test: pd.DataFrame, rows: list[RowRecord], problem: str, offset
     return table
 
 
-def compute_metrics(table: pd.DataFrame, problem: str) -> CorrectionMetrics:
+def compute_metrics(table: pd.DataFrame, problem: str, classes: Classes | None = None) -> CorrectionMetrics:
     """Base vs corrected on `table` (a non-empty result table): the metrics, intervals and flips of `problem`, and
-    how many answers parsed."""
-    fn = classification_metrics if problem == "classification" else regression_metrics
-    metrics = fn(table["label"], table["prediction"], table["corrected_prediction"])
+    how many answers parsed (`classes`: a multiclass problem's)."""
+    if problem == "multiclass":
+        assert classes is not None
+        label, base, corrected = (classes.indices(table[c]) for c in ("label", "prediction", "corrected_prediction"))
+        metrics = multiclass_metrics(label, base, corrected, classes.texts, classes.probabilities(table))
+    else:
+        fn = classification_metrics if problem == "classification" else regression_metrics
+        metrics = fn(table["label"], table["prediction"], table["corrected_prediction"])
     return CorrectionMetrics.model_validate(metrics | {"parsed": int(table["parsed"].sum())})
 
 
-def gated(test: pd.DataFrame, valid: pd.DataFrame | None, problem: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+def _gate_inputs(table: pd.DataFrame, classes: Classes | None) -> tuple[pd.Series | np.ndarray, np.ndarray | None]:
+    """The base predictions as the gate reads them, and the model's confidences (multiclass: class indices and
+    the top-two margins; otherwise the probabilities or values, and None: the gate computes them)."""
+    if classes is None:
+        return table["prediction"], None
+    base = classes.indices(table["prediction"])
+    return base, classes.confidence(classes.probabilities(table), base)
+
+
+def gated(
+    test: pd.DataFrame, valid: pd.DataFrame | None, problem: str, classes: Classes | None = None
+) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The test table with the gate chosen on the validation rows applied, and the metrics: the gated correction's,
-    plus the gate (policy and validation evidence) and what the correction would have done ungated.
+    plus the gate (policy and validation evidence) and what the correction would have done ungated (`classes`: a
+    multiclass problem's).
 
     The metrics come as the store keeps them (`CorrectionMetrics.to_dict()`, JSON), for the run's record; read them
     typed with `CorrectionMetrics.model_validate`."""
     if valid is None:
-        return test, (compute_metrics(test, problem) if len(test) else CorrectionMetrics(n=0)).to_dict()
-    gate = choose_gate(problem, valid["label"], valid["prediction"], valid["corrected_prediction"])
+        return test, (compute_metrics(test, problem, classes) if len(test) else CorrectionMetrics(n=0)).to_dict()
+    valid_base, valid_confidences = _gate_inputs(valid, classes)
+    llm = classes.indices(valid["corrected_prediction"]) if classes else valid["corrected_prediction"]
+    label = classes.indices(valid["label"]) if classes else valid["label"]
+    gate = choose_gate(problem, label, valid_base, llm, valid_confidences)
     table = test.copy()
     table["llm_prediction"] = table["corrected_prediction"]
-    applied = gate.applies(table["prediction"]) & (table["llm_prediction"] != table["prediction"])
-    table["corrected_prediction"] = gate.apply(table["prediction"], table["llm_prediction"])
+    base, confidences = _gate_inputs(table, classes)
+    lets = gate.applies(base, confidences)
+    applied = lets & (table["llm_prediction"] != table["prediction"])
+    if classes is not None:
+        kept = table["prediction"].to_numpy(dtype=object)
+        table["corrected_prediction"] = np.where(lets, table["llm_prediction"].to_numpy(dtype=object), kept)
+    else:
+        table["corrected_prediction"] = gate.apply(table["prediction"], table["llm_prediction"])
     table["gate_applied"] = applied
     if problem == "classification":
         table["corrected_label"] = (table["corrected_prediction"] >= 0.5).astype(int)
     if not len(table):
         return table, CorrectionMetrics(n=0, gate=GateChoice.model_validate(gate.to_dict())).to_dict()
-    metrics = compute_metrics(table, problem)
-    ungated = compute_metrics(test, problem)
+    metrics = compute_metrics(table, problem, classes)
+    ungated = compute_metrics(test, problem, classes)
     choice = GateChoice.model_validate(gate.to_dict() | {"applied_on_test": int(applied.sum())})
     update = {"gate": choice, "ungated": Ungated(corrected=ungated.corrected, flips=ungated.flips)}
     return table, metrics.model_copy(update=update).to_dict()
@@ -132,5 +162,5 @@ def recorded_table(store: Store, record: RunRecord) -> tuple[pd.DataFrame, Corre
         valid = result_table(frames["valid"], rows, problem, offset=len(frames["test"]))
     if not len(test):
         return test, CorrectionMetrics.model_validate(record.metrics or {"n": 0})
-    table, metrics = gated(test, valid, problem)
+    table, metrics = gated(test, valid, problem, options.classes)
     return keep_integers(table, options.int_columns), CorrectionMetrics.model_validate(metrics)

@@ -140,7 +140,8 @@ def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
 
 def metric_values(metrics: dict[str, Any] | None) -> dict[str, Any]:
     """A run's metrics as flat rows: a correct run's `base`/`corrected` pairs side by side ("accuracy base",
-    "accuracy corrected"), then its flips; any other dict (a flow's `aggregate`) flattened with dots."""
+    "accuracy corrected"; a multiclass run's recall of each class too), then its flips; any other dict (a flow's
+    `aggregate`) flattened with dots."""
     out: dict[str, Any] = {}
     metrics = dict(metrics or {})
     base, corrected = metrics.pop("base", None), metrics.pop("corrected", None)
@@ -154,6 +155,10 @@ def metric_values(metrics: dict[str, Any] | None) -> dict[str, Any]:
                 out[f"{key} change, 95% CI"] = f"[{ci[0]:+.4f}, {ci[1]:+.4f}]"
     elif base is not None or corrected is not None:
         metrics |= {"base": base, "corrected": corrected}
+    if isinstance(metrics.get("confusion"), dict) and isinstance(metrics.get("per_class"), list):  # multiclass
+        del metrics["confusion"]  # the matrices: its report and run page show them
+        for c in metrics.pop("per_class"):  # each class's recall
+            out |= {f"recall {c.get('name')} {side}": c.get(side) for side in ("base", "corrected")}
     calibration = metrics.pop("calibration", None)
     if isinstance(calibration, dict):  # the scores, not the reliability curves
         for side, values in calibration.items():

@@ -26,6 +26,7 @@ from ..runs.status import describe, failing, list_runs
 from ..store import RunRecord, Store
 from ..view import (
     ROW_FILTERS,
+    confusion_view,
     correction_metrics,
     endpoints,
     flip_rows,
@@ -103,6 +104,7 @@ def _run_context(store: Store, record: RunRecord, show: str) -> dict[str, Any]:
         "endpoints": endpoints(record),
         "metrics": metric_rows(metrics),
         "flips": flip_rows(metrics),
+        "confusion": confusion_view(metrics),
         "other_metrics": other_metrics(record),
         "rows": rows[:MAX_ROWS],
         "rows_matching": len(rows),

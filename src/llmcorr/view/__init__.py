@@ -2,8 +2,8 @@
 records as plain typed data (no rich markup, no HTML): they only format it.
 
     run.py      run_summary, endpoints, usage_rows
-    metrics.py  correction_metrics (typed), metric_rows (with 95% intervals), flip_rows, headline, other_metrics,
-                METRIC_NAMES
+    metrics.py  correction_metrics (typed), metric_rows (with 95% intervals), flip_rows, confusion_view
+                (multiclass), headline, other_metrics, METRIC_NAMES
     rows.py     row_view(s): a row's inputs, output, what changed
     trace.py    trace_tree: a row's spans, request_times
 """
@@ -11,7 +11,9 @@ records as plain typed data (no rich markup, no HTML): they only format it.
 from .metrics import (
     LOWER_IS_BETTER,
     METRIC_NAMES,
+    ConfusionView,
     MetricRow,
+    confusion_view,
     correction_metrics,
     flip_rows,
     headline,
@@ -27,10 +29,12 @@ __all__ = [
     "LOWER_IS_BETTER",
     "METRIC_NAMES",
     "ROW_FILTERS",
+    "ConfusionView",
     "LlmCall",
     "MetricRow",
     "RowView",
     "SpanView",
+    "confusion_view",
     "correction_metrics",
     "endpoints",
     "flip_rows",

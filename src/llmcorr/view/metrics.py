@@ -11,8 +11,15 @@ from typing import Any
 from ..correct.metrics_model import CorrectionMetrics
 from ..store import RunRecord
 
-METRIC_NAMES = {"roc_auc": "ROC-AUC", "accuracy": "accuracy", "rmse": "RMSE", "mae": "MAE"}
-LOWER_IS_BETTER = {"rmse", "mae"}
+METRIC_NAMES = {
+    "roc_auc": "ROC-AUC",
+    "accuracy": "accuracy",
+    "macro_f1": "macro-F1",
+    "log_loss": "log-loss",
+    "rmse": "RMSE",
+    "mae": "MAE",
+}
+LOWER_IS_BETTER = {"rmse", "mae", "log_loss"}
 
 
 def metric_name(key: str) -> str:
@@ -73,8 +80,13 @@ def metric_rows(metrics: CorrectionMetrics | None) -> list[MetricRow]:
     return out
 
 
+def _recall(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def flip_rows(metrics: CorrectionMetrics | None) -> list[tuple[str, Any]]:
-    """The rows under the metrics: flips, McNemar's test, calibration, parsing, and the gate with its evidence."""
+    """The rows under the metrics: flips, McNemar's test, calibration, each class's recall (multiclass), parsing,
+    and the gate with its evidence."""
     if metrics is None:
         return []
     flips = metrics.flips.counts() if metrics.flips else {}
@@ -84,6 +96,10 @@ def flip_rows(metrics: CorrectionMetrics | None) -> list[tuple[str, Any]]:
     cal = metrics.calibration
     if cal:
         rows.append(("calibration ECE, base → corrected", f"{cal.base.ece:.4f} → {cal.corrected.ece:.4f}"))
+        if metrics.confusion is not None:  # multiclass: Brier is not in the metric rows
+            rows.append(("Brier score, base → corrected", f"{cal.base.brier:.4f} → {cal.corrected.brier:.4f}"))
+    for c in metrics.per_class or []:
+        rows.append((f"recall: {c.name} (n={c.n})", f"{_recall(c.base)} → {_recall(c.corrected)}"))
     if metrics.parsed is not None:
         rows.append(("answers parsed", f"{metrics.parsed}/{metrics.n}"))
     gate = metrics.gate
@@ -102,3 +118,22 @@ def other_metrics(record: RunRecord) -> list[tuple[str, str]]:
     if record.kind == "correct" or not record.metrics:
         return []
     return [(str(k), json.dumps(v, default=str) if not isinstance(v, str) else v) for k, v in record.metrics.items()]
+
+
+@dataclass(frozen=True)
+class ConfusionView:
+    """A multiclass run's confusion matrices, as tables show them: `cells[side][i][j]` test rows of class
+    `classes[i]` predicted as `classes[j]`; `changed[i][j]`: whether the correction changed that cell."""
+
+    classes: list[str]
+    cells: dict[str, list[list[int]]]  # "base", "corrected"
+    changed: list[list[bool]]
+
+
+def confusion_view(metrics: CorrectionMetrics | None) -> ConfusionView | None:
+    """The confusion matrices before and after correction (multiclass runs; None for others)."""
+    if metrics is None or metrics.confusion is None:
+        return None
+    c = metrics.confusion
+    changed = [[b != a for b, a in zip(rb, ra, strict=True)] for rb, ra in zip(c.base, c.corrected, strict=True)]
+    return ConfusionView(list(c.classes), {"base": c.base, "corrected": c.corrected}, changed)

@@ -7,6 +7,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
+
+from ..correct.classes import Classes
 from ..correct.gate import Gate
 from ..runs.correct_options import CorrectSpecOptions
 from ..runs.flows import AGGREGATION_VALUES
@@ -49,11 +52,31 @@ class RowView:
     attempts: int
 
 
+def _class_change(
+    inputs: dict[str, Any], output: dict[str, Any], gate: Gate | None, classes: Classes | None
+) -> tuple[str, bool, bool]:
+    """A multiclass row: `before → after`, whether the class changed, whether a gate holds the change back."""
+    before, after = inputs.get("prediction"), output.get("corrected_prediction")
+    changed = classes.index_of(before) != classes.index_of(after) if classes else str(before) != str(after)
+    held = False
+    if gate is not None and classes is not None and changed:
+        base = classes.indices([before])
+        held = not bool(gate.applies(base, classes.confidence(classes.probabilities(pd.DataFrame([inputs])), base))[0])
+    return f"{before} → {after}", changed, held
+
+
 def _correction(
-    problem: str, inputs: dict[str, Any], output: dict[str, Any], gate: Gate | None
+    problem: str, inputs: dict[str, Any], output: dict[str, Any], gate: Gate | None, classes: Classes | None = None
 ) -> tuple[str, bool | None]:
     """What the LLM did to the row's prediction; on a gated run, whether the gate let it through. Validation rows
     (the gate's evidence) are marked and never count as changed predictions."""
+    if problem == "multiclass":
+        if "corrected_prediction" not in output:
+            return "", None
+        shown, changed, held = _class_change(inputs, output, gate, classes)
+        if inputs.get("split") == "valid":
+            return shown + " (validation, for the gate)", None
+        return (shown + " (held back by the gate)", False) if held else (shown, changed)
     base = _number(inputs.get("prediction"))
     corrected = _number(output.get("corrected_prediction"))
     if base is None or corrected is None:
@@ -70,14 +93,16 @@ def _correction(
     return shown, changed
 
 
-def row_view(kind: str, problem: str | None, row: RowRecord, gate: Gate | None = None) -> RowView:
-    """One stored row as the views show it."""
+def row_view(
+    kind: str, problem: str | None, row: RowRecord, gate: Gate | None = None, classes: Classes | None = None
+) -> RowView:
+    """One stored row as the views show it (`classes`: a multiclass run's)."""
     inputs, output = row.inputs or {}, {k: v for k, v in (row.output or {}).items() if k != AGGREGATION_VALUES}
     changed: bool | None = None
     if kind == "correct":
         shown_in = _short(inputs.get("input", inputs))
         problem = problem or "classification"
-        shown_out, changed = _correction(problem, inputs, output, gate) if output else ("", None)
+        shown_out, changed = _correction(problem, inputs, output, gate, classes) if output else ("", None)
     else:
         shown_in = _short(inputs)
         shown_out = _short(output.get("output") if set(output) == {"output"} else output) if output else ""
@@ -104,7 +129,8 @@ def row_views(record: RunRecord, rows: list[RowRecord], show: str = "all") -> li
     metrics = correction_metrics(record)
     chosen = metrics.gate if metrics else None
     gate = Gate(problem or "classification", chosen.threshold) if chosen else None
-    views = [row_view(record.kind, problem, r, gate) for r in rows]
+    classes = options.classes if options else None
+    views = [row_view(record.kind, problem, r, gate, classes) for r in rows]
     if show == "errors":
         return [v for v in views if v.status != "ok"]
     if show == "changed":
