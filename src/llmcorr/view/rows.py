@@ -9,6 +9,7 @@ from typing import Any
 
 from ..correct.gate import Gate
 from ..runs.correct_options import CorrectSpecOptions
+from ..runs.correction_table import NOT_SENT
 from ..runs.flows import AGGREGATION_VALUES
 from ..store import RowRecord, RunRecord
 from .metrics import correction_metrics
@@ -18,6 +19,7 @@ ROW_FILTERS = {
     "errors": "errors only",
     "changed": "changed predictions only",
     "gate": "validation rows (for the gate)",
+    "unsent": "test rows not sent",
 }
 
 
@@ -56,6 +58,9 @@ def _correction(
     (the gate's evidence) are marked and never count as changed predictions."""
     base = _number(inputs.get("prediction"))
     corrected = _number(output.get("corrected_prediction"))
+    if base is not None and "not_sent" in output:  # the base prediction kept, nothing sent
+        kept = f"{int(base >= 0.5)} (p={base:.3g})" if problem == "classification" else f"{base:.4g}"
+        return f"{kept} kept: not sent ({output['not_sent']})", False
     if base is None or corrected is None:
         return "", None
     if problem == "classification":
@@ -106,7 +111,9 @@ def row_views(record: RunRecord, rows: list[RowRecord], show: str = "all") -> li
     gate = Gate(problem or "classification", chosen.threshold) if chosen else None
     views = [row_view(record.kind, problem, r, gate) for r in rows]
     if show == "errors":
-        return [v for v in views if v.status != "ok"]
+        return [v for v in views if v.status != "ok" and not v.status.startswith(NOT_SENT)]
+    if show == "unsent":
+        return [v for v in views if v.status.startswith(NOT_SENT)]
     if show == "changed":
         return [v for v in views if v.changed]
     if show == "gate":
