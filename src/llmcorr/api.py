@@ -74,6 +74,9 @@ def correct(
     samples: int = _C["samples"],
     gate: bool = _C["gate"],
     gate_rows: int | None = _C["gate_rows"],
+    gate_sample: Literal["stratified", "first"] = _C["gate_sample"],
+    selective: bool = _C["selective"],
+    budget: int | str | None = _C["budget"],
     describe_molecules: bool = _C["describe_molecules"],
     endpoints: list[str] | None = _C["endpoints"],
     provider: Provider | EndpointConfig | None = _C["provider"],
@@ -94,7 +97,10 @@ def correct(
     (0/1 labels: classification; text labels, or 3+ integer classes predicted as classes: multiclass; numbers:
     regression), classification (multiclass with labels other than 0/1), multiclass or regression;
     `template` your own prompt template; `format_retries`, `double_check`, `change_threshold`, `samples` how hard to
-    work on each row; `gate` applies only the corrections a validation-chosen gate accepts (from `gate_rows` rows);
+    work on each row; `gate` applies only the corrections a validation-chosen gate accepts (learnt on `gate_rows`
+    validation rows, `gate_sample` "stratified" by confidence or the "first" ones), and `selective` sends only the
+    test rows it would accept (False: every one); `budget` caps what the run sends, validation included: requests
+    (500), tokens ("2M-tokens") or dollars at the configured prices ("3usd"), the least confident test rows first;
     `describe_molecules` adds RDKit descriptions of SMILES inputs. `endpoints` names llmcorr.toml's endpoints;
     `provider` (a Provider or EndpointConfig) is used instead, default the embedded local model. `confirm` is called
     with the estimate before anything is spent (return False to cancel); `cache=True` answers from the response cache
@@ -142,6 +148,9 @@ def estimate(
     samples: int = _C["samples"],
     gate: bool = _C["gate"],
     gate_rows: int | None = _C["gate_rows"],
+    gate_sample: Literal["stratified", "first"] = _C["gate_sample"],
+    selective: bool = _C["selective"],
+    budget: int | str | None = _C["budget"],
     describe_molecules: bool = _C["describe_molecules"],
     endpoints: list[str] | None = _C["endpoints"],
     provider: Provider | EndpointConfig | None = _C["provider"],

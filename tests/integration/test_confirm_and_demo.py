@@ -23,7 +23,7 @@ from .conftest import quota_toml, store_path
 
 ROWS = 3
 RUN = ("run", "define.prompty", "-d", "words.jsonl", "-q")
-CORRECT = ("correct", "-p", "preds.csv", "--limit", "2", "--gate-rows", "2", "-q")
+CORRECT = ("correct", "-p", "preds.csv", "--limit", "2", "--gate-rows", "2", "--send-all", "-q")
 
 
 @pytest.fixture
@@ -115,7 +115,10 @@ def test_correct_asks_the_same_and_yes_skips_it(workdir: Path, server: QuotaServ
 def test_demo_uses_an_endpoint_only_when_told(workdir: Path, server: QuotaServer, llmcorr_home: Path) -> None:
     r = in_script(workdir, "demo", "--limit", "2", "--endpoint", "q", "--yes", "-q")
     assert r.returncode == 0, r.stderr
-    assert server.stats()["received"] == 4  # 2 test rows + 2 validation rows for the gate
+    with Store(store_path(llmcorr_home)) as store:
+        (record,) = store.list_runs()
+        unsent = store.row_status_counts(record.id).get("not sent (gate)", 0)
+    assert server.stats()["received"] == 4 - unsent  # 2 validation rows for the gate + the test rows it chose
 
 
 @pytest.mark.model

@@ -133,10 +133,16 @@ def test_cli_corrects_a_three_class_dataset_then_reports_reruns_and_resumes(tmp_
     assert shown["spec"]["options"]["classes"]["names"] == list(IRIS_CLASSES)
     with Store(store_path(llmcorr_home)) as store:
         rows = store.rows(shown["id"])
-    for row in rows:  # every answer read is one of the classes; an unread one keeps the model's class
+    unsent = [r for r in rows if r.status.startswith("not sent")]  # test rows the gate chose not to send
+    assert all(r.status == "not sent (gate)" and r.output == {"not_sent": "gate"} for r in unsent)
+    assert len(unsent) == 6 - (m["selection"]["sent"] if m.get("selection") else 6)
+    kept = table[table["sent"] != "sent"]
+    assert len(kept) == len(unsent) and (kept["corrected_prediction"] == kept["prediction"]).all()
+    asked = [r for r in rows if r not in unsent]  # the validation rows and the test rows sent
+    for row in asked:  # every answer read is one of the classes; an unread one keeps the model's class
         corrected = row.output["corrected_prediction"]
         assert corrected in IRIS_CLASSES and (row.status == "ok" or corrected == row.inputs["prediction"])
-    assert "The classes are: setosa, versicolor, virginica." in rows[0].prompt[0]["content"]
+    assert "The classes are: setosa, versicolor, virginica." in asked[0].prompt[0]["content"]
 
     report = run_cli("report", "iris", "-o", tmp_path / "iris.html")
     assert report.returncode == 0, report.stderr

@@ -3,6 +3,7 @@ votes on demand: format retry, double-check, self-consistency, each round a trac
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -113,7 +114,7 @@ def _gate_table() -> pd.DataFrame:
 
 def test_the_gate_applies_corrections_only_where_validation_says_they_help() -> None:
     with ScriptedServer() as srv:  # its default answer: "Prediction: True"
-        result = llmcorr.correct(_gate_table(), provider=endpoint(srv), shots=2)
+        result = llmcorr.correct(_gate_table(), provider=endpoint(srv), shots=2, selective=False)
     m = result.metrics
     assert m["gate"]["policy"].startswith("where the model's confidence <") and m["gate"]["validation_rows"] == 30
     assert m["gate"]["validation_accuracy"]["gated"] == 1.0 and m["gate"]["validation_accuracy"]["corrected"] < 1.0
@@ -126,7 +127,7 @@ def test_the_gate_keeps_the_base_model_when_validation_shows_no_gain() -> None:
     table = _gate_table()
     table.loc[table["prediction"] == 0.45, "label"] = 0  # now the model is right everywhere: every flip hurts
     with ScriptedServer() as srv:  # "Prediction: True" overrules every negative prediction
-        result = llmcorr.correct(table, provider=endpoint(srv), shots=2)
+        result = llmcorr.correct(table, provider=endpoint(srv), shots=2, selective=False)
     m = result.metrics
     assert m["gate"]["policy"] == "never" and m["gate"]["applied_on_test"] == 0
     assert m["corrected"] == m["base"] and m["flips"]["changed"] == 0  # the test metrics are the base model's
@@ -148,6 +149,9 @@ def test_report_files_for_classification_and_regression(
     for text in ("95% bootstrap intervals", "McNemar", "The gate", "where the model&#39;s confidence", "Brier score"):
         assert text in html, text
     assert 'id="confusion-base"' in html and 'data-chart="calibration"' in html
+    # the gate chose on validation which test rows to send: 10 of 30, and the report says what that saved
+    assert re.search(r'id="requests-saved"><td>requests saved</td><td></td><td class="num">20</td>', html)
+    assert "10 of 30 test rows sent; not sent: 20 by the gate, 0 by the budget" in html
     assert "wrong → right" in html and "LLM: “scripted”" in html  # flips with the LLM's explanation
     assert "<script" not in html and "http" not in html.split("</style>")[0]  # self-contained: nothing fetched
     r = run_cli("report", "reg", "-o", tmp_path / "reg.html")
@@ -228,7 +232,8 @@ def test_multiclass_answers_are_parsed_into_classes_and_a_malformed_one_is_asked
 def test_the_multiclass_gate_works_on_the_models_margin_and_the_report_shows_both_confusions(tmp_path: Path) -> None:
     data = _animals(tmp_path)
     with ScriptedServer(default=ok("Prediction: owl; Explanation: scripted")) as srv:
-        result = llmcorr.correct(data, provider=endpoint(srv), shots=2, name="animals", output=tmp_path / "out.csv")
+        out = tmp_path / "out.csv"  # every row sent (selective correction: tests/integration/test_selective.py)
+        result = llmcorr.correct(data, provider=endpoint(srv), shots=2, name="animals", output=out, selective=False)
         assert len(srv.requests) == 60  # 30 test rows + 30 validation rows
         rerun = run_cli("runs", "rerun", "animals", "--name", "again", "-q")  # every answer cached
         assert rerun.returncode == 0, rerun.stderr

@@ -223,11 +223,11 @@ def test_resume_of_a_correct_run_writes_its_output_as_the_run_would_have(
 def test_resume_of_a_correct_run_in_its_own_directory_writes_the_output(
     project: Path, server: QuotaServer, llmcorr_home: Path
 ) -> None:
-    stopped_by_quota(server, project, *CORRECT, "-o", "out.jsonl", "--name", "c")
+    stopped_by_quota(server, project, *CORRECT, "--send-all", "-o", "out.jsonl", "--name", "c")
     r = cli(project, "runs", "resume", "c", "-q")
     assert r.returncode == 0, r.stderr
     rows = [json.loads(line) for line in (project / "out.jsonl").read_text().splitlines()]
-    assert len(rows) == 4 and all(row["parsed"] for row in rows)
+    assert len(rows) == 4 and all(row["parsed"] and row["sent"] == "sent" for row in rows)
 
 
 def test_the_reports_reproduce_command_works_from_anywhere(

@@ -69,6 +69,7 @@ def test_the_api_takes_every_engine_option_with_the_engines_defaults() -> None:
 CORRECT_CLI = {
     "shots": ("shots", int),
     "no_gate": ("gate", lambda v: not v),
+    "send_all": ("selective", lambda v: not v),
     "no_cache": ("cache", lambda v: not v),
     "endpoint": ("endpoints", lambda v: v),
     "column": ("columns", lambda v: v),

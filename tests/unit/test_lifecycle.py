@@ -24,7 +24,7 @@ from llmcorr.providers.base import Completion, GenParams, Message, Provider
 from llmcorr.runs import lifecycle
 from llmcorr.runs.engine import Process, WorkItem, prompt_rows
 from llmcorr.runs.executors import LocalExecutor, make_executor
-from llmcorr.runs.kinds import kind_for, known_kind, register_kind
+from llmcorr.runs.kinds import Stage, kind_for, known_kind, register_kind
 from llmcorr.runs.llm import CachedLLM
 from llmcorr.runs.ray_worker import Recipe
 from llmcorr.runs.spec import KindOptions, RunSpec, spec_of
@@ -108,10 +108,13 @@ class ShoutPlan:
     def describe(self) -> str:
         return f"shouting {len(self.words)} words"
 
-    def work(self, skip: Container[int]) -> Iterator[WorkItem]:
-        for i, word in enumerate(self.words):
-            if i not in skip:
-                yield WorkItem(i, word, {"word": word}, [Message("user", f"shout {word}")])
+    def stages(self, store: Store, run_id: str, skip: Container[int]) -> Iterator[Stage]:
+        items = (
+            WorkItem(i, word, {"word": word}, [Message("user", f"shout {word}")])
+            for i, word in enumerate(self.words)
+            if i not in skip
+        )
+        yield Stage(items)
 
     def width(self, concurrency: int | None) -> int:
         return concurrency or 4

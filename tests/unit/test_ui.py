@@ -100,6 +100,19 @@ def test_rows_of_a_correct_run_say_which_predictions_changed_and_filter() -> Non
     assert [v.n for v in row_views(record(), rows, "errors")] == [3]
 
 
+def test_a_test_row_not_sent_shows_its_base_prediction_kept_and_is_no_error() -> None:
+    unsent = RowRecord(3, None, {"input": "x3", "prediction": 0.97, "split": "test"}, "not sent (gate)",
+                       output={"not_sent": "gate"})  # fmt: skip
+    rows = [row(0, 0.2, 1), unsent]
+    views = row_views(record(), rows)
+    assert (views[1].status, views[1].output, views[1].changed) == (
+        "not sent (gate)",
+        "1 (p=0.97) kept: not sent (gate)",
+        False,
+    )
+    assert row_views(record(), rows, "errors") == [] and [v.n for v in row_views(record(), rows, "unsent")] == [4]
+
+
 def test_cost_is_the_endpoints_count_once_finished_else_tokens_at_the_one_endpoints_prices() -> None:
     configs = [{"name": "e", "price_in": 2.0, "price_out": 10.0}]
     priced = RunSpec(

@@ -190,6 +190,10 @@ _CORRECT_LABELS = {
     "gate.threshold": "gate: threshold",
     "gate.applied_on_test": "gate: applied on test",
     "gate.validation_rows": "gate: validation rows",
+    "selection.sent": "test rows sent",
+    "selection.not_sent_gate": "test rows not sent (gate)",
+    "selection.not_sent_budget": "test rows not sent (budget)",
+    "selection.requests_saved": "requests saved",
 }
 _CORRECT_PREFIXES = {
     "flips.": "flips: ",
@@ -326,6 +330,17 @@ def estimate_table(e: Estimate) -> Table:
     eta = f"{e.eta_s:,.0f} s ({e.binding} quota binds)" if e.eta_s is not None else "n/a (no quota configured)"
     table.add_row("ETA at quota", eta)
     table.add_row("quota from", describe_sources(e.quota_sources) or "n/a")
+    if e.budget is not None:
+        table.add_row("budget", e.budget)
+    if e.validation is not None:
+        v = e.validation
+        table.add_row("validation (for the gate)", f"{v.rows} of {v.of} rows, {v.requests:,} requests")
+    if e.test is not None:
+        t = e.test
+        fit = " fit the budget" if e.budget is not None else ""
+        table.add_row("test", f"at most {t.rows} of {t.of} rows{fit}, {t.requests:,} requests")
+        if e.selective:
+            table.add_row("", "rows the gate would not change are not sent")
     return table
 
 

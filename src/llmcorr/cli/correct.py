@@ -76,7 +76,27 @@ def correct(
     ] = False,
     gate_rows: Annotated[
         int | None,
-        typer.Option(min=1, help="validation rows the gate learns from (default: as many as test rows, >= 20)"),
+        typer.Option(
+            min=1,
+            help="validation rows the gate learns from, stratified by confidence (default: as many as test rows, "
+            "within 20-100; with --budget, at most what half of it pays for)",
+        ),
+    ] = None,
+    gate_sample: Annotated[
+        str, typer.Option(help="which validation rows: stratified (spread over the model's confidence) or first")
+    ] = "stratified",
+    send_all: Annotated[
+        bool,
+        typer.Option(
+            "--send-all", help="send every test row, not only those the gate would let a correction through on"
+        ),
+    ] = False,
+    budget: Annotated[
+        str | None,
+        typer.Option(
+            help="most the run sends, validation included: requests (500), tokens (2M-tokens) or dollars at the "
+            "configured prices (3usd); the least confident test rows go first"
+        ),
     ] = None,
     describe_molecules: Annotated[
         bool,
@@ -142,6 +162,9 @@ def correct(
         gate=not no_gate,
         describe_molecules=describe_molecules,
         gate_rows=gate_rows,
+        gate_sample=cast(Literal["stratified", "first"], gate_sample),
+        selective=not send_all,
+        budget=budget,
         limit=limit,
         problem=cast(Literal["auto", "classification", "multiclass", "regression"], problem),
         columns=parse_columns(column or []),

@@ -13,6 +13,7 @@ The store keeps a correct run's metrics as JSON (`runs.metrics_json`) in the sha
     mcnemar, calibration             classification and multiclass (calibration: where there are probabilities)
     per_class, confusion             multiclass only: recall of each class, the confusion matrices
     gate, ungated                    gated runs only; an empty test split stores {"n": 0} (and the gate, if any)
+    selection                        runs that left test rows unsent (the gate's choice, a budget): ungated absent
 
 Every part is optional, because runs recorded before the intervals, McNemar, calibration or the gate lack them
 (what a part has always held when present, such as a calibration's Brier score, is required within it);
@@ -191,6 +192,16 @@ class Ungated(_Part):
     flips: Flips | None = None
 
 
+class Selection(_Part):
+    """Which test rows were sent to the LLM (selective correction: runs/correction_select.py); the others kept the
+    base prediction, and the metrics still cover them."""
+
+    sent: int
+    not_sent_gate: int = 0  # rows the gate would never let a correction through on
+    not_sent_budget: int = 0  # rows the budget did not pay for
+    requests_saved: int = 0  # the first answers those rows would have taken (every sample's)
+
+
 class CorrectionMetrics(_Part):
     """A correct run's metrics on its test split (see the module docstring for the shape and why all is optional).
 
@@ -209,6 +220,7 @@ class CorrectionMetrics(_Part):
     parsed: int | None = None  # test rows whose answer parsed
     gate: GateChoice | None = None
     ungated: Ungated | None = None
+    selection: Selection | None = None
 
     # the dict interface of the metrics before they were typed: each gives the stored (JSON) form
 

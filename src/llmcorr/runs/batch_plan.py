@@ -36,6 +36,7 @@ from .batch_output import BatchOutput, by_index
 from .engine import Process, WorkItem, make_scheduler, prompt_rows
 from .estimate import Estimate, estimate
 from .flows import Flow, flow_context, flow_item, flow_rows, jsonable, load_flow
+from .kinds import Stage
 from .llm import CachedLLM
 from .outputs import check_output, source_file
 from .prompt_run import PromptJob
@@ -163,8 +164,8 @@ class BatchPlan:
         endpoints = describe_endpoints(self.scheduler.endpoints)
         return f"{self.spec.template} over {self.rows} rows; endpoints: {endpoints}"
 
-    def work(self, skip: Container[int]) -> Iterator[WorkItem]:
-        return self.items(skip, self.in_flight)
+    def stages(self, store: Store, run_id: str, skip: Container[int]) -> Iterator[Stage]:
+        yield Stage(self.items(skip, self.in_flight))
 
     def width(self, concurrency: int | None) -> int:
         return concurrency or max(4, self.scheduler.max_concurrency * 2)

@@ -31,7 +31,12 @@ class _Choices(BaseModel):
     change_threshold: float = 0.5  # regression: relative change that counts as strong
     samples: int = 1  # self-consistency: answers per row
     gate: bool = True  # only the corrections a validation-chosen gate accepts
-    gate_rows: int | None = None  # validation rows the gate learns from (None: as many as test rows, >= 20)
+    gate_rows: int | None = None  # validation rows the gate learns from, stratified by confidence (None: as many
+    # as test rows, within [20, 100]; with a budget, at most what half of it pays for)
+    gate_sample: Literal["stratified", "first"] = "stratified"  # which validation rows: spread over confidence, or
+    # the first ones (runs recorded before stratified sampling)
+    selective: bool = True  # with the gate: send only the test rows it would let a correction through on
+    budget: int | str | None = None  # most requests (500), tokens (2M-tokens) or dollars (3usd), validation included
     describe_molecules: bool = False  # SMILES inputs: add RDKit descriptions
 
 
@@ -68,6 +73,8 @@ class CorrectSpecOptions(KindOptions, _Choices):
     classes: Classes | None = None  # multiclass: the classes and where the model's probabilities are
     similarity: str | None = None  # the knn knowledge's measure
     int_columns: list[str] = Field(default_factory=list)  # roles written back as integers
+    selective: bool = False  # a run recorded before selective correction sent every test row …
+    gate_sample: Literal["stratified", "first"] = "first"  # … and learned its gate on the first validation rows
 
     @classmethod
     def from_version_1(cls, options: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Container, Iterator
+from collections.abc import Container, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,19 +16,23 @@ import pandas as pd
 from ..config import Config, EndpointConfig
 from ..correct import Corrector, Predictions, load_predictions
 from ..correct.rounds import LoopOptions
+from ..correct.select import default_gate_rows
 from ..errors import UserError
 from ..providers import Provider
 from ..providers.base import GenParams
 from ..scheduler import Scheduler, describe_endpoints
 from ..store import RowRecord, RunRecord, Store
 from . import lifecycle
+from .budget import Meter, parse_budget
 from .correct_options import CorrectOptions, CorrectSpecOptions
 from .correction_output import CorrectionOutput, CorrectionResult
 from .correction_rows import CorrectionJob, correction_rows
+from .correction_select import Selection, validation_rows
 from .correction_table import integer_columns, recorded_table
 from .engine import Process, ProgressFactory, WorkItem, make_scheduler
-from .estimate import Estimate, estimate
+from .estimate import Estimate
 from .executors import make_executor
+from .kinds import Stage
 from .llm import CachedLLM
 from .outputs import check_output
 from .ray_worker import Recipe, make_recipe
@@ -53,6 +57,7 @@ class CorrectionPlan:
     estimate: Estimate
     spec: RunSpec
     loop: LoopOptions
+    selection: Selection
     kind: str = "correct"
 
     @property
@@ -70,19 +75,49 @@ class CorrectionPlan:
         return "correcting"
 
     def describe(self) -> str:
-        corrector, classes = self.corrector, self.table.classes
+        corrector, classes, selection = self.corrector, self.table.classes, self.selection
         shown = f" ({len(classes.names)} classes: {classes.shown()})" if classes is not None else ""
+        sent = ""
+        if selection.staged:
+            sent = "; validation rows first, then " + (
+                "the test rows the gate chooses" if selection.gate and selection.selective else "the test rows"
+            )
+            if selection.budget is not None:
+                sent += f", least confident first, within the budget of {selection.budget.describe()}"
         return (
             f"problem: {self.table.problem}{shown}; task: {corrector.task!r}; {len(self.test)} test rows "
-            f"(+{len(self.job.valid)} validation rows for the gate); {corrector.shots} shots "
+            f"(+{len(self.job.valid)} validation rows for the gate){sent}; {corrector.shots} shots "
             f"({corrector.knowledge.similarity or corrector.knowledge.strategy}) from {len(corrector.pool)} rows; "
             f"endpoints: {describe_endpoints(self.scheduler.endpoints)}"
         )
 
-    def work(self, skip: Container[int]) -> Iterator[WorkItem]:
+    def _items(self, indices: Iterable[int], skip: Container[int] = ()) -> Iterator[WorkItem]:
         # one KV cache for every endpoint (the embedded model): rows showing the same shots run next to each other
         shared = all(e.config.provider_kind.shares_kv_cache for e in self.scheduler.endpoints)
-        return (self.job.item(i) for i in self.job.order(share_prefixes=shared) if i not in skip)
+        return (self.job.item(i) for i in self.job.order(shared, indices) if i not in skip)
+
+    def stages(self, store: Store, run_id: str, skip: Container[int]) -> Iterator[Stage]:
+        """Every row at once; or, selecting (correction_select.py), the validation rows, then the test rows chosen
+        once the gate has learned on them (the others recorded as not sent)."""
+        selection = self.selection
+        if not selection.staged:
+            yield Stage(self._items(range(self.rows), skip))
+            return
+        valid = [i for i in selection.validation if i not in skip]
+        selection.start(list(store.iter_rows(run_id, "status, output_json")), valid)
+        yield Stage(self._items(valid))
+        stored = list(store.iter_rows(run_id, "status, output_json"))
+        send, reasons = selection.decide(stored)
+        todo = [i for i in send if i not in skip]
+        settled = [selection.unsent_row(i, why) for i, why in sorted(reasons.items()) if i not in skip]
+        log.info(
+            "%d of %d test rows to send%s",
+            len(send),
+            len(self.test),
+            f" ({_reasons(reasons)} not sent)" if reasons else "",
+        )
+        selection.start(stored, todo)
+        yield Stage(self._items(todo), settled)
 
     def width(self, concurrency: int | None) -> int:
         return concurrency or self.scheduler.max_concurrency * 2
@@ -91,7 +126,7 @@ class CorrectionPlan:
         return contextlib.nullcontext()
 
     def processor(self, llm: CachedLLM) -> Process:
-        return correction_rows(self.job.answering(self.loop), llm, self.params)
+        return correction_rows(self.job.answering(self.loop), llm, self.params, self.selection.spending)
 
     def recipe(self, store: Store, cache: bool, width: int) -> Recipe:
         answering = self.job.answering(self.loop)
@@ -115,6 +150,7 @@ def plan_correction(
 ) -> CorrectionPlan:
     """Check everything the user can get wrong and estimate the spend, before any run is recorded or token spent."""
     o = options or CorrectOptions()
+    budget = parse_budget(o.budget) if o.budget is not None else None
     config = config or Config.load()
     for name, value in (("format_retries", o.format_retries), ("double_check", o.double_check)):
         if value < 0:
@@ -140,17 +176,23 @@ def plan_correction(
     test = table.split("test").reset_index(drop=True)
     if o.limit is not None:
         test = test.head(max(0, o.limit))
-    valid = table.split("valid").reset_index(drop=True)
-    # the gate learns from as many validation rows as there are test rows (at least 20), unless told otherwise
-    valid = valid.head(o.gate_rows if o.gate_rows is not None else max(len(test), 20)) if o.gate else valid.head(0)
-    job = CorrectionJob(corrector, test, valid)
     scheduler = make_scheduler(config, endpoints, provider)
+    meter = Meter(budget, scheduler, o.max_tokens) if budget is not None else None
+    # the gate learns from a fixed number of validation rows, stratified by confidence (correction_select.py)
+    gate_rows = o.gate_rows if o.gate_rows is not None else default_gate_rows(len(test))
+    split = table.split("valid").reset_index(drop=True)
+    m = gate_rows if o.gate else 0
+    valid = validation_rows(
+        corrector, split, m, o.gate_sample, o.gate_rows is not None, meter, o.samples, table.classes
+    )
+    job = CorrectionJob(corrector, test, valid)
     temperature = o.temperature
     if temperature is None:
         temperature = 0.7 if o.samples > 1 else 0.0  # several samples at temperature 0 would all be the same answer
     params = GenParams(max_tokens=o.max_tokens, temperature=temperature, seed=o.seed)
     prompts = [job.item(i).messages for i in range(len(job.rows))]
-    planned = estimate((p for p in prompts for _ in range(o.samples)), scheduler, o.max_tokens)
+    selection = Selection(job, o.gate, o.selective, meter, o.samples, len(split), table.classes)
+    planned = selection.estimate(prompts, scheduler, o.samples, o.max_tokens)
     recorded = CorrectSpecOptions(
         endpoint_configs=endpoint_records(scheduler),
         config=config_source(config),
@@ -160,7 +202,8 @@ def plan_correction(
         problem=table.problem,
         classes=table.classes,
         gate_rows=len(valid) if o.gate else 0,
-        **o.model_dump(include={*_CHOSEN} - {"problem", "columns", "gate_rows"}) | {"task": corrector.task},
+        budget=str(o.budget) if o.budget is not None else None,
+        **o.model_dump(include={*_CHOSEN} - {"problem", "columns", "gate_rows", "budget"}) | {"task": corrector.task},
     )
     spec = RunSpec(
         kind="correct",
@@ -175,7 +218,13 @@ def plan_correction(
         params=params.to_dict(),
         options=recorded,
     )
-    return CorrectionPlan(config, table, corrector, test, job, scheduler, params, planned, spec, loop)
+    return CorrectionPlan(config, table, corrector, test, job, scheduler, params, planned, spec, loop, selection)
+
+
+def _reasons(reasons: dict[int, str]) -> str:
+    """`12 by the gate, 3 by the budget`."""
+    counts = {why: sum(1 for r in reasons.values() if r == why) for why in ("gate", "budget")}
+    return ", ".join(f"{n} by the {why}" for why, n in counts.items() if n)
 
 
 async def estimate_async(
@@ -204,6 +253,8 @@ async def correct_async(
     """Correct the test split of a predictions table with an LLM (LLMCorr); see `correct` for the arguments
     (`where`: `plan_correction`'s endpoints, provider, config)."""
     runner = make_executor(executor, ray_address)
+    if executor != "local" and options is not None and options.budget is not None:
+        raise UserError("--budget: the budget is kept in this process; use --executor local")
     plan = plan_correction(predictions, options, output=output, **where)
     result: CorrectionResult = await lifecycle.start(
         plan,

@@ -68,7 +68,7 @@ class CorrectionOutput:
         valid = None
         if plan.options.gate:
             valid = result_table(plan.job.valid, rows, plan.table.problem, offset=len(plan.test))
-        table, self.metrics = gated(test, valid, plan.table.problem, plan.table.classes)
+        table, self.metrics = gated(test, valid, plan.table.problem, plan.table.classes, plan.options.samples)
         self.table = keep_integers(table, plan.options.int_columns)
         write = functools.partial(write_table, self.table, self.path) if self.path is not None else _nothing
         return self.metrics, write

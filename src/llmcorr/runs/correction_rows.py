@@ -4,6 +4,7 @@ then the vote. Every LLM call goes through the cached client (so a rerun is free
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,9 +21,10 @@ from ..correct.rounds import (
     strong_change,
 )
 from ..errors import FatalProviderError, ProviderError
-from ..providers.base import GenParams
+from ..providers.base import GenParams, Message
 from ..store import RowRecord
 from ..tracing import step_span
+from .budget import Spending
 from .engine import Process, WorkItem
 from .llm import CachedLLM
 
@@ -58,15 +60,16 @@ class CorrectionJob:
         """What answering these rows takes (picklable: for Ray workers)."""
         return CorrectionRows(self.corrector.problem, tuple(self._base), loop, self.corrector.classes)
 
-    def order(self, share_prefixes: bool) -> list[int]:
-        """Every row's index: in input order, or (`share_prefixes`, for the embedded model's KV cache) with rows
-        that show the same shots next to each other, so consecutive prompts share the longest prefix."""
-        indices = list(range(len(self.rows)))
+    def order(self, share_prefixes: bool, indices: Iterable[int] | None = None) -> list[int]:
+        """Row indices (default: every row's): in the order given, or (`share_prefixes`, for the embedded model's KV
+        cache) with rows that show the same shots next to each other, so consecutive prompts share the longest
+        prefix."""
+        chosen = list(range(len(self.rows)) if indices is None else indices)
         if not share_prefixes:
-            return indices
-        for i in indices:
+            return chosen
+        for i in chosen:
             self.item(i)
-        return sorted(indices, key=lambda i: (self._shots[i], i))
+        return sorted(chosen, key=lambda i: (self._shots[i], i))
 
 
 def _plain(value: Any) -> Any:
@@ -91,8 +94,11 @@ class CorrectionRows:
         return self.bases[index]
 
 
-def correction_rows(rows: CorrectionRows, llm: CachedLLM, params: GenParams) -> Process:
-    """The engine's processor for a correct run."""
+def correction_rows(
+    rows: CorrectionRows, llm: CachedLLM, params: GenParams, spending: Spending | None = None
+) -> Process:
+    """The engine's processor for a correct run; with `spending` (a budget, budget.py), each row records what it was
+    charged, and a round beyond the first answers is asked only if it fits."""
     problem, loop, classes = rows.problem, rows.loop, rows.classes
     names = tuple(str(c) for c in classes)
 
@@ -100,6 +106,19 @@ def correction_rows(rows: CorrectionRows, llm: CachedLLM, params: GenParams) -> 
         base = rows.base(item.index)
         usage = {"input_tokens": 0, "output_tokens": 0, "attempts": 0, "calls": 0, "cached": 0, "latency_ms": 0.0}
         endpoint: str | None = None
+        charged = 0.0
+        held_back: list[str] = []  # rounds the budget did not pay for
+
+        def affords(messages: list[Any], kind: str) -> bool:
+            nonlocal charged
+            if spending is None:
+                return True
+            cost = spending.first(messages) if kind == "answer" else spending.extra(messages)
+            if cost is None:
+                held_back.append(kind)
+                return False
+            charged += cost
+            return True
 
         async def ask(messages: list[Any], sample: int, kind: str) -> Round:
             nonlocal endpoint
@@ -122,31 +141,35 @@ def correction_rows(rows: CorrectionRows, llm: CachedLLM, params: GenParams) -> 
         try:
             for s in range(loop.samples):
                 sample, messages = Sample(), list(item.messages)
+                affords(messages, "answer")
                 sample.rounds.append(await ask(messages, s, "answer"))
                 retries = checks = 0
                 while True:
-                    last = sample.final
+                    last, kind, more = sample.final, "", list[Message]()
                     if not last.parsed and retries < loop.format_retries:
-                        retries += 1
-                        messages += format_reminder(problem, last.text, names)
-                        sample.rounds.append(await ask(messages, s, "format_retry"))
+                        retries, kind = retries + 1, "format_retry"
+                        more = format_reminder(problem, last.text, names)
                     elif (
                         last.parsed
                         and last.corrected is not None
                         and checks < loop.double_check
                         and strong_change(problem, base, last.corrected, loop.change_threshold)
                     ):
-                        checks += 1
-                        messages += double_check_request(problem, last.text, base, names)
-                        sample.rounds.append(await ask(messages, s, "double_check"))
-                    else:
+                        checks, kind = checks + 1, "double_check"
+                        more = double_check_request(problem, last.text, base, names)
+                    if not kind or not affords(messages + more, kind):
                         break
+                    messages += more
+                    sample.rounds.append(await ask(messages, s, kind))
                 samples.append(sample)
         except FatalProviderError:
             raise
         except ProviderError as exc:
             prompt = [m.to_dict() for m in item.messages]
-            return RowRecord(item.index, item.sample_id, item.inputs, "error", prompt=prompt, error=str(exc))
+            spent = {"charged": charged} if spending is not None else None
+            return RowRecord(
+                item.index, item.sample_id, item.inputs, "error", prompt=prompt, error=str(exc), output=spent
+            )
 
         with step_span("vote" if loop.samples > 1 else "decide") as span:
             corrected, vote = combine(problem, base, samples)
@@ -164,6 +187,10 @@ def correction_rows(rows: CorrectionRows, llm: CachedLLM, params: GenParams) -> 
         if len(samples) > 1 or any(len(s.rounds) > 1 for s in samples):
             output["rounds"] = [[{"kind": r.kind, "text": r.text} for r in s.rounds] for s in samples]
             output.update(vote)
+        if spending is not None:
+            output["charged"] = charged
+            if held_back:
+                output["not_asked"] = held_back  # rounds not sent: the budget did not pay for them
         parsed_any = any(r.parsed for r in finals)
         return RowRecord(
             item.index,

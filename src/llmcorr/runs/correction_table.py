@@ -18,7 +18,7 @@ import pandas as pd
 from ..correct import classification_metrics, multiclass_metrics, regression_metrics
 from ..correct.classes import Classes
 from ..correct.gate import choose_gate
-from ..correct.metrics_model import CorrectionMetrics, GateChoice, Ungated
+from ..correct.metrics_model import CorrectionMetrics, GateChoice, Selection, Ungated
 from ..data import as_frame
 from ..errors import UserError
 from ..store import RowRecord, RunRecord, Store
@@ -26,6 +26,7 @@ from .correct_options import CorrectSpecOptions
 
 _WHOLE = re.compile(r"^\s*[+-]?\d+\s*$")
 KEPT_INTEGER = ("label", "prediction")  # the roles load_predictions turns into floats
+NOT_SENT = "not sent"  # the status of a test row not sent to the LLM: "not sent (gate)", "not sent (budget)"
 
 
 def integer_columns(predictions: str | Path | Any, columns: Mapping[str, str]) -> list[str]:
@@ -61,11 +62,13 @@ def result_table(test: pd.DataFrame, rows: list[RowRecord], problem: str, offset
     corrections (a multiclass row's corrected class), responses, tokens."""
     table = test.reset_index(drop=True).copy()
     by_index = {r.row_index: r for r in rows}
-    corrected, labels, responses, parsed, errors, explanations, tokens = [], [], [], [], [], [], []
+    corrected, labels, responses, parsed, errors, explanations, tokens, sent = [], [], [], [], [], [], [], []
     bases = table["prediction"] if problem == "multiclass" else table["prediction"].astype(float)  # class or number
     for i, base in enumerate(bases):
         r = by_index.get(i + offset)
         out = (r.output if r is not None else None) or {}
+        # a row not sent (correction_select.py) keeps the base prediction: its output holds no correction
+        sent.append(None if r is None else r.status if r.status.startswith(NOT_SENT) else "sent")
         corrected.append(out.get("corrected_prediction", base))
         if problem == "classification":
             labels.append(int(out.get("corrected_label", int(base >= 0.5))))
@@ -82,6 +85,7 @@ def result_table(test: pd.DataFrame, rows: list[RowRecord], problem: str, offset
     table["parse_error"] = errors
     table["explanation"] = explanations
     table["tokens"] = tokens
+    table["sent"] = sent
     return table
 
 
@@ -98,7 +102,7 @@ def compute_metrics(table: pd.DataFrame, problem: str, classes: Classes | None =
     return CorrectionMetrics.model_validate(metrics | {"parsed": int(table["parsed"].sum())})
 
 
-def _gate_inputs(table: pd.DataFrame, classes: Classes | None) -> tuple[pd.Series | np.ndarray, np.ndarray | None]:
+def gate_inputs(table: pd.DataFrame, classes: Classes | None) -> tuple[pd.Series | np.ndarray, np.ndarray | None]:
     """The base predictions as the gate reads them, and the model's confidences (multiclass: class indices and
     the top-two margins; otherwise the probabilities or values, and None: the gate computes them)."""
     if classes is None:
@@ -107,24 +111,40 @@ def _gate_inputs(table: pd.DataFrame, classes: Classes | None) -> tuple[pd.Serie
     return base, classes.confidence(classes.probabilities(table), base)
 
 
+def selection(table: pd.DataFrame, samples: int) -> Selection | None:
+    """Which test rows were sent and why the others were not, and the requests that saved (their first answers);
+    None when every row was sent."""
+    counts = table["sent"].value_counts().to_dict() if "sent" in table.columns and len(table) else {}
+    gate, budget = counts.get(f"{NOT_SENT} (gate)", 0), counts.get(f"{NOT_SENT} (budget)", 0)
+    if not gate and not budget:
+        return None
+    saved = (gate + budget) * samples
+    return Selection(sent=counts.get("sent", 0), not_sent_gate=gate, not_sent_budget=budget, requests_saved=saved)
+
+
 def gated(
-    test: pd.DataFrame, valid: pd.DataFrame | None, problem: str, classes: Classes | None = None
+    test: pd.DataFrame, valid: pd.DataFrame | None, problem: str, classes: Classes | None = None, samples: int = 1
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The test table with the gate chosen on the validation rows applied, and the metrics: the gated correction's,
-    plus the gate (policy and validation evidence) and what the correction would have done ungated (`classes`: a
-    multiclass problem's).
+    """The test table with the gate chosen on the validation rows applied, and the metrics over every test row (a
+    row not sent keeps the base prediction): the gated correction's, plus the gate (policy and validation evidence),
+    which rows were sent (when some were not) and what the correction would have done ungated (when all were;
+    `classes`: a multiclass problem's; `samples`: answers per row, for the requests saved).
 
     The metrics come as the store keeps them (`CorrectionMetrics.to_dict()`, JSON), for the run's record; read them
     typed with `CorrectionMetrics.model_validate`."""
+    chosen = selection(test, samples)
     if valid is None:
-        return test, (compute_metrics(test, problem, classes) if len(test) else CorrectionMetrics(n=0)).to_dict()
-    valid_base, valid_confidences = _gate_inputs(valid, classes)
+        if not len(test):
+            return test, CorrectionMetrics(n=0).to_dict()
+        shown = {"selection": chosen} if chosen is not None else {}
+        return test, compute_metrics(test, problem, classes).model_copy(update=shown).to_dict()
+    valid_base, valid_confidences = gate_inputs(valid, classes)
     llm = classes.indices(valid["corrected_prediction"]) if classes else valid["corrected_prediction"]
     label = classes.indices(valid["label"]) if classes else valid["label"]
     gate = choose_gate(problem, label, valid_base, llm, valid_confidences)
     table = test.copy()
     table["llm_prediction"] = table["corrected_prediction"]
-    base, confidences = _gate_inputs(table, classes)
+    base, confidences = gate_inputs(table, classes)
     lets = gate.applies(base, confidences)
     applied = lets & (table["llm_prediction"] != table["prediction"])
     if classes is not None:
@@ -138,9 +158,13 @@ def gated(
     if not len(table):
         return table, CorrectionMetrics(n=0, gate=GateChoice.model_validate(gate.to_dict())).to_dict()
     metrics = compute_metrics(table, problem, classes)
-    ungated = compute_metrics(test, problem, classes)
     choice = GateChoice.model_validate(gate.to_dict() | {"applied_on_test": int(applied.sum())})
-    update = {"gate": choice, "ungated": Ungated(corrected=ungated.corrected, flips=ungated.flips)}
+    update: dict[str, Any] = {"gate": choice}
+    if chosen is not None:  # with rows not sent, no one knows what every correction would have done ungated
+        update["selection"] = chosen
+    else:
+        ungated = compute_metrics(test, problem, classes)
+        update["ungated"] = Ungated(corrected=ungated.corrected, flips=ungated.flips)
     return table, metrics.model_copy(update=update).to_dict()
 
 
@@ -162,5 +186,5 @@ def recorded_table(store: Store, record: RunRecord) -> tuple[pd.DataFrame, Corre
         valid = result_table(frames["valid"], rows, problem, offset=len(frames["test"]))
     if not len(test):
         return test, CorrectionMetrics.model_validate(record.metrics or {"n": 0})
-    table, metrics = gated(test, valid, problem, options.classes)
+    table, metrics = gated(test, valid, problem, options.classes, options.samples)
     return keep_integers(table, options.int_columns), CorrectionMetrics.model_validate(metrics)

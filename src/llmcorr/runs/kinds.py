@@ -2,7 +2,9 @@
 
     RunKind.plan(...)      check everything the user can get wrong, estimate: a Plan (nothing recorded or spent)
     RunKind.recorded(...)  the Plan that re-creates a recorded run, its files found again and checked by hash
-    Plan.work(skip)        the rows still to run, as work items; Plan.processor / Plan.recipe turn one into a row
+    Plan.stages(...)       the rows still to run, as work items, in stages (the next one planned once the previous
+                           has run: a correct run's test rows chosen after its validation rows); Plan.processor /
+                           Plan.recipe turn one into a row
     Plan.output(...)       where finished rows go besides the store (the output file), and the run's metrics and
                            result when it completes
 
@@ -13,8 +15,9 @@ A new kind is one module that implements these protocols and calls `register_kin
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Container, Iterator, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -29,6 +32,14 @@ if TYPE_CHECKING:
     from .llm import CachedLLM
     from .ray_worker import Recipe
     from .spec import KindOptions, RunSpec
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Rows a run answers at once (`Plan.stages`), and rows it records as they are, sending nothing."""
+
+    items: Iterable[WorkItem]
+    settled: list[RowRecord] = field(default_factory=list)
 
 
 class RunOutput(Protocol):
@@ -91,8 +102,10 @@ class Plan(Protocol):
         """The start-of-run line: what runs over what, on which endpoints."""
         ...
 
-    def work(self, skip: Container[int]) -> Iterator[WorkItem]:
-        """The work items of the rows not in `skip`, in the order they should run, built as they are asked for."""
+    def stages(self, store: Store, run_id: str, skip: Container[int]) -> Iterator[Stage]:
+        """The work items of the rows not in `skip`, in the order they should run, built as they are asked for: in
+        stages, each asked for once the previous one has run and its rows are in the store, with the rows a stage
+        records as they are, sending nothing (`Stage.settled`)."""
         ...
 
     def width(self, concurrency: int | None) -> int:

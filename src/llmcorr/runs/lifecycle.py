@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Collection, Mapping
 from contextlib import nullcontext
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -158,8 +159,16 @@ async def execute(
             async with recorded(store, run_id, plan.scheduler, plan.config, plan.kind, hint=hint):
                 shown = progress(todo, f"{plan.verb} {run_id}", plan.scheduler) if progress else nullcontext(None)
                 with shown as on_row:
-                    width = plan.width(concurrency)
-                    await runner.run(plan, plan.work(skip), store, run_id, llm, width, _both(on_row, out))
+                    width, each = plan.width(concurrency), _both(on_row, out)
+                    for stage in plan.stages(store, run_id, skip):
+                        if stage.settled:
+                            store.add_rows(run_id, stage.settled)
+                            for row in stage.settled:
+                                each(row)
+                        items = iter(stage.items)
+                        first = next(items, None)
+                        if first is not None:  # (an empty stage starts no executor: no Ray instance for nothing)
+                            await runner.run(plan, chain([first], items), store, run_id, llm, width, each)
                 metrics, write = await out.finish()
     except BaseException:  # failed or cancelled: the output shows every row the store keeps
         out.kept()

@@ -93,7 +93,8 @@ def _run_context(store: Store, record: RunRecord, show: str) -> dict[str, Any]:
     filters = {
         k: v
         for k, v in ROW_FILTERS.items()
-        if (k != "changed" or record.kind == "correct") and (k != "gate" or (record.kind == "correct" and gated))
+        if (k not in ("changed", "unsent") or record.kind == "correct")
+        and (k != "gate" or (record.kind == "correct" and gated))
     }
     show = show if show in filters else "all"
     rows = row_views(record, store.rows(record.id), show)

@@ -100,8 +100,13 @@ def flip_rows(metrics: CorrectionMetrics | None) -> list[tuple[str, Any]]:
             rows.append(("Brier score, base → corrected", f"{cal.base.brier:.4f} → {cal.corrected.brier:.4f}"))
     for c in metrics.per_class or []:
         rows.append((f"recall: {c.name} (n={c.n})", f"{_recall(c.base)} → {_recall(c.corrected)}"))
+    chosen = metrics.selection
+    if chosen:
+        rows.append(("requests saved", f"{chosen.requests_saved:,}"))
+        not_sent = f"{chosen.not_sent_gate} by the gate, {chosen.not_sent_budget} by the budget"
+        rows.append(("test rows sent", f"{chosen.sent} of {metrics.n} (not sent: {not_sent})"))
     if metrics.parsed is not None:
-        rows.append(("answers parsed", f"{metrics.parsed}/{metrics.n}"))
+        rows.append(("answers parsed", f"{metrics.parsed}/{chosen.sent if chosen else metrics.n}"))
     gate = metrics.gate
     if gate:
         rows.append(("gate (chosen on validation)", f"{gate.policy}; {gate.applied_on_test or 0} applied"))

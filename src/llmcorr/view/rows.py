@@ -12,6 +12,7 @@ import pandas as pd
 from ..correct.classes import Classes
 from ..correct.gate import Gate
 from ..runs.correct_options import CorrectSpecOptions
+from ..runs.correction_table import NOT_SENT
 from ..runs.flows import AGGREGATION_VALUES
 from ..store import RowRecord, RunRecord
 from .metrics import correction_metrics
@@ -21,6 +22,7 @@ ROW_FILTERS = {
     "errors": "errors only",
     "changed": "changed predictions only",
     "gate": "validation rows (for the gate)",
+    "unsent": "test rows not sent",
 }
 
 
@@ -79,6 +81,9 @@ def _correction(
         return (shown + " (held back by the gate)", False) if held else (shown, changed)
     base = _number(inputs.get("prediction"))
     corrected = _number(output.get("corrected_prediction"))
+    if base is not None and "not_sent" in output:  # the base prediction kept, nothing sent
+        kept = f"{int(base >= 0.5)} (p={base:.3g})" if problem == "classification" else f"{base:.4g}"
+        return f"{kept} kept: not sent ({output['not_sent']})", False
     if base is None or corrected is None:
         return "", None
     if problem == "classification":
@@ -132,7 +137,9 @@ def row_views(record: RunRecord, rows: list[RowRecord], show: str = "all") -> li
     classes = options.classes if options else None
     views = [row_view(record.kind, problem, r, gate, classes) for r in rows]
     if show == "errors":
-        return [v for v in views if v.status != "ok"]
+        return [v for v in views if v.status != "ok" and not v.status.startswith(NOT_SENT)]
+    if show == "unsent":
+        return [v for v in views if v.status.startswith(NOT_SENT)]
     if show == "changed":
         return [v for v in views if v.changed]
     if show == "gate":
