@@ -3,7 +3,6 @@ of a data file, recorded as a run."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -11,6 +10,7 @@ import typer
 
 from .._sync import run_sync
 from ..errors import UserError
+from ..prompts.preview import parse_inputs
 from ..runs.batch import run_batch_async
 from ._common import (
     AllowEnvOpt,
@@ -44,13 +44,7 @@ def parse_init(init: str) -> dict[str, object]:
             raise UserError(f"{where}: no such file") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise UserError(f"{where}: cannot be read ({type(exc).__name__}: {exc})") from None
-    try:
-        arguments = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
-    if not isinstance(arguments, dict):
-        raise UserError(f"{where}: expected a JSON object of argument names to values")
-    return arguments
+    return parse_inputs(text, where, names="argument")
 
 
 def run(

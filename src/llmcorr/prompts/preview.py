@@ -67,12 +67,14 @@ def prompty_from_text(text: str, path: Path = PASTED, env: EnvPolicy | None = No
     )
 
 
-def parse_inputs(text: str, where: str = "--inputs") -> dict[str, Any]:
-    """Inputs given as a JSON object; anything else is one clear line."""
+def parse_inputs(text: str, where: str = "--inputs", names: str = "input") -> dict[str, Any]:
+    """Inputs (or a flow's `names`, e.g. its constructor's arguments) given as a JSON object; anything else is one
+    clear line, naming the line as well as the column past the first line."""
     try:
         given = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UserError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        at = f"line {exc.lineno}, column {exc.colno}" if exc.lineno > 1 else f"column {exc.colno}"
+        raise UserError(f"{where}: not valid JSON ({exc.msg} at {at})") from None
     if not isinstance(given, dict):
-        raise UserError(f"{where}: expected a JSON object of input names to values")
+        raise UserError(f"{where}: expected a JSON object of {names} names to values")
     return given

@@ -14,7 +14,7 @@ import json
 import re
 import sys
 from collections.abc import Callable, Container, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,7 +121,6 @@ class BatchPlan:
     job: PromptJob | None = None
     upstream: str | None = None
     estimate: Estimate | None = None
-    connections: Connections = field(default_factory=Connections.loose)  # a flow's connection names → endpoints
     scheduler: Scheduler = field(init=False)  # set once every row has been checked
     spec: RunSpec = field(init=False)
     in_flight: dict[int, dict[str, Any]] = field(default_factory=dict)  # the cells of the rows running, for the output
@@ -170,10 +169,8 @@ class BatchPlan:
     def width(self, concurrency: int | None) -> int:
         return concurrency or max(4, self.scheduler.max_concurrency * 2)
 
-    @contextmanager
-    def context(self, llm: CachedLLM) -> Iterator[None]:
-        with self.connections.active(), flow_context(llm, self.params, self.flow):
-            yield
+    def context(self, llm: CachedLLM) -> AbstractContextManager[None]:
+        return flow_context(llm, self.params, self.flow)  # a flow's connections are active while it runs
 
     def processor(self, llm: CachedLLM) -> Process:
         if self.flow is not None:
@@ -327,7 +324,7 @@ def plan_batch(
         params = GenParams(max_tokens=max_tokens, temperature=temperature, seed=seed)
         template, template_sha = loaded.ref, loaded.sha256
     kind = loaded.kind if loaded is not None else "prompt"
-    plan = BatchPlan(kind, config, table, columns, mapped, params, loaded, job, upstream_id, connections=connections)
+    plan = BatchPlan(kind, config, table, columns, mapped, params, loaded, job, upstream_id)
     if job is None:
         for _ in plan.items():  # every row checked before anything else
             pass

@@ -92,12 +92,13 @@ def flow_sha256(flow: DagFlow) -> str:
     return digest.hexdigest()
 
 
-def _parameters(flow: DagFlow, mapped: Collection[str]) -> dict[str, inspect.Parameter]:
+def _parameters(flow: DagFlow, defaulted: Collection[str]) -> dict[str, inspect.Parameter]:
     """The flow's inputs that a row gives, as a flow's parameters. As in Prompt flow, an input with a default is
-    read from the data only when `--column-mapping` maps it: unmapped, its default wins over a column of its name
-    (pf's `_complete_inputs_mapping_by_default_value`); such an input is left out, for `flow_inputs` to fill."""
-    kept = {name for name, spec in flow.inputs.items() if spec.default is None or name in mapped}
-    return {name: inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY) for name in flow.inputs if name in kept}
+    read from the data only when `--column-mapping` maps it: unmapped (`defaulted`), its default wins over a column
+    of its name (pf's `_complete_inputs_mapping_by_default_value`); such an input is left out, for `flow_inputs`."""
+    return {
+        name: inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY) for name in flow.inputs if name not in defaulted
+    }
 
 
 def plan_dag(
@@ -136,11 +137,12 @@ def plan_dag(
     loaded = Flow(
         str(flow.file),
         row,
-        _parameters(flow, mapped),
+        _parameters(flow, defaulted),
         sha256=flow_sha256(flow),
         kind=KIND,
         file=str(flow.file),
         aggregate_rows=row.aggregate,
+        connections=resolved,  # active while its rows run (Flow.running)
     )
     plan = plan_batch(loaded, data, max_tokens=max_tokens, config=config, connections=resolved, **options)
     assert isinstance(plan.spec.options, BatchSpecOptions)
