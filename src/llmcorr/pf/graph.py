@@ -213,7 +213,12 @@ async def _execute(dag: _Dag, run_node: RunNode, limit: int | None) -> None:
     running: dict[asyncio.Task[Any], Node] = {}
     try:
         while True:
-            for node in dag.advance():
+            ready = dag.advance()
+            if len(ready) == 1 and not running:  # a chain: the one node is awaited here, with no task of its own
+                node = ready[0]
+                dag.outputs[node.name] = await _call(node, dag.node_inputs(node), run_node, gate, dag.label)
+                continue
+            for node in ready:
                 call = _call(node, dag.node_inputs(node), run_node, gate, dag.label)
                 running[asyncio.create_task(call, name=f"node {node.name}")] = node
             if not running:

@@ -18,7 +18,6 @@ and run as a traced step of its row.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import sys
 from collections.abc import Callable, Mapping
@@ -35,6 +34,7 @@ from ..prompts.render import PromptTemplate, load_template, parse_messages
 from ..providers.base import Message
 from ..tracing.spans import step_span, text_attribute
 from .flows import achat, import_file
+from .sync_calls import call_sync
 
 # The llm tool's parameters (promptflow-tools `openai.py` / `aoai.py` `chat` and `completion`): every other input of
 # an llm node is a template variable.
@@ -152,7 +152,7 @@ class DagNodes:
                 }
             if tool.is_async:
                 return await tool.fn(**kwargs)
-            return await asyncio.to_thread(tool.fn, **kwargs)  # the row's context (its LLM, its span) goes along
+            return await call_sync(tool.fn, **kwargs)  # the row's context (its LLM, its span) goes along
         template = self.templates[node.name]
         if node.type == NodeType.PROMPT:
             return template.text(**inputs.values)

@@ -46,6 +46,7 @@ from ..store import RowRecord
 from .engine import WorkItem
 from .flow_errors import describe_error
 from .llm import CachedLLM
+from .sync_calls import call_sync
 
 AGGREGATION_VALUES = "__aggregation_values__"  # a row output's key for what aggregation reads: never shown
 
@@ -345,7 +346,7 @@ def flow_rows(flow: Flow) -> Callable[[WorkItem], Any]:
             if flow.is_async:
                 result = await flow.fn(**item.inputs)
             else:
-                result = await asyncio.to_thread(flow.fn, **item.inputs)  # the context travels to the thread
+                result = await call_sync(flow.fn, **item.inputs)  # the context travels to the thread
         except (FatalProviderError, RunCancelled):
             raise  # a bad key or a spent quota fails every row the same way: stop the run
         except Exception as exc:  # the user's code failed on this row: record it, go on
