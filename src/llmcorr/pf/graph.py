@@ -84,14 +84,13 @@ def flow_inputs(flow: DagFlow, given: Mapping[str, Any]) -> dict[str, Any]:
     """A row's flow inputs as pf prepares them (`apply_default_value_for_input`, then `ensure_flow_inputs_type`): a
     missing input takes its default, every declared input must then have a value, and each is parsed to its type.
     Columns the flow does not declare are kept. DataError, one line, for a value that does not fit."""
-    label = shown(flow.file)
     values = dict(given)
     for name, spec in flow.inputs.items():
         if name not in values and spec.default is not None:
             values[name] = spec.default
         if name not in values:
-            raise DataError(f"{label}: input {name!r}: no value in this row, and the flow gives no default")
-        values[name] = _typed(spec.type, values[name], label, name)
+            raise DataError(f"{shown(flow.file)}: input {name!r}: no value in this row, and the flow gives no default")
+        values[name] = _typed(spec.type, values[name], flow, name)
     return values
 
 
@@ -129,7 +128,7 @@ class _Dag:
     nodes outside this execution: for aggregation nodes, the lists of the per-row nodes' values."""
 
     def __init__(self, flow: DagFlow, nodes: Sequence[Node], inputs: Mapping[str, Any], given: Mapping[str, Any]):
-        self.label = shown(flow.file)
+        self.flow = flow
         self.pending = {node.name: node for node in nodes}  # in run order
         self.members = frozenset(self.pending)
         self.waits = _waits(flow, nodes, self.members)
@@ -137,6 +136,10 @@ class _Dag:
         self.given = given
         self.outputs: dict[str, Any] = {}
         self.bypassed: dict[str, None] = {}  # an ordered set
+
+    @property
+    def label(self) -> str:  # for messages only: not worked out for every row
+        return shown(self.flow.file)
 
     def advance(self) -> list[Node]:
         """Bypass what can be bypassed until nothing more can, then take every ready node off pending to start."""
@@ -216,10 +219,10 @@ async def _execute(dag: _Dag, run_node: RunNode, limit: int | None) -> None:
             ready = dag.advance()
             if len(ready) == 1 and not running:  # a chain: the one node is awaited here, with no task of its own
                 node = ready[0]
-                dag.outputs[node.name] = await _call(node, dag.node_inputs(node), run_node, gate, dag.label)
+                dag.outputs[node.name] = await _call(node, dag.node_inputs(node), run_node, gate, dag)
                 continue
             for node in ready:
-                call = _call(node, dag.node_inputs(node), run_node, gate, dag.label)
+                call = _call(node, dag.node_inputs(node), run_node, gate, dag)
                 running[asyncio.create_task(call, name=f"node {node.name}")] = node
             if not running:
                 break
@@ -243,18 +246,18 @@ async def _execute(dag: _Dag, run_node: RunNode, limit: int | None) -> None:
         raise RuntimeError(f"{dag.label}: nodes {', '.join(dag.pending)} never became ready")
 
 
-async def _call(node: Node, inputs: NodeInputs, run_node: RunNode, gate: asyncio.Semaphore | None, label: str) -> Any:
+async def _call(node: Node, inputs: NodeInputs, run_node: RunNode, gate: asyncio.Semaphore | None, dag: _Dag) -> Any:
     try:
         if gate is None:
             return await run_node(node, inputs)
         async with gate:
             return await run_node(node, inputs)
     except Exception as err:
-        err.add_note(f"in node {node.name!r} of {label}")
+        err.add_note(f"in node {node.name!r} of {dag.label}")
         raise
 
 
-def _typed(kind: ValueType, value: Any, label: str, name: str) -> Any:
+def _typed(kind: ValueType, value: Any, flow: DagFlow, name: str) -> Any:
     """`value` as a flow input of type `kind`, as pf's `ValueType.parse` reads it."""
     try:
         if kind == ValueType.INT:
@@ -281,4 +284,6 @@ def _typed(kind: ValueType, value: Any, label: str, name: str) -> Any:
                 return value  # pf: "it might really be a string"
         return value
     except (ValueError, TypeError):
-        raise DataError(f"{label}: input {name!r}: {reprlib.repr(value)} is not a valid {kind.value}") from None
+        raise DataError(
+            f"{shown(flow.file)}: input {name!r}: {reprlib.repr(value)} is not a valid {kind.value}"
+        ) from None

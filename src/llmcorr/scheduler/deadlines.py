@@ -23,6 +23,7 @@ stop the computation.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 
@@ -43,14 +44,14 @@ class Deadlines:
         self.adaptive = adaptive
         self.answers = 0
         self._recent: deque[float] = deque(maxlen=WINDOW)
+        self._ordered: list[float] = []  # the same latencies, kept sorted (not sorted anew at each answer)
         self._base: float | None = None
 
     @property
     def p99(self) -> float | None:
         if self.answers < MIN_ANSWERS:
             return None
-        ordered = sorted(self._recent)
-        return ordered[math.ceil(0.99 * len(ordered)) - 1]
+        return self._ordered[math.ceil(0.99 * len(self._ordered)) - 1]
 
     @property
     def base(self) -> float | None:
@@ -62,11 +63,14 @@ class Deadlines:
         if not self.adaptive:
             return False
         self.answers += 1
+        if len(self._recent) == WINDOW:  # the oldest leaves the window
+            del self._ordered[bisect.bisect_left(self._ordered, self._recent[0])]
         self._recent.append(latency_s)
+        bisect.insort(self._ordered, latency_s)
         p99 = self.p99
         old = self._base
         if p99 is None:  # a few answers: a provisional deadline, generous
-            self._base = min(self.timeout_s, max(FIRST_FACTOR * max(self._recent), FIRST_MIN_S))
+            self._base = min(self.timeout_s, max(FIRST_FACTOR * self._ordered[-1], FIRST_MIN_S))
         else:
             self._base = min(self.timeout_s, max(DEADLINE_FACTOR * p99, MIN_DEADLINE_S))
         return old is None or abs(self._base - old) > RETIME * old
