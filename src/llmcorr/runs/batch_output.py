@@ -87,10 +87,13 @@ def _record(columns: list[str], cells: Mapping[str, Any], row: RowRecord | None)
     return out
 
 
+OUTPUT_COLUMNS = "output_json, error, input_tokens, output_tokens"  # what `_record` reads of a stored row
+
+
 def records(plan: BatchPlan, store: Store, run_id: str, only_stored: bool = False) -> Iterator[dict[str, Any]]:
     """The output's rows in input order, read from the table and the store together (nothing held in memory);
     `only_stored`: just the rows the store has, with their `row` index."""
-    at = by_index(store.iter_rows(run_id))
+    at = by_index(store.iter_rows(run_id, OUTPUT_COLUMNS))
     for i, cells in enumerate(plan.cells()):
         row = at(i)
         if row is not None or not only_stored:
@@ -137,7 +140,9 @@ class BatchOutput:
         rows = records(self.plan, self.store, self.run_id)
         flow = self.plan.flow
         if flow is not None and flow.aggregate_rows is not None:
-            metrics = await flow.aggregate_rows(list(self.store.iter_rows(self.run_id)))
+            metrics = await flow.aggregate_rows(
+                list(self.store.iter_rows(self.run_id, "status, inputs_json, output_json"))
+            )
         else:
             metrics = await self._metrics()
         return metrics, functools.partial(self.writer.finish_rows, rows, self._columns)

@@ -149,7 +149,8 @@ class Flow:
     sha256: str = ""  # of the flow's source file: a resumed run must run the same code
     kind: str = "flow"  # the run kind its runs are recorded as ("dag": a Prompt flow DAG flow, runs/dag_run.py)
     file: str | None = None  # the flow's own file, where it is not the source of `fn` (a flow.dag.yaml)
-    # metrics from the finished rows themselves (a DAG flow's aggregation nodes), instead of `aggregate`
+    # metrics from the finished rows themselves (a DAG flow's aggregation nodes), instead of `aggregate`; the rows
+    # as read with their status, inputs and output only
     aggregate_rows: Callable[[list[RowRecord]], Awaitable[dict[str, Any] | None]] | None = None
     pf_aggregate: bool = False  # `aggregate` is Prompt flow's `__aggregate__`: finished rows' outputs, as pf gives them
     flex: FlexFlow | None = None  # a flow.flex.yaml's flow
