@@ -54,6 +54,7 @@ def test_metric_values_pairs_base_and_corrected_and_flattens_the_rest() -> None:
         "macro_f1 corrected",
     ]
     assert multiclass["recall owl base"] == 0.5 and multiclass["recall owl corrected"] == 1.0
+    assert multiclass["recall owl change, 95% CI"].startswith("[+")  # owl's recall only went up
     assert not any(k.startswith(("confusion", "per_class")) for k in multiclass)  # the matrices are the report's
     assert metric_values({"confusion": [1], "per_class": {"a": 1}}) == {"confusion": "[1]", "per_class.a": 1}
 

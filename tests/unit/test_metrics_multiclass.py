@@ -52,9 +52,25 @@ def test_flips_intervals_and_mcnemar_as_the_binary_case_has_them() -> None:
             assert low <= m[side][key] <= high and low < high
         low, high = m["ci95"]["delta"][key]
         assert low <= m["corrected"][key] - m["base"][key] <= high
+    for c in m["per_class"]:  # each class's recall: intervals from the same resamples, around the estimates
+        for side in ("base", "corrected"):
+            low, high = c["ci95"][side]
+            assert low <= c[side] <= high
+        low, high = c["ci95"]["delta"]
+        assert low <= c["corrected"] - c["base"] <= high
     typed = CorrectionMetrics.model_validate(m)  # the typed form gives back what was stored
     assert typed.to_dict() == CorrectionMetrics.model_validate(typed.to_dict()).to_dict()
     assert typed.confusion is not None and typed.per_class is not None and typed.ci95.delta.interval("macro_f1")
+    assert typed.per_class[0].ci95.delta == tuple(m["per_class"][0]["ci95"]["delta"])
+
+
+def test_a_class_without_test_rows_has_no_recall_interval() -> None:
+    y, base, corrected, _ = problem()
+    keep = y != 3  # no row of the last class is labelled so
+    m = multiclass_metrics(y[keep], base[keep], corrected[keep], CLASSES)
+    last = m["per_class"][3]
+    assert last["n"] == 0 and last["base"] is None and last["ci95"] == {}
+    assert CorrectionMetrics.model_validate(m).per_class[3].ci95.delta is None  # type: ignore[index]
 
 
 def test_without_probabilities_there_is_no_log_loss_or_calibration() -> None:

@@ -137,14 +137,24 @@ class Calibration(_Part):
     corrected: CalibrationSide
 
 
+class RecallIntervals(_Part):
+    """95% bootstrap intervals of one class's recall, before, after and of the change (None where too few resamples
+    drew the class)."""
+
+    base: Interval | None = None
+    corrected: Interval | None = None
+    delta: Interval | None = None
+
+
 class ClassRecall(_Part):
     """One class of a multiclass run: its test rows and the share of them predicted right, before and after (None
-    without rows of the class)."""
+    without rows of the class), with their intervals (runs recorded before them have none)."""
 
     name: str
     n: int
     base: float | None = None
     corrected: float | None = None
+    ci95: RecallIntervals = Field(default_factory=RecallIntervals)
 
 
 class Confusion(_Part):

@@ -1,6 +1,7 @@
 """Multiclass metrics before and after correction, in the shape the binary ones have (metrics.py): accuracy,
 macro-F1 and, where the model gave probabilities, log-loss, each with a paired bootstrap 95% interval; the flips
-and McNemar's exact test on them; per-class recall; the confusion matrices; and calibration of the predicted class
+and McNemar's exact test on them; per-class recall, with its intervals from the same resamples; the confusion
+matrices; and calibration of the predicted class
 (multiclass Brier score; ECE and a reliability curve of the predicted class's probability against how often it is
 right).
 
@@ -107,6 +108,18 @@ def multiclass_metrics(
         name: [float(hot[y == j, j].mean()) if support[j] else None for j in range(k)]
         for name, hot in (("base", b_hot), ("corrected", c_hot))
     }
+
+    def recalls(w: np.ndarray) -> dict[str, np.ndarray]:
+        """Each class's recall in each resample (NaN where the resample drew no row of the class)."""
+        drawn = w @ truth
+        with np.errstate(invalid="ignore", divide="ignore"):
+            before, after = (np.where(drawn > 0, (w @ (truth * hot)) / drawn, np.nan) for hot in (b_hot, c_hot))
+        out: dict[str, np.ndarray] = {}
+        for j in range(k):
+            out |= {f"base.{j}": before[:, j], f"corrected.{j}": after[:, j], f"delta.{j}": after[:, j] - before[:, j]}
+        return out
+
+    class_ci = bootstrap_ci(recalls, n)  # the same seed, so the same resamples as the metrics' intervals
     out: dict[str, Any] = {
         "n": n,
         "base": sides["base"],
@@ -115,7 +128,13 @@ def multiclass_metrics(
         "ci95": bootstrap_ci(values, n),
         "mcnemar": mcnemar(flips["wrong_to_right"], flips["right_to_wrong"]),
         "per_class": [
-            {"name": name, "n": int(support[j]), "base": recall["base"][j], "corrected": recall["corrected"][j]}
+            {
+                "name": name,
+                "n": int(support[j]),
+                "base": recall["base"][j],
+                "corrected": recall["corrected"][j],
+                "ci95": {side: class_ci[side].get(str(j)) for side in class_ci} if support[j] else {},
+            }
             for j, name in enumerate(classes)
         ],
         "confusion": {"classes": list(classes), "base": _confusion(y, b, k), "corrected": _confusion(y, c, k)},

@@ -159,6 +159,9 @@ def metric_values(metrics: dict[str, Any] | None) -> dict[str, Any]:
         del metrics["confusion"]  # the matrices: its report and run page show them
         for c in metrics.pop("per_class"):  # each class's recall
             out |= {f"recall {c.get('name')} {side}": c.get(side) for side in ("base", "corrected")}
+            ci = (c.get("ci95") or {}).get("delta")
+            if ci:
+                out[f"recall {c.get('name')} change, 95% CI"] = f"[{ci[0]:+.4f}, {ci[1]:+.4f}]"
     calibration = metrics.pop("calibration", None)
     if isinstance(calibration, dict):  # the scores, not the reliability curves
         for side, values in calibration.items():

@@ -99,7 +99,9 @@ def flip_rows(metrics: CorrectionMetrics | None) -> list[tuple[str, Any]]:
         if metrics.confusion is not None:  # multiclass: Brier is not in the metric rows
             rows.append(("Brier score, base → corrected", f"{cal.base.brier:.4f} → {cal.corrected.brier:.4f}"))
     for c in metrics.per_class or []:
-        rows.append((f"recall: {c.name} (n={c.n})", f"{_recall(c.base)} → {_recall(c.corrected)}"))
+        change = c.ci95.delta
+        interval = f" (change 95% CI [{change[0]:+.3f}, {change[1]:+.3f}])" if change else ""
+        rows.append((f"recall: {c.name} (n={c.n})", f"{_recall(c.base)} → {_recall(c.corrected)}{interval}"))
     chosen = metrics.selection
     if chosen:
         rows.append(("requests saved", f"{chosen.requests_saved:,}"))
