@@ -1,7 +1,7 @@
 """A scripted OpenAI-compatible chat-completions server on 127.0.0.1, for what a real server won't do on demand
 (429s with Retry-After, 5xx bursts, malformed bodies). It answers each request with the next scripted reply and
 records what it received; with `delay_s` each answer takes that long, and `peak_in_flight` is the most requests it
-held at once."""
+held at once. `route`, when set, answers from the request's body first (None: the script goes on as usual)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -45,6 +46,7 @@ class ScriptedServer:
         self._count = threading.Lock()
         self.default = default or ok("Prediction: True; Explanation: scripted")
         self.requests: list[dict[str, Any]] = []
+        self.route: Callable[[dict[str, Any]], Reply | None] | None = None
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -61,7 +63,9 @@ class ScriptedServer:
                 time.sleep(server.delay_s)
                 with server._count:  # before answering: the client's next request may follow the answer at once
                     server.in_flight -= 1
-                reply = server.script.popleft() if server.script else server.default
+                reply = server.route(body) if server.route is not None else None
+                if reply is None:
+                    reply = server.script.popleft() if server.script else server.default
                 raw = reply.body if isinstance(reply.body, str) else json.dumps(reply.body or {})
                 data = raw.encode()
                 self.send_response(reply.status)

@@ -21,7 +21,7 @@ from llmcorr.correct.gate import confidence
 from llmcorr.store import Store
 from llmcorr.ui import create_app
 from tests.conftest import LLMCORR
-from tests.servers import ScriptedServer, ok
+from tests.servers import Reply, ScriptedServer, ok
 
 from .conftest import store_path
 
@@ -192,6 +192,33 @@ def test_resume_and_rerun_of_a_budgeted_run_send_nothing_twice(project: Path, se
     again = pd.read_csv(project / "again.csv")
     pd.testing.assert_series_equal(again["sent"], resumed["sent"])  # the same rows chosen
     pd.testing.assert_series_equal(again["corrected_prediction"], resumed["corrected_prediction"])
+
+
+def test_a_resume_that_moves_the_gate_decides_the_unsent_rows_again(tmp_path: Path) -> None:
+    """The first try at the unsure validation rows fails (the server rejects them), so the gate learns only that
+    the LLM breaks the confident rows: "never", and no test row is sent. The resume retries those rows; now the gate
+    sees the unsure rows fixed and lets corrections through under its threshold, and the test rows recorded as not
+    sent are decided again: the ten unsure ones are sent."""
+    unsure = "probability 0.450"
+    asked = lambda body: str(body["messages"][-1]["content"])  # noqa: E731  the row asked about, not the shots
+    with ScriptedServer(ok("Prediction: True")) as srv:
+        srv.route = lambda body: Reply(400, {"error": {"message": "no"}}) if unsure in asked(body) else None
+        (tmp_path / "llmcorr.toml").write_text(TOML.format(url=srv.base_url))
+        three_kinds().to_csv(tmp_path / "preds.csv", index=False)
+        r = cli(tmp_path, "correct", "-p", "preds.csv", "--shots", "1", "-o", "out.csv", "--name", "g", "-q")
+        assert r.returncode == 1, r.stderr  # the ten rejected validation rows failed
+        first = pd.read_csv(tmp_path / "out.csv")
+        assert (first["sent"] == "not sent (gate)").all()
+
+        srv.route = None
+        sent_before = len(srv.requests)
+        r = cli(tmp_path, "runs", "resume", "g", "-q")
+        assert r.returncode == 0, r.stderr
+        assert len(srv.requests) - sent_before == 10 + 10  # the failed validation rows, then the unsure test rows
+        resumed = pd.read_csv(tmp_path / "out.csv")
+        sent = resumed["sent"] == "sent"
+        assert sent.sum() == 10 and (resumed.loc[sent, "prediction"] == 0.45).all()
+        assert (resumed.loc[~sent, "sent"] == "not sent (gate)").all()
 
 
 def animals(unsure_label: str) -> pd.DataFrame:

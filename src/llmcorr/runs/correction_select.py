@@ -14,8 +14,9 @@ A multiclass run orders, stratifies and gates rows by the model's top-two margin
 `Classes.confidence`), as the gate applied to the output does; a binary run by |2p - 1|.
 
 Without the gate's selection (`--send-all`, `--no-gate`) and without a budget, every row goes in one stage, as before.
-The decision depends only on the stored validation rows and the options, so a resume makes it again the same way
-(and sends no row twice) and a rerun, answered from the cache, chooses the same rows.
+The decision depends only on the stored validation rows and the options, so a resume makes it again (and sends no
+row twice: the rows recorded as not sent are dropped when the run is reopened and decided anew, as a retried
+validation row can move the gate) and a rerun, answered from the cache, chooses the same rows.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ from ..correct.select import fitting, gain_order, stratified
 from ..errors import UserError
 from ..providers.base import Message
 from ..scheduler import Scheduler
-from ..store import RowRecord
+from ..store import NOT_SENT, RowRecord
 from .budget import Budget, Meter, Spending
 from .correction_rows import CorrectionJob
-from .correction_table import NOT_SENT, gate_inputs, result_table
+from .correction_table import gate_inputs, result_table
 from .estimate import Estimate, estimate, split
 
 

@@ -21,12 +21,11 @@ from ..correct.gate import choose_gate
 from ..correct.metrics_model import CorrectionMetrics, GateChoice, Selection, Ungated
 from ..data import as_frame
 from ..errors import UserError
-from ..store import RowRecord, RunRecord, Store
+from ..store import NOT_SENT, RowRecord, RunRecord, Store
 from .correct_options import CorrectSpecOptions
 
 _WHOLE = re.compile(r"^\s*[+-]?\d+\s*$")
 KEPT_INTEGER = ("label", "prediction")  # the roles load_predictions turns into floats
-NOT_SENT = "not sent"  # the status of a test row not sent to the LLM: "not sent (gate)", "not sent (budget)"
 
 
 def integer_columns(predictions: str | Path | Any, columns: Mapping[str, str]) -> list[str]:

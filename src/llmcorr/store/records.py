@@ -79,6 +79,9 @@ class RunRecord:
         )
 
 
+NOT_SENT = "not sent"  # a row recorded with nothing sent (`not sent (gate)`): a resume decides it again
+
+
 @dataclass(frozen=True)
 class RowRecord:
     """One processed row: what the engine commits as soon as the row finishes, and what the store hands back
@@ -90,7 +93,7 @@ class RowRecord:
     row_index: int
     sample_id: str | None = None
     inputs: dict[str, Any] = field(default_factory=dict)
-    status: str = ""  # ok | unparsed | error ("" only on a read that left the column out)
+    status: str = ""  # ok | unparsed | error | not sent (…) ("" only on a read that left the column out)
     prompt: list[dict[str, str]] | None = None
     response: str | None = None
     output: dict[str, Any] | None = None

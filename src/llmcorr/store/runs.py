@@ -22,7 +22,7 @@ from .cache import CacheStore
 from .db import IntegrityError, StoreURL, connect, store_location
 from .edits import RunEdits
 from .failures import writes
-from .records import RowRecord, RunRecord, utc_now
+from .records import NOT_SENT, RowRecord, RunRecord, utc_now
 from .spans import SpanStore
 
 ROWS_PAGE = 2000  # rows read per query when a run's rows are streamed
@@ -220,8 +220,10 @@ class Store(CacheStore, SpanStore, RunEdits):
     @writes
     def reopen_run(self, run_id: str, retry_failed: bool = True) -> set[int]:
         """Make a stopped run resumable: drop its failed rows (to retry them; `retry_failed=False` keeps them as
-        they are), mark it running again in this process (a new segment: the usage recorded so far stands, this
-        process's is added to it), and return the indices of the rows it keeps."""
+        they are) and the rows recorded with nothing sent (a selective run decides them again, from the validation
+        rows as they stand after the resume: a retried row can move the gate), mark it running again in this
+        process (a new segment: the usage recorded so far stands, this process's is added to it), and return the
+        indices of the rows it keeps."""
         with self.conn.writing():
             status = self.conn.execute("SELECT status FROM runs WHERE id = {?}", (run_id,)).fetchone()
             if status is None:
@@ -230,6 +232,7 @@ class Store(CacheStore, SpanStore, RunEdits):
                 raise UserError(f"run {run_id} is still running; cancel it first (`llmcorr runs cancel {run_id}`)")
             if retry_failed:
                 self.conn.execute("DELETE FROM rows WHERE run_id = {?} AND status = 'error'", (run_id,))
+            self.conn.execute("DELETE FROM rows WHERE run_id = {?} AND status LIKE {?}", (run_id, f"{NOT_SENT}%"))
             totals = self.conn.execute(
                 "SELECT COUNT(*) AS n, COALESCE(SUM(input_tokens), 0) AS i, COALESCE(SUM(output_tokens), 0) AS o,"
                 " COUNT(CASE WHEN status = 'error' THEN 1 END) AS f FROM rows WHERE run_id = {?}",

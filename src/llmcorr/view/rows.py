@@ -12,9 +12,8 @@ import pandas as pd
 from ..correct.classes import Classes
 from ..correct.gate import Gate
 from ..runs.correct_options import CorrectSpecOptions
-from ..runs.correction_table import NOT_SENT
 from ..runs.flows import AGGREGATION_VALUES
-from ..store import RowRecord, RunRecord
+from ..store import NOT_SENT, RowRecord, RunRecord
 from .metrics import correction_metrics
 
 ROW_FILTERS = {
