@@ -193,6 +193,7 @@ def run(
     allow_env: list[str] | None = _R["allow_env"],
     variant: str | None = _R["variant"],
     connections: Mapping[str, str] | None = _R["connections"],
+    overrides: Mapping[str, Any] | None = _R["overrides"],
 ) -> RunResult:
     """Run a flow over every row of `data` and record it as a run; returns the rows joined with their outputs.
 
@@ -207,7 +208,9 @@ def run(
     `allow_env` names the environment variables a prompt file's inputs and sample may read as `${env:VAR}`.
     A Prompt flow folder (flow.dag.yaml or flow.flex.yaml) runs unchanged: `variant` "${node.variant_id}" picks a
     DAG node's variant, `connections` {connection: endpoint} maps its connections (default: the endpoint of the
-    same name). Inside a Python flow, `llmcorr.chat(...)` (sync) or `await llmcorr.achat(...)` asks the run's LLM.
+    same name), `overrides` {"node.connection": name, "node.input": value} sets its nodes as a pf run's
+    `connections:` does. Inside a Python flow, `llmcorr.chat(...)` (sync) or `await llmcorr.achat(...)` asks the
+    run's LLM.
     """
     return run_sync(
         run_batch_async(
@@ -235,6 +238,7 @@ def run(
             allow_env=allow_env,
             variant=variant,
             connections=connections,
+            overrides=overrides,
         )
     )
 

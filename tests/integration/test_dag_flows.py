@@ -256,6 +256,39 @@ def test_a_variant_is_selected_and_recorded_and_a_run_file_gives_the_options(wor
     assert show("from-file")["spec"]["options"]["variant"] == "${ask_chat.variant_1}"
 
 
+def test_a_run_files_connections_override_nodes_and_a_rerun_keeps_them(
+    workdir: Path, servers: tuple[QuotaServer, QuotaServer]
+) -> None:
+    """pf's run-file `connections:`: the llm node's connection replaced (mathbox, which maps to no endpoint, is not
+    needed any more) and another of its inputs set; --override on the command line wins over the file."""
+    chat, math = servers
+    (workdir / "run.yml").write_text(
+        "flow: qa\ndata: q.jsonl\nname: over\n"
+        "connections:\n  ask_math:\n    connection: chatbox\n    deployment_name: gpt-4o-mini\n    max_tokens: 6\n"
+    )
+    r = run_cli("run", "--file", "run.yml", "-o", "o.jsonl", "-q")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in (workdir / "o.jsonl").read_text().splitlines()]
+    assert math.stats()["received"] == 0 and chat.stats()["received"] == 4  # every question to chatbox
+    assert rows[0]["answer"] == "Prediction: True; Explanation:"  # the math node's 6 tokens
+    options = show("over")["spec"]["options"]
+    assert options["overrides"] == {
+        "ask_math.connection": "chatbox",
+        "ask_math.deployment_name": "gpt-4o-mini",
+        "ask_math.max_tokens": 6,
+    }
+    r = run_cli("runs", "rerun", "over", "--name", "again", "-q")
+    assert r.returncode == 0, r.stderr
+    assert show("again")["spec"]["options"]["overrides"] == options["overrides"]  # re-created as the run was
+    assert math.stats()["received"] == 0 and chat.stats()["received"] == 4  # the same requests: from the cache
+
+    r = run_cli("run", "--file", "run.yml", "--override", "ask_math.max_tokens=2", "--name", "cli", "-o", "c.jsonl")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((workdir / "c.jsonl").read_text().splitlines()[0])["answer"] == "Prediction:"
+    r = run_cli("run", "qa", "--data", "q.jsonl", "--override", "ask_maths.connection=chatbox", "-q")
+    assert r.returncode == 2 and "override 'ask_maths.connection': the flow has no node 'ask_maths'" in r.stderr
+
+
 def test_a_failing_node_fails_its_row_naming_the_node_and_the_rest_run(workdir: Path) -> None:
     pd.DataFrame({"question": ["say hi", "boom", "what is 1+1"]}).to_json(
         workdir / "q.jsonl", orient="records", lines=True

@@ -95,6 +95,7 @@ def test_the_cli_and_the_api_share_their_defaults_for_correct(command: str) -> N
 def test_the_cli_and_the_api_share_their_defaults_for_run() -> None:
     api = keywords(llmcorr.run)
     renamed = {"map_": "mapping", "endpoint": "endpoints", "run": "upstream", "connection": "connections"}
+    renamed |= {"override": "overrides"}
     for option, default in cli_defaults("run").items():
         if option in {"flow", "config_path", "otlp", "no_trace", "quiet", "yes", "run_file"}:  # the CLI's own
             continue

@@ -12,6 +12,7 @@ eval-classification-accuracy, chat-math-variant). No node runs a model: `run_nod
 from __future__ import annotations
 
 import asyncio
+import re
 import textwrap
 from collections.abc import Iterable
 from pathlib import Path
@@ -30,6 +31,7 @@ from llmcorr.pf import (
     RowResult,
     flow_inputs,
     load_dag,
+    override_nodes,
     parse_value,
     run_aggregation,
     run_row,
@@ -199,6 +201,29 @@ def test_a_variant_is_selected_as_pf_run_variant_does(tmp_path: Path) -> None:
         select_variant(flow, "${prepare_examples.variant_1}")
     with pytest.raises(UserError, match=r"expected \$\{NODE.VARIANT_ID\}"):
         select_variant(flow, "summarize_text_content.variant_1")
+
+
+def test_node_overrides_as_a_pf_runs_connections(tmp_path: Path) -> None:
+    flow = load_dag(write_flow(tmp_path / "web", WEB_CLASSIFICATION, WEB_FILES))
+    changed = override_nodes(
+        flow,
+        {
+            "classify_with_llm.connection": "azure",  # an llm node: its connection
+            "classify_with_llm.deployment_name": "gpt-4o",  # any other key: an input's literal value
+            "convert_to_dict.connection": "db",  # a python node's `connection` is an input too, as in pf
+        },
+    )
+    llm = changed.node("classify_with_llm")
+    assert llm.connection == "azure" and llm.inputs["deployment_name"] == Const(value="gpt-4o")
+    assert llm.inputs["max_tokens"] == Const(value=128)  # the rest as written
+    assert changed.node("convert_to_dict").inputs["connection"] == Const(value="db")
+    assert flow.node("classify_with_llm").connection == "open_ai_connection"  # the original is unchanged
+    assert [n.name for n in changed.nodes] == [n.name for n in flow.nodes] and override_nodes(flow, {}) is flow
+    with pytest.raises(UserError, match=r"override 'classify.connection': the flow has no node 'classify' \(nodes: "):
+        override_nodes(flow, {"classify.connection": "x"})
+    for bad in ("connection", "a.b.c", ".connection"):
+        with pytest.raises(UserError, match=rf"override '{re.escape(bad)}': expected NODE.KEY"):
+            override_nodes(flow, {bad: "x"})
 
 
 def test_sources_are_found_through_additional_includes(tmp_path: Path) -> None:

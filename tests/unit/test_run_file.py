@@ -52,7 +52,7 @@ def test_a_module_flow_stays_a_module_and_a_file_flow_is_found_beside_the_file(t
         ("- flow\n", "expected a mapping of run options"),
         ("flow: [unclosed\n", "not valid YAML"),
         ("flow: f\ncolumn_mapping: [a, b]\n", "column_mapping"),
-        ("flow: f\nconnections: {node: {connection: c}}\n", "per-node connection overrides are not supported"),
+        ("flow: f\nconnections: {node: c}\n", "connections.node"),
     ],
 )
 def test_a_bad_run_file_is_one_line_naming_it(tmp_path: Path, text: str, message: str) -> None:
@@ -60,3 +60,9 @@ def test_a_bad_run_file_is_one_line_naming_it(tmp_path: Path, text: str, message
     with pytest.raises(UserError, match=r"--file .*run\.yml: ") as caught:
         read_run_file(path)
     assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_connections_become_node_overrides(tmp_path: Path) -> None:
+    text = "flow: f\nconnections: {a: {connection: c, deployment_name: d}, b: {k: 1}}\n"
+    found = read_run_file(write(tmp_path, text))
+    assert found.overrides() == {"a.connection": "c", "a.deployment_name": "d", "b.k": 1}

@@ -78,6 +78,12 @@ def run(
         list[str] | None,
         typer.Option(help="a flow's connection NAME=ENDPOINT of llmcorr.toml (by default the endpoint of that name)"),
     ] = None,
+    override: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="a DAG flow node's NODE.KEY=VALUE, as pf's --connections: node.connection=NAME, node.deployment_name=…"
+        ),
+    ] = None,
     run_file: Annotated[
         Path | None, typer.Option("--file", help="a Prompt flow run file (run.yml): flow, data, column_mapping…")
     ] = None,
@@ -111,8 +117,10 @@ def run(
     setup_logging(quiet)
     arguments = parse_init(init) if init else None
     mapping = parse_map_options(map_ or [])
+    overrides: dict[str, object] = dict(parse_pairs(override or [], "--override", "NODE.KEY=VALUE"))
     if run_file is not None:  # the file's options, under the command line's
         given = read_run_file(run_file)
+        overrides = {**given.overrides(), **overrides}
         flow = flow or given.flow
         data = data or (Path(given.data) if given.data else None)
         mapping = {**given.column_mapping, **mapping}
@@ -130,6 +138,7 @@ def run(
             init=arguments,
             mapping=mapping,
             variant=variant,
+            overrides=overrides,
             connections=parse_pairs(connection or [], "--connection", "NAME=ENDPOINT"),
             upstream=upstream,
             resume_from=resume_from,

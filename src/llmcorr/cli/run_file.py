@@ -7,6 +7,7 @@ options. Paths in the file are relative to the file's folder, as pf reads them; 
     variant: ${summarize.variant_1}       # --variant
     run: base-run                         # --run: an llmcorr run's id or name to chain on
     init: {model: m}                      # --init: a flex flow class's arguments
+    connections: {classify: {connection: azure, deployment_name: gpt-4o}}   # --override classify.connection=azure …
     name / display_name                   # --name
 """
 
@@ -36,6 +37,11 @@ class RunFile(BaseModel):
     init: dict[str, Any] | None = None
     name: str | None = None
     display_name: str | None = None
+    connections: dict[str, dict[str, Any]] = Field(default_factory=dict)  # node -> {connection: …, input: value}
+
+    def overrides(self) -> dict[str, Any]:
+        """`connections:` as --override's NODE.KEY → value."""
+        return {f"{node}.{key}": value for node, given in self.connections.items() for key, value in given.items()}
 
 
 def read_run_file(path: Path) -> RunFile:
@@ -48,11 +54,6 @@ def read_run_file(path: Path) -> RunFile:
         raise UserError(f"--file {path}: not valid YAML ({' '.join(str(err).split())[:200]})") from None
     if not isinstance(raw, dict):
         raise UserError(f"--file {path}: expected a mapping of run options (flow, data, column_mapping …)")
-    if "connections" in raw:
-        raise UserError(
-            f"--file {path}: connections: per-node connection overrides are not supported; map a connection to an"
-            " endpoint with --connection NAME=ENDPOINT"
-        )
     values = {str(k): v for k, v in raw.items() if k not in _IGNORED}
     for key in ("column_mapping",):
         if isinstance(values.get(key), dict):

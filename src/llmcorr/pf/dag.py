@@ -2,6 +2,7 @@
 
     flow = load_dag("flows/web-classification")                  # each use_variants node: its default variant
     flow = select_variant(flow, "${summarize_text_content.variant_1}")   # as `pf run --variant`
+    flow = override_nodes(flow, {"classify.connection": "azure"})      # as a run's `connections:`
 
 Everything a user can get wrong in the file is a `UserError` here, one line naming the file and the node, before
 any row runs: a missing file, bad YAML, an unknown key or type, a malformed or dangling reference, a duplicate
@@ -20,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import UserError
 from .checks import resolve
-from .model import DagFlow, FlowInput, FlowOutput, Node, NodeVariant, NodeVariants, shown
+from .model import DagFlow, FlowInput, FlowOutput, Node, NodeType, NodeVariant, NodeVariants, shown
 from .refs import Const, Reference, parse_value
 
 DAG_FILE = "flow.dag.yaml"
@@ -111,6 +112,30 @@ def select_variant(flow: DagFlow, variant: str) -> DagFlow:
     if wanted not in choices:
         raise UserError(f"{label}: node {name!r}: no variant {wanted!r} (variants: {', '.join(choices)})")
     return resolve(flow, {name: wanted}).model_copy(update={"variant": f"${{{name}.{wanted}}}"})
+
+
+def override_nodes(flow: DagFlow, overrides: Mapping[str, Any]) -> DagFlow:
+    """The flow with node settings overridden, as pf's run `connections:` and `--connections NODE.KEY=VALUE` do
+    (`_apply_node_overrides`): on an llm node, `connection` replaces the node's connection; any other key (an llm
+    node's `deployment_name` or `model`, a python node's connection input) becomes that input's literal value.
+    UserError, one line, for a key that is not NODE.KEY or names no node."""
+    label = shown(flow.file)
+    nodes = {node.name: node for node in flow.nodes}
+    changed: dict[str, Node] = {}
+    for key, value in overrides.items():
+        name, dot, field = str(key).partition(".")
+        if not dot or not name or not field or "." in field:
+            raise UserError(f"{label}: override {key!r}: expected NODE.KEY, e.g. classify.connection")
+        if name not in nodes:
+            raise UserError(f"{label}: override {key!r}: the flow has no node {name!r} (nodes: {', '.join(nodes)})")
+        node = changed.get(name, nodes[name])
+        if field == "connection" and node.type == NodeType.LLM:
+            changed[name] = node.model_copy(update={"connection": str(value)})
+        else:
+            changed[name] = node.model_copy(update={"inputs": {**node.inputs, field: Const(value=value)}})
+    if not changed:
+        return flow
+    return flow.model_copy(update={"nodes": tuple(changed.get(node.name, node) for node in flow.nodes)})
 
 
 def _flow_file(path: Path) -> Path:

@@ -55,6 +55,7 @@ async def run_batch_async(
     confirm: ConfirmFn | None = None,
     allow_env: list[str] | None = None,
     variant: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
     **options: Any,
 ) -> RunResult:
     """Plan, record and run a batch; see the module docstring and `llmcorr.run` for the options. `confirm` is
@@ -63,7 +64,7 @@ async def run_batch_async(
     runner = make_executor(executor, ray_address)
     keys = key_names(options.get("config") or Config.load()) if allow_env else set()
     with allowing_env(env_policy(allow_env or [], keys)):
-        plan = _plan(flow, data, variant, output=output, **options)
+        plan = _plan(flow, data, variant, overrides, output=output, **options)
     if plan.kind == "dag" and runner.name != "local":
         raise UserError("a Prompt flow DAG flow runs on the local executor (leave out --executor ray)")
     result: RunResult = await lifecycle.start(
@@ -82,13 +83,21 @@ async def run_batch_async(
     return result
 
 
-def _plan(flow: str | Path | Callable[..., Any], data: Any, variant: str | None, **options: Any) -> BatchPlan:
+def _plan(
+    flow: str | Path | Callable[..., Any],
+    data: Any,
+    variant: str | None,
+    overrides: Mapping[str, Any] | None,
+    **options: Any,
+) -> BatchPlan:
     """A DAG flow's plan (dag_run.py), or a prompt's or other flow's (batch_plan.py)."""
     if is_dag(flow):
         assert isinstance(flow, str | Path)
-        return plan_dag(flow, data, variant=variant, **options)
+        return plan_dag(flow, data, variant=variant, overrides=overrides, **options)
     if variant:
         raise UserError("--variant selects a node variant of a Prompt flow DAG flow (a folder with flow.dag.yaml)")
+    if overrides:
+        raise UserError("--override sets a node of a Prompt flow DAG flow (a folder with flow.dag.yaml)")
     return plan_batch(flow, data, **options)
 
 
@@ -136,6 +145,7 @@ def recorded_plan(
             flow if flow is not None else _recorded_flow(record),
             data,
             opts.variant,
+            opts.overrides,
             connections=opts.connections,
             init=opts.init or None,
             mapping=opts.mapping,

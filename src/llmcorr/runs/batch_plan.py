@@ -248,6 +248,7 @@ class BatchSpecOptions(KindOptions):
     flow_path: str | None = None  # a module flow's import root
     connections: dict[str, str] = Field(default_factory=dict)  # --connection NAME=ENDPOINT
     variant: str | None = None  # a DAG flow's `${node.variant_id}` (--variant)
+    overrides: dict[str, Any] = Field(default_factory=dict)  # a DAG flow's {"node.key": value} (--override)
 
 
 def plan_batch(

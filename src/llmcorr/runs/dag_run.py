@@ -21,7 +21,17 @@ from typing import Any
 
 from ..config import Config
 from ..errors import UserError
-from ..pf import DAG_FILE, DagFlow, RowResult, flow_inputs, load_dag, run_aggregation, run_row, select_variant
+from ..pf import (
+    DAG_FILE,
+    DagFlow,
+    RowResult,
+    flow_inputs,
+    load_dag,
+    override_nodes,
+    run_aggregation,
+    run_row,
+    select_variant,
+)
 from ..pf.compat import promptflow_names
 from ..pf.connections import Connections
 from ..pf.metrics import collecting
@@ -106,14 +116,16 @@ def plan_dag(
     data: str | Path | Any | None = None,
     *,
     variant: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
     connections: Mapping[str, str] | None = None,
     init: Mapping[str, Any] | None = None,
     max_tokens: int = 256,
     config: Config | None = None,
     **options: Any,
 ) -> BatchPlan:
-    """Load the DAG flow at `path` (its `variant`, as pf's `--variant ${node.variant_id}`), import its tools, compile
-    its templates and resolve its connections (`connections`: --connection NAME=ENDPOINT), then plan it as a batch
+    """Load the DAG flow at `path` (its `variant`, as pf's `--variant ${node.variant_id}`; `overrides`
+    {"node.key": value}, as a pf run's `connections:`), import its tools, compile its templates and resolve its
+    connections (`connections`: --connection NAME=ENDPOINT), then plan it as a batch
     run (batch_plan.py `plan_batch` takes the rest of the options). Everything wrong is one UserError line first."""
     if init:
         raise UserError("--init is for flex flows (a class entry); a DAG flow takes its values from its inputs")
@@ -121,6 +133,8 @@ def plan_dag(
     flow = load_dag(path)
     if variant:
         flow = select_variant(flow, variant)
+    if overrides:
+        flow = override_nodes(flow, overrides)
     given_provider = options.get("provider") is not None
     resolved = Connections.loose() if given_provider else Connections.of(config, connections)
     with resolved.active(), promptflow_names():  # tools import Prompt flow's names: llmcorr's, if pf is absent
@@ -147,4 +161,5 @@ def plan_dag(
     plan = plan_batch(loaded, data, max_tokens=max_tokens, config=config, connections=resolved, **options)
     assert isinstance(plan.spec.options, BatchSpecOptions)
     plan.spec.options.variant = flow.variant
+    plan.spec.options.overrides = dict(overrides or {})
     return plan
