@@ -206,6 +206,68 @@ def test_a_flow_file_on_ray_reads_the_cache_stops_on_cancel_and_resumes(tmp_path
     assert all(r.cached and r.status == "ok" for r in done)
 
 
+DAG = """
+inputs:
+  word: {type: string}
+outputs:
+  answer: {type: object, reference: "${shape.output}"}
+nodes:
+- name: prepare
+  type: python
+  source: {type: code, path: prepare.py}
+  inputs: {word: "${inputs.word}"}
+- name: define
+  type: llm
+  source: {type: code, path: define.jinja2}
+  api: chat
+  connection: q
+  inputs: {max_tokens: 8, word: "${prepare.output}"}
+- name: shape
+  type: python
+  source: {type: code, path: shape.py}
+  inputs: {text: "${define.output}"}
+- name: count
+  type: python
+  source: {type: code, path: count.py}
+  inputs: {answers: "${shape.output}"}
+  aggregation: true
+"""
+DAG_FILES = {
+    "prepare.py": "from promptflow.core import tool\n\n\n@tool\ndef prepare(word: str) -> str:\n"
+    "    return word.upper()\n",
+    "define.jinja2": "# system:\nYou define words.\n\n# user:\nDefine {{word}}.\n",
+    "shape.py": (
+        "import os\n\nfrom promptflow.core import tool\n\n\n@tool\n"
+        "def shape(text: str) -> dict:\n    return {'text': text, 'pid': os.getpid()}\n"
+    ),
+    "count.py": (
+        "from promptflow.core import log_metric, tool\n\n\n@tool\n"
+        "def count(answers: list) -> int:\n    log_metric('answered', len(answers))\n    return len(answers)\n"
+    ),
+}
+
+
+def test_a_dag_flow_on_ray_gives_what_the_local_executor_gives(tmp_path: Path, llmcorr_home: Path) -> None:
+    """A Prompt flow DAG flow's nodes load again in each worker (their tools imported with Prompt flow's names,
+    their templates compiled, their connection routed); the aggregation runs once, in the driver, over every row."""
+    flow = tmp_path / "define"
+    flow.mkdir()
+    (flow / "flow.dag.yaml").write_text(DAG)
+    for name, text in DAG_FILES.items():
+        (flow / name).write_text(text)
+    data = pd.DataFrame({"word": [f"w{i}" for i in range(FLOW_ROWS)]})
+    with QuotaServer(QuotaServerConfig(rpm=6000)) as srv:
+        endpoint = EndpointConfig(name="q", kind="openai", base_url=srv.base_url, model="m", rpm=6000)
+        config = Config(endpoints=[endpoint], default=["q"])
+        local = llmcorr.run(flow, data, config=config, name="local", cache=False)
+        spread = llmcorr.run(flow, data, config=config, name="ray", cache=False, executor="ray", concurrency=4)
+        assert srv.stats()["received"] == 2 * FLOW_ROWS
+    assert [a["text"] for a in spread.table["answer"]] == [a["text"] for a in local.table["answer"]]
+    workers = {a["pid"] for a in spread.table["answer"]}
+    assert len(workers) >= 2 and os.getpid() not in workers
+    assert spread.metrics == local.metrics == {"answered": FLOW_ROWS}
+
+
 class Echo(Provider):
     kind = "echo"
 

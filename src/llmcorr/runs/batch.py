@@ -65,8 +65,6 @@ async def run_batch_async(
     keys = key_names(options.get("config") or Config.load()) if allow_env else set()
     with allowing_env(env_policy(allow_env or [], keys)):
         plan = _plan(flow, data, variant, overrides, output=output, **options)
-    if plan.kind == "dag" and runner.name != "local":
-        raise UserError("a Prompt flow DAG flow runs on the local executor (leave out --executor ray)")
     result: RunResult = await lifecycle.start(
         plan,
         name=name,

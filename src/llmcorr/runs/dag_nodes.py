@@ -27,6 +27,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..pf import DagFlow, Node, NodeInputs, NodeType
+from ..pf.compat import promptflow_names
 from ..pf.connections import Connections, as_connection
 from ..pf.model import shown
 from ..pf.refs import Const
@@ -78,6 +79,11 @@ class DagNodes:
                 sys.path.insert(0, folder)  # a tool imports the flow's other modules, as under pf
         for node in flow.nodes:
             self._load(node)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Sent to a Ray worker as what it is loaded from: the worker imports the tools and compiles the templates
+        again, from the same files (compiled templates and a file's module do not travel)."""
+        return (_loaded, (self.flow, self._connections, self.max_tokens))
 
     def _import_folders(self) -> list[str]:
         folders = [str(self.flow.dir)]
@@ -170,6 +176,13 @@ class DagNodes:
             endpoint=self.endpoints[node.name],
             stop=[stop] if isinstance(stop, str) else (list(stop) if stop else None),
         )
+
+
+def _loaded(flow: DagFlow, connections: Connections, max_tokens: int) -> DagNodes:
+    """A flow's nodes loaded where they are unpickled, with Prompt flow's names and the flow's connections, as
+    `plan_dag` loads them."""
+    with connections.active(), promptflow_names():
+        return DagNodes(flow, connections, max_tokens)
 
 
 def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
