@@ -1,9 +1,8 @@
 """Multiclass metrics before and after correction, in the shape the binary ones have (metrics.py): accuracy,
 macro-F1 and, where the model gave probabilities, log-loss, each with a paired bootstrap 95% interval; the flips
 and McNemar's exact test on them; per-class recall, with its intervals from the same resamples; the confusion
-matrices; and calibration of the predicted class
-(multiclass Brier score; ECE and a reliability curve of the predicted class's probability against how often it is
-right).
+matrices; and calibration of the predicted class (multiclass Brier score; ECE and a reliability curve of the
+predicted class's probability against how often it is right).
 
 Probabilities after correction: where the LLM names another class, the model's probabilities of its class and of
 the new one are swapped, so the new class gets the model's confidence (for two classes this is the binary
