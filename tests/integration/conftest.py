@@ -55,10 +55,15 @@ name = "q"
 kind = "openai"
 base_url = "{url}"
 model = "m"
-rpm = {rpm}
 """
 
 
-def quota_toml(url: str, rpm: int = 6000) -> str:
-    """llmcorr.toml with one OpenAI-compatible endpoint `q` (the default) at `url`."""
-    return QUOTA_TOML.format(url=url, rpm=rpm)
+def quota_toml(url: str, rpm: int | None = 6000, max_concurrency: int | None = None) -> str:
+    """llmcorr.toml with one OpenAI-compatible endpoint `q` (the default) at `url`; `rpm` None: no rate set;
+    `max_concurrency`: requests at once there."""
+    text = QUOTA_TOML.format(url=url)
+    if rpm is not None:
+        text += f"rpm = {rpm}\n"
+    if max_concurrency is not None:
+        text += f"max_concurrency = {max_concurrency}\n"
+    return text

@@ -23,18 +23,7 @@ from llmcorr.ui import create_app
 from tests.conftest import LLMCORR
 from tests.servers import Reply, ScriptedServer, ok
 
-from .conftest import store_path
-
-TOML = """
-default = "q"
-
-[[endpoints]]
-name = "q"
-kind = "openai"
-base_url = "{url}"
-model = "m"
-max_concurrency = 1
-"""
+from .conftest import quota_toml, store_path
 
 
 @pytest.fixture
@@ -134,7 +123,7 @@ def cli(cwd: Path, *args: object) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def project(tmp_path: Path, server: QuotaServer) -> Path:
-    (tmp_path / "llmcorr.toml").write_text(TOML.format(url=server.base_url))
+    (tmp_path / "llmcorr.toml").write_text(quota_toml(server.base_url, rpm=None, max_concurrency=1))
     three_kinds().to_csv(tmp_path / "preds.csv", index=False)
     return tmp_path
 
@@ -203,7 +192,7 @@ def test_a_resume_that_moves_the_gate_decides_the_unsent_rows_again(tmp_path: Pa
     asked = lambda body: str(body["messages"][-1]["content"])  # noqa: E731  the row asked about, not the shots
     with ScriptedServer(ok("Prediction: True")) as srv:
         srv.route = lambda body: Reply(400, {"error": {"message": "no"}}) if unsure in asked(body) else None
-        (tmp_path / "llmcorr.toml").write_text(TOML.format(url=srv.base_url))
+        (tmp_path / "llmcorr.toml").write_text(quota_toml(srv.base_url, rpm=None, max_concurrency=1))
         three_kinds().to_csv(tmp_path / "preds.csv", index=False)
         r = cli(tmp_path, "correct", "-p", "preds.csv", "--shots", "1", "-o", "out.csv", "--name", "g", "-q")
         assert r.returncode == 1, r.stderr  # the ten rejected validation rows failed
